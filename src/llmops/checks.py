@@ -1,0 +1,163 @@
+"""The verify checks: 01 services status, 02 functional requests, 03 health endpoints."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+
+from .context import Context
+from .evidence import CheckResult, Criterion, utc_now_iso
+from .probes import ProbeResult, complete, run_health
+from .stack import Service
+
+
+def _fmt_uptime(s: float | None) -> str:
+    if s is None:
+        return "-"
+    m, sec = divmod(int(s), 60)
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m{sec:02d}s" if h else f"{m}m{sec:02d}s"
+
+
+def status_result(declared: list[str], services: list[Service], started: float, started_at: str) -> CheckResult:
+    """01: every declared service is running and healthy (pure over discovered services)."""
+    found = {s.name: s for s in services}
+    rows = []
+    for name in declared:
+        s = found.get(name)
+        rows.append({
+            "service": name,
+            "container": s.container_name if s else None,
+            "state": s.state if s else "missing",
+            "health": s.health if s else None,
+            "uptime_s": round(s.uptime_s(), 1) if s and s.uptime_s() is not None else None,
+            "ports": f"{s.host_ip}:{s.host_port}->{s.port}" if s and s.host_port else None,
+            "role": s.role if s else None,
+        })
+    healthy = sum(1 for name in declared if name in found and found[name].up_healthy)
+    dod = [Criterion("all declared services Up (healthy)", f"{len(declared)}/{len(declared)}",
+                     f"{healthy}/{len(declared)}", healthy == len(declared) and bool(declared))]
+    return CheckResult("status", CheckResult.status_from(dod), started_at, time.perf_counter() - started,
+                       {"services_total": len(declared), "services_healthy": healthy}, dod, {"services": rows})
+
+
+def status_text(r: CheckResult) -> str:
+    lines = ["Service status (from container labels via the Docker SDK)", ""]
+    lines.append(f"{'SERVICE':16} {'STATE':10} {'HEALTH':10} {'UPTIME':10} {'PORTS':26} CONTAINER")
+    for row in r.details["services"]:
+        lines.append(f"{row['service']:16} {row['state']:10} {str(row['health'] or '-'):10} "
+                     f"{_fmt_uptime(row['uptime_s']):10} {str(row['ports'] or '-'):26} {row['container'] or '-'}")
+    m = r.metrics
+    lines += ["", f"{m['services_healthy']} of {m['services_total']} services Up (healthy)"]
+    return "\n".join(lines)
+
+
+def health_result(results: list[ProbeResult], wall_s: float, started_at: str) -> CheckResult:
+    """03: every endpoint answers as DESIGN says, and the probes really ran concurrently."""
+    ok = sum(r.ok for r in results)
+    slowest = max((r.latency_s for r in results), default=0.0)
+    total = sum(r.latency_s for r in results)
+    dod = [
+        Criterion("health endpoints answer as specified", f"{len(results)}/{len(results)}",
+                  f"{ok}/{len(results)}", ok == len(results) and bool(results)),
+        Criterion("probes run concurrently (wall <= 1.5 x slowest probe)", f"<= {1.5 * slowest:.3f} s",
+                  f"{wall_s:.3f} s", wall_s <= 1.5 * slowest + 0.005),
+    ]
+    metrics = {"endpoints_total": len(results), "endpoints_ok": ok, "wall_s": round(wall_s, 4),
+               "sum_latency_s": round(total, 4), "max_latency_s": round(slowest, 4),
+               "concurrency_ratio": round(total / wall_s, 2) if wall_s > 0 else None}
+    return CheckResult("health", CheckResult.status_from(dod), started_at, wall_s, metrics, dod,
+                       {"probes": [r.to_json() for r in results]})
+
+
+def health_text(r: CheckResult) -> str:
+    lines = ["Health endpoints (all probed concurrently over HTTP)", ""]
+    for p in r.details["probes"]:
+        mark = "OK  " if p["ok"] else "FAIL"
+        lines.append(f"[{mark}] {p['service']:16} {str(p['status_code']):4} {p['latency_s'] * 1000:7.1f} ms  "
+                     f"{p['url']}  {p['reason']}")
+        lines.append(f"       body: {str(p['body'])[:160]}")
+    m = r.metrics
+    lines += ["", f"{m['endpoints_ok']} of {m['endpoints_total']} returned the expected answer",
+              f"wall {m['wall_s']:.3f} s for {m['sum_latency_s']:.3f} s of probe latency "
+              f"(concurrency x{m['concurrency_ratio']})"]
+    return "\n".join(lines)
+
+
+def run_status(ctx: Context, names: list[str] | None = None) -> tuple[CheckResult, str]:
+    from .stack import select
+
+    t, at = time.perf_counter(), utc_now_iso()
+    declared = ctx.declared()
+    services = select(ctx.services(), names, declared)
+    declared = [d for d in declared if not names or d in names]
+    r = status_result(declared, services, t, at)
+    return r, status_text(r)
+
+
+def run_health_check(ctx: Context, services: list[Service]) -> tuple[CheckResult, str]:
+    at = utc_now_iso()
+    results, wall = run_health(services, ctx.master_key)
+    if ctx.run:
+        for p in results:
+            ctx.run.event("probe", service=p.service, url=p.url, status=p.status_code,
+                          latency_s=round(p.latency_s, 4), ok=p.ok)
+    r = health_result(results, wall, at)
+    return r, health_text(r)
+
+
+def run_functional(ctx: Context, services: list[Service]) -> tuple[CheckResult, str]:
+    """02: a real completion through the gateway (backend named by header), an embedding, a RAG query."""
+    t, at = time.perf_counter(), utc_now_iso()
+    by_role = {s.role: s for s in services}
+    gw, emb, rag = by_role.get("gateway"), by_role.get("embedding"), by_role.get("rag")
+    primary = by_role.get("inference-primary")
+    details: dict[str, Any] = {}
+    comp = complete(gw.url, ctx.master_key or "") if gw else None
+    if comp and ctx.run:
+        ctx.run.event("request", phase="verify", status=comp.status_code, latency_s=round(comp.latency_s, 4),
+                      backend=comp.backend, error=comp.error)
+    details["completion"] = comp.__dict__ if comp else {"error": "no gateway service"}
+    dim, rag_hits, rag_status = None, 0, None
+    with httpx.Client(timeout=30) as http:
+        if emb:
+            try:
+                resp = http.post(f"{emb.url}/embed", json={"texts": ["failover under load"]})
+                dim = len(resp.json()["embeddings"][0]) if resp.status_code == 200 else None
+                details["embedding"] = {"status": resp.status_code, "dim": dim}
+            except (httpx.HTTPError, ValueError, KeyError, IndexError) as e:
+                details["embedding"] = {"error": f"{e.__class__.__name__}: {e}"}
+        if rag:
+            try:
+                resp = http.post(f"{rag.url}/query", json={"query": "How does the gateway fail over?", "top_k": 3})
+                rag_status = resp.status_code
+                body = resp.json()
+                rag_hits = len(body.get("hits", [])) if resp.status_code == 200 else 0
+                details["rag"] = {"status": resp.status_code, "hits": body.get("hits", [])[:3],
+                                  "attempts": body.get("attempts")}
+            except (httpx.HTTPError, ValueError) as e:
+                details["rag"] = {"error": f"{e.__class__.__name__}: {e}"}
+    want = primary.name if primary else "inference-chat"
+    backend = comp.backend if comp else None
+    dod = [
+        Criterion("completion through the gateway", "HTTP 200", str(comp.status_code if comp else None),
+                  bool(comp and comp.status_code == 200)),
+        Criterion("served by the primary (x-litellm-model-api-base)", want, str(backend), backend == want),
+        Criterion("embedding dimension", "384", str(dim), dim == 384),
+        Criterion("RAG query returns hits", ">= 1", str(rag_hits), rag_status == 200 and rag_hits >= 1),
+    ]
+    metrics = {"gateway_backend": backend,
+               "completion_latency_s": round(comp.latency_s, 4) if comp else None,
+               "embedding_dim": dim, "rag_hits": rag_hits}
+    r = CheckResult("functional", CheckResult.status_from(dod), at, time.perf_counter() - t, metrics, dod, details)
+    text = "\n".join([
+        "Functional check: real requests through the stack", "",
+        f"1. POST /v1/chat/completions via api-gateway (alias chat-7b): HTTP {comp.status_code if comp else '-'} "
+        f"in {comp.latency_s:.3f} s, served by {backend} (model id {comp.model_id})" if comp else "1. no gateway",
+        f"   reply: {(comp.text or comp.error or '')[:100]!r}" if comp else "",
+        f"2. POST /embed via embedding: dim {dim}",
+        f"3. POST /query via rag: HTTP {rag_status}, {rag_hits} hits",
+    ])
+    return r, text

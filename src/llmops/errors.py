@@ -1,0 +1,46 @@
+"""One exception hierarchy; each class carries the exit code DESIGN assigns to it."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    CHECK_FAILED = 1
+    USAGE = 2
+    SKIPPED = 3
+    ENVIRONMENT = 4
+    RESTORE_FAILED = 5
+
+
+def aggregate_exit(codes: list[int]) -> int:
+    """Fold several check outcomes into one: 5 beats 4 beats 2 beats 1 beats 3 beats 0."""
+    rank = {5: 6, 4: 5, 2: 4, 1: 3, 3: 2, 0: 1}
+    return max(codes, key=lambda c: rank.get(c, 0), default=0)
+
+
+class LlmopsError(Exception):
+    """An error the CLI reports as one line and an exit code, never a traceback."""
+
+    exit_code: int = ExitCode.CHECK_FAILED
+
+
+class UsageError(LlmopsError):
+    exit_code = ExitCode.USAGE
+
+
+class ConfigError(UsageError):
+    """A malformed compose file, LiteLLM config, budget file or similar."""
+
+
+class EnvironmentProblem(LlmopsError):
+    """Docker unreachable, a port taken, the stack not up: the world is not as required."""
+
+    exit_code = ExitCode.ENVIRONMENT
+
+
+class RestoreFailed(LlmopsError):
+    """A fault could not be undone; the stack was left degraded."""
+
+    exit_code = ExitCode.RESTORE_FAILED

@@ -1,0 +1,99 @@
+"""Read the LiteLLM config the gateway really runs, and lint its router settings for slow failover."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError
+
+LITELLM_DEFAULT_TIMEOUT_S = 6000.0   # LiteLLM's own default for a call: effectively "never"
+MAX_SANE_TIMEOUT_S = 30.0
+
+
+@dataclass
+class RouterSummary:
+    path: str
+    router_settings: dict[str, Any]
+    deployments: list[dict[str, Any]]
+    warnings: list[str]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"path": self.path, "router_settings": self.router_settings,
+                "deployments": self.deployments, "warnings": self.warnings}
+
+    def per_attempt_timeout_s(self) -> float:
+        """The longest per-call timeout of any deployment: what a hung backend costs."""
+        ts = [d.get("timeout") for d in self.deployments]
+        return max((float(t) for t in ts if t is not None), default=LITELLM_DEFAULT_TIMEOUT_S)
+
+
+def load_config(path: Path) -> dict[str, Any]:
+    try:
+        doc = yaml.safe_load(Path(path).read_text())
+    except OSError as e:
+        raise ConfigError(f"cannot read LiteLLM config {path}: {e.strerror}") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        raise ConfigError(f"LiteLLM config {path}{f' line {mark.line + 1}' if mark else ''}: malformed YAML") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("model_list"), list):
+        raise ConfigError(f"LiteLLM config {path}: no model_list")
+    return doc
+
+
+def lint(doc: dict[str, Any], alias: str = "chat-7b") -> list[str]:
+    """Warnings for router settings that predict a slow or lossy failover (pure)."""
+    rs = doc.get("router_settings") or {}
+    warnings: list[str] = []
+    deps = [m for m in doc.get("model_list", []) if m.get("model_name") == alias]
+    if len(deps) < 2:
+        warnings.append(f"alias {alias} has {len(deps)} deployment(s): no secondary to fail over to")
+    if "allowed_fails" not in rs:
+        warnings.append("router_settings.allowed_fails unset: the dead primary keeps getting traffic "
+                        "until LiteLLM's default failure budget is spent")
+    if "cooldown_time" not in rs:
+        warnings.append("router_settings.cooldown_time unset: failback timing is LiteLLM's default")
+    if int(rs.get("num_retries", 0) or 0) < 1 and not doc.get("litellm_settings", {}).get("num_retries"):
+        warnings.append("num_retries < 1: a request that hits the dead primary fails instead of retrying on the secondary")
+    if float(rs.get("retry_after", 0) or 0) > 0:
+        warnings.append(f"retry_after={rs['retry_after']}: every retry sleeps first")
+    if int(rs.get("num_retries", 0) or 0) > 2:
+        warnings.append(f"num_retries={rs['num_retries']}: retries with backoff stretch every failing request")
+    for m in deps:
+        p = m.get("litellm_params") or {}
+        name = (m.get("model_info") or {}).get("id") or p.get("api_base")
+        t = p.get("timeout")
+        if t is None:
+            warnings.append(f"deployment {name}: no timeout, a hung backend holds requests for "
+                            f"LiteLLM's default {LITELLM_DEFAULT_TIMEOUT_S:.0f} s")
+        elif float(t) > MAX_SANE_TIMEOUT_S:
+            warnings.append(f"deployment {name}: timeout {t} s is long for failover")
+        if p.get("max_retries") not in (0, "0"):
+            warnings.append(f"deployment {name}: max_retries not 0, the OpenAI SDK retries inside one attempt")
+        if "order" not in p:
+            warnings.append(f"deployment {name}: no `order`, primary/secondary are not defined")
+    return warnings
+
+
+def summarize(path: Path, alias: str = "chat-7b") -> RouterSummary:
+    doc = load_config(path)
+    deps = []
+    for m in doc.get("model_list", []):
+        if m.get("model_name") != alias:
+            continue
+        p = m.get("litellm_params") or {}
+        deps.append({"id": (m.get("model_info") or {}).get("id"), "api_base": p.get("api_base"),
+                     "order": p.get("order"), "timeout": p.get("timeout"),
+                     "stream_timeout": p.get("stream_timeout"), "max_retries": p.get("max_retries")})
+    return RouterSummary(str(path), dict(doc.get("router_settings") or {}), deps, lint(doc, alias))
+
+
+def mounted_config_path(gateway_attrs: dict[str, Any]) -> Path | None:
+    """The host file mounted as the gateway's config: the settings that really run."""
+    for m in gateway_attrs.get("Mounts", []) or []:
+        if m.get("Destination") == "/etc/litellm/config.yaml":
+            return Path(m["Source"])
+    return None

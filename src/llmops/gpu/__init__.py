@@ -1,0 +1,22 @@
+"""GPU memory: NVML sampler, PID -> container -> service attribution, VRAM budget from GGUF.
+
+Nothing here imports pynvml, gguf or docker at import time; each is loaded when first needed.
+"""
+
+from llmops.gpu.attribution import (
+    Attribution, Attributor, container_id_from_cgroup, detect_in_container, docker_label_resolver,
+)
+from llmops.gpu.budget import (
+    Budget, BudgetFile, EngineReport, ModelInfo, ServerOptions, budget_for_llama,
+    budget_from_info, load_budget_file, parse_llama_log, parse_server_args, read_model_info,
+)
+from llmops.gpu.check import build_budgets, error_pct, format_gpu_text, run_gpu_report
+from llmops.gpu.nvml import NvmlSession, NvmlUnavailable, load_nvml, run_schedule, series_stats
+
+__all__ = [
+    "Attribution", "Attributor", "Budget", "BudgetFile", "EngineReport", "ModelInfo",
+    "NvmlSession", "NvmlUnavailable", "ServerOptions", "budget_for_llama", "budget_from_info",
+    "build_budgets", "container_id_from_cgroup", "detect_in_container", "docker_label_resolver",
+    "error_pct", "format_gpu_text", "load_budget_file", "load_nvml", "parse_llama_log",
+    "parse_server_args", "read_model_info", "run_gpu_report", "run_schedule", "series_stats",
+]

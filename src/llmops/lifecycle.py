@@ -1,0 +1,151 @@
+"""`up` and `down`: pre-flight, compose up, and waiting for every service to be healthy."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .context import Context
+from .errors import EnvironmentProblem
+from .ports import holder, is_free
+from .stack import Service
+
+QDRANT_REAL_IMAGES = ("qdrant/qdrant",)
+
+
+@dataclass
+class UpResult:
+    time_to_healthy_s: dict[str, float] = field(default_factory=dict)
+    total_s: float = 0.0
+    built: bool = False
+
+
+def compose_env(ctx: Context) -> dict[str, str]:
+    """Per-run compose variables: the real Qdrant image when Docker already has one."""
+    env: dict[str, str] = {}
+    if ctx.profile == "cpu":
+        for img in ctx.client.images.list():
+            for tag in img.tags:
+                if tag.split(":")[0] in QDRANT_REAL_IMAGES:
+                    env["LLMOPS_QDRANT_IMAGE"] = tag
+                    return env
+    return env
+
+
+def published_ports(config: dict[str, Any]) -> dict[int, str]:
+    """host port -> service, from the resolved compose config (v1 short or v2 long syntax)."""
+    out: dict[int, str] = {}
+    for name, svc in (config.get("services") or {}).items():
+        for p in svc.get("ports") or []:
+            if isinstance(p, dict):
+                pub = p.get("published")
+            else:  # "127.0.0.1:8001:8080/tcp" or "8001:8080"
+                parts = str(p).split("/")[0].split(":")
+                pub = parts[-2] if len(parts) >= 2 else None
+            if pub not in (None, ""):
+                out[int(pub)] = name
+    return out
+
+
+def check_ports(ctx: Context, config: dict[str, Any], ours: list[Service]) -> None:
+    """Refuse before starting anything when a port is held by someone else, naming the holder."""
+    mine = {s.host_port for s in ours if s.host_port and s.state in ("running", "paused")}
+    for port, svc in sorted(published_ports(config).items()):
+        if port in mine:
+            continue
+        if not is_free(port) or not is_free(port, "0.0.0.0"):
+            raise EnvironmentProblem(f"port {port} (for {svc}) is already taken by {holder(port, ctx.client)}; "
+                                     f"free it or set {svc.upper().replace('-', '_').split('_')[0]}_PORT in compose/.env")
+
+
+def missing_images(ctx: Context, config: dict[str, Any]) -> list[str]:
+    import docker
+
+    missing = []
+    for svc in (config.get("services") or {}).values():
+        img = svc.get("image")
+        if not img:
+            continue
+        try:
+            ctx.client.images.get(img)
+        except docker.errors.ImageNotFound:
+            missing.append(img)
+    return sorted(set(missing))
+
+
+def last_logs(ctx: Context, svc: Service, n: int = 8) -> str:
+    try:
+        raw = ctx.client.containers.get(svc.container_id).logs(tail=n).decode(errors="replace")
+    except Exception:  # noqa: BLE001 - logs are a courtesy in an error message
+        return ""
+    return " | ".join(line.strip() for line in raw.strip().splitlines()[-n:])
+
+
+def up(ctx: Context, *, wait_timeout: float, build: bool,
+       on_tick: Callable[[list[Service], dict[str, float], float], None] | None = None,
+       say: Callable[[str], None] = print) -> UpResult:
+    t0 = time.monotonic()
+    ctx.compose.ensure_env()
+    env = compose_env(ctx)
+    config = ctx.compose.config(env)
+    declared = ctx.declared()
+    check_ports(ctx, config, ctx.services())
+    result = UpResult()
+    missing = [m for m in missing_images(ctx, config) if m.startswith("llmops/")]
+    if missing and ctx.profile == "cpu":
+        if not build:
+            raise EnvironmentProblem(f"images missing: {', '.join(missing)}; run `llmops build`")
+        from .build import Builder
+
+        say(f"images missing ({', '.join(missing)}): building offline")
+        Builder(ctx.project_dir, say=say).all()
+        result.built = True
+    t_up = time.monotonic()
+    proc = subprocess.Popen([*ctx.compose.base_argv(), "up", "-d", "--remove-orphans"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**__import__("os").environ, **env})
+    healthy_at: dict[str, float] = {}
+    deadline = t_up + wait_timeout
+    services: list[Service] = []
+    while True:
+        now = time.monotonic()
+        services = ctx.services()
+        for s in services:
+            if s.up_healthy and s.name not in healthy_at and s.state == "running":
+                healthy_at[s.name] = now - t_up
+        if on_tick:
+            on_tick(services, healthy_at, now - t_up)
+        done = proc.poll() is not None
+        if done and proc.returncode != 0:
+            out = (proc.stdout.read() if proc.stdout else "").strip().splitlines()
+            bad = _worst(services, declared)
+            tail = f"; last log lines of {bad.name}: {last_logs(ctx, bad)}" if bad else ""
+            raise EnvironmentProblem(f"compose up failed: {out[-1] if out else 'no output'}{tail}")
+        if done and all(n in healthy_at for n in declared):
+            break
+        if now > deadline:
+            proc.kill()
+            bad = _worst(services, declared)
+            name = bad.name if bad else next(n for n in declared if n not in healthy_at)
+            raise EnvironmentProblem(
+                f"{name} not healthy after {wait_timeout:.0f} s"
+                + (f" (state {bad.state}, health {bad.health}); last log lines: {last_logs(ctx, bad)}" if bad else " (no container)"))
+        time.sleep(0.5)
+    result.time_to_healthy_s = {k: round(v, 2) for k, v in healthy_at.items()}
+    result.total_s = round(time.monotonic() - t0, 2)
+    return result
+
+
+def _worst(services: list[Service], declared: list[str]) -> Service | None:
+    for s in services:
+        if s.name in declared and not s.up_healthy:
+            return s
+    return None
+
+
+def down(ctx: Context, volumes: bool) -> None:
+    args = ["down", "--remove-orphans"] + (["--volumes"] if volumes else [])
+    ctx.compose.run(*args, timeout=300)

@@ -1,0 +1,236 @@
+"""VRAM budget: GGUF metadata (the real SmolLM2 file), llama-server flags, engine logs, budget file."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from llmops.errors import ConfigError, ExitCode
+from llmops.gpu.budget import (
+    CACHE_TYPE_BYTES, MIB, budget_for_llama, budget_from_info, load_budget_file, parse_llama_log,
+    parse_server_args, read_model_info,
+)
+
+SMOL = Path("/var/cache/llmops/models/SmolLM2-135M-Instruct.Q4_1.gguf")
+needs_smol = pytest.mark.skipif(not SMOL.exists(), reason=f"{SMOL} not present")
+
+
+@pytest.fixture(scope="module")
+def smol():
+    """The model's metadata read independently of llmops, straight from gguf."""
+    gguf = pytest.importorskip("gguf")
+    r = gguf.GGUFReader(str(SMOL), "r")
+    f = {k: v.contents() for k, v in r.fields.items() if not k.startswith("tokenizer.")}
+    arch = f["general.architecture"]
+    tensors = {t.name: int(t.n_bytes) for t in r.tensors}
+    return {"arch": arch, "f": f, "tensors": tensors,
+            "n_layer": f[f"{arch}.block_count"],
+            "n_head": f[f"{arch}.attention.head_count"],
+            "n_head_kv": f[f"{arch}.attention.head_count_kv"],
+            "n_embd": f[f"{arch}.embedding_length"],
+            "ctx_train": f[f"{arch}.context_length"]}
+
+
+@pytest.fixture(scope="module")
+def info():
+    return read_model_info(SMOL)
+
+
+@needs_smol
+def test_model_info_matches_gguf(smol, info):
+    assert info.arch == smol["arch"]
+    assert info.n_layer == smol["n_layer"]
+    assert info.n_head == smol["n_head"]
+    assert set(info.n_head_kv) == {smol["n_head_kv"]} and len(info.n_head_kv) == info.n_layer
+    assert info.head_dim_k == info.head_dim_v == smol["n_embd"] // smol["n_head"]
+    assert info.n_ctx_train == smol["ctx_train"]
+    # every tensor byte is accounted for exactly once
+    assert info.total_tensor_bytes == sum(smol["tensors"].values())
+    for i in (0, info.n_layer - 1):
+        assert info.layer_bytes[i] == sum(v for k, v in smol["tensors"].items() if k.startswith(f"blk.{i}."))
+    assert info.tied_output == ("output.weight" not in smol["tensors"])
+    assert info.total_tensor_bytes < info.file_bytes
+
+
+@needs_smol
+def test_full_offload_budget_from_real_metadata(smol, info):
+    argv = ["llama-server", "-m", "/models/x.gguf", "-c", "2048", "-np", "2", "-ngl", "99"]
+    b = budget_for_llama(SMOL, argv, service="inference-chat", cuda_context_mib=300)
+    t = smol["tensors"]
+    # weights on the GPU: everything but the input embedding, plus the output matrix
+    # (the embedding itself when tied, as llama.cpp duplicates it onto the output layer)
+    on_gpu = sum(v for k, v in t.items() if not k.startswith("token_embd."))
+    if "output.weight" not in t:
+        on_gpu += t["token_embd.weight"]
+    assert b.weights_mib == pytest.approx(on_gpu / MIB)
+    head_dim = smol["n_embd"] // smol["n_head"]
+    kv = 2048 * smol["n_layer"] * smol["n_head_kv"] * head_dim * 2 * 2     # K+V, f16
+    assert b.kv_cache_mib == pytest.approx(kv / MIB)
+    assert b.cuda_context_mib == 300
+    assert b.compute_mib > 0
+    assert b.total_mib == pytest.approx(b.weights_mib + b.kv_cache_mib + b.compute_mib + 300)
+    assert b.params["gpu_layers"] == smol["n_layer"] and b.params["output_on_gpu"] is True
+    assert b.assumptions == []
+
+
+@needs_smol
+def test_partial_offload_takes_the_last_layers(info):
+    k = 7
+    b = budget_from_info(info, parse_server_args(["-c", "1024", "-ngl", str(k)]))
+    assert b.weights_mib == pytest.approx(sum(info.layer_bytes[-k:]) / MIB)
+    assert b.params["output_on_gpu"] is False
+    one_layer_kv = 1024 * info.n_head_kv[0] * (info.head_dim_k + info.head_dim_v) * 2
+    assert b.kv_cache_mib == pytest.approx(k * one_layer_kv / MIB)
+    # -ngl == n_layer: all repeating layers, output stays on the CPU
+    b2 = budget_from_info(info, parse_server_args(["-ngl", str(info.n_layer), "-c", "1024"]))
+    assert b2.weights_mib == pytest.approx(sum(info.layer_bytes) / MIB)
+    assert b2.params["output_on_gpu"] is False
+
+
+@needs_smol
+def test_cpu_only_server_needs_no_vram(info):
+    b = budget_from_info(info, parse_server_args(["-c", "2048", "-ngl", "0"]))
+    assert (b.weights_mib, b.kv_cache_mib, b.compute_mib, b.cuda_context_mib) == (0, 0, 0, 0)
+    assert b.total_mib == 0
+
+
+@needs_smol
+def test_cache_type_and_context_scale_kv(info):
+    f16 = budget_from_info(info, parse_server_args(["-c", "4096", "-ngl", "all"]))
+    q8 = budget_from_info(info, parse_server_args(["-c", "4096", "-ngl", "all", "-ctk", "q8_0",
+                                                   "--cache-type-v=q4_0"]))
+    half = budget_from_info(info, parse_server_args(["-c", "2048", "-ngl", "all"]))
+    assert q8.kv_cache_mib == pytest.approx(
+        f16.kv_cache_mib * (CACHE_TYPE_BYTES["q8_0"] + CACHE_TYPE_BYTES["q4_0"]) / 4)
+    assert half.kv_cache_mib == pytest.approx(f16.kv_cache_mib / 2)
+    # no -c: llama-server's default, and the evidence says it was assumed
+    dflt = budget_from_info(info, parse_server_args(["-ngl", "99"]))
+    assert any("ctx" in a for a in dflt.assumptions)
+    # -c 0: the model's training context
+    full = budget_from_info(info, parse_server_args(["-c", "0", "-ngl", "99"]))
+    assert full.params["n_ctx"] == info.n_ctx_train
+    # no KV offload: KV stays on the host
+    nkvo = budget_from_info(info, parse_server_args(["-c", "4096", "-ngl", "99", "-nkvo"]))
+    assert nkvo.kv_cache_mib == 0
+
+
+@needs_smol
+def test_flash_attention_shrinks_compute_estimate(info):
+    a = budget_from_info(info, parse_server_args(["-c", "8192", "-ngl", "99"]))
+    b = budget_from_info(info, parse_server_args(["-c", "8192", "-ngl", "99", "-fa", "on"]))
+    assert b.compute_mib < a.compute_mib
+
+
+def test_parse_server_args_forms():
+    o = parse_server_args(["--ctx-size=8192", "--n-gpu-layers", "35", "--cache-type-k", "Q8_0",
+                           "-ctv", "q8_0", "-ub", "256", "--model", "/m.gguf", "-fa"])
+    assert (o.ctx_size, o.n_gpu_layers, o.cache_type_k, o.cache_type_v, o.ubatch, o.model_arg,
+            o.flash_attn) == (8192, 35, "q8_0", "q8_0", 256, "/m.gguf", True)
+    assert parse_server_args("llama-server -c 512 -ngl all").n_gpu_layers == "all"
+    o = parse_server_args(["-c", "${CHAT_CTX:-4096}", "-ngl", "${CHAT_NGL:-99}"])
+    assert (o.ctx_size, o.n_gpu_layers) == (4096, 99) and len(o.assumptions) == 2
+    # env applies, flags win
+    o = parse_server_args(["-c", "1024"], env={"LLAMA_ARG_CTX_SIZE": "2048", "LLAMA_ARG_N_GPU_LAYERS": "5"})
+    assert (o.ctx_size, o.n_gpu_layers) == (1024, 5)
+    o = parse_server_args(None)
+    assert o.ctx_size is None and o.n_gpu_layers is None and o.cache_type_k == "f16"
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["-c", "lots"], "-c"), (["-ngl"], "-ngl"), (["-ctk", "q3_weird"], "q3_weird"),
+])
+def test_parse_server_args_rejects_bad_values(argv, needle):
+    with pytest.raises(ConfigError, match=re.escape(needle)):
+        parse_server_args(argv)
+
+
+def test_unreadable_model_is_config_error(tmp_path):
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"not a gguf file at all")
+    with pytest.raises(ConfigError, match="bad.gguf"):
+        read_model_info(bad)
+
+
+LOG_NEW = """\
+load_tensors: offloading 30 repeating layers to GPU
+load_tensors:   CPU_Mapped model buffer size =    28.69 MiB
+load_tensors:        CUDA0 model buffer size =    92.10 MiB
+llama_context:  CUDA_Host  output buffer size =     0.19 MiB
+llama_kv_cache_unified:      CUDA0 KV buffer size =    45.00 MiB
+llama_kv_cache_unified: size =   45.00 MiB (  2048 cells,  30 layers,  1 seqs), K (f16):   22.50 MiB, V (f16):   22.50 MiB
+llama_context:      CUDA0 compute buffer size =   105.50 MiB
+llama_context:  CUDA_Host compute buffer size =     5.13 MiB
+"""
+LOG_OLD = """\
+llm_load_tensors:        CPU buffer size =    70.31 MiB
+llm_load_tensors:      CUDA0 buffer size =  3577.56 MiB
+llama_kv_cache_init:      CUDA0 KV buffer size =   256.00 MiB
+llama_new_context_with_model: KV self size  =  256.00 MiB, K (f16):  128.00 MiB, V (f16):  128.00 MiB
+llama_new_context_with_model:      CUDA0 compute buffer size =   164.01 MiB
+llama_new_context_with_model:  CUDA_Host compute buffer size =    12.01 MiB
+"""
+LOG_CPU = """\
+load_tensors:   CPU_Mapped model buffer size =    92.10 MiB
+llama_kv_cache_unified:        CPU KV buffer size =    45.00 MiB
+llama_context:        CPU compute buffer size =   106.00 MiB
+"""
+
+
+def test_parse_llama_log_versions():
+    new = parse_llama_log(LOG_NEW)
+    assert new.gpu_weights_mib == pytest.approx(92.10)
+    assert new.gpu_kv_mib == pytest.approx(45.0)
+    assert new.gpu_compute_mib == pytest.approx(105.50)
+    assert new.gpu_total_mib == pytest.approx(92.10 + 45.0 + 105.50)
+    assert new.model["CPU_Mapped"] == pytest.approx(28.69) and new.compute["CUDA_Host"] == pytest.approx(5.13)
+    old = parse_llama_log(LOG_OLD)
+    assert old.gpu_weights_mib == pytest.approx(3577.56) and old.model["CPU"] == pytest.approx(70.31)
+    assert old.kv_self_mib == pytest.approx(256.0)
+    assert old.gpu_total_mib == pytest.approx(3577.56 + 256 + 164.01)   # KV not double counted
+    cpu = parse_llama_log(LOG_CPU)
+    assert cpu.gpu_total_mib == 0 and cpu.kv["CPU"] == pytest.approx(45.0)
+    assert parse_llama_log("nothing here\n").empty
+    # a restart: the latest load wins
+    twice = parse_llama_log(LOG_OLD + LOG_OLD.replace("3577.56", "1000.00"))
+    assert twice.gpu_weights_mib == pytest.approx(1000.0)
+
+
+def test_budget_file_yaml_and_json(tmp_path):
+    y = tmp_path / "b.yaml"
+    y.write_text("overhead_mib: 512\ncuda_context_mib: 300\nservices:\n"
+                 "  inference-chat: {weights_mib: 2000, kv_cache_mib: 128.5}\n  inference-code:\n")
+    bf = load_budget_file(y)
+    assert bf.overhead_mib == 512 and bf.cuda_context_mib == 300
+    assert bf.services == {"inference-chat": {"weights_mib": 2000.0, "kv_cache_mib": 128.5},
+                           "inference-code": {}}
+    j = tmp_path / "b.json"
+    j.write_text(json.dumps({"services": {"a": {"compute_mib": 1}}}))
+    assert load_budget_file(j).services == {"a": {"compute_mib": 1.0}}
+
+
+@pytest.mark.parametrize("name, text, needle", [
+    ("b.yaml", "services: [unclosed\n", "invalid YAML"),
+    ("b.json", "{not json", "invalid JSON"),
+    ("b.yaml", "- a\n- b\n", "mapping"),
+    ("b.yaml", "overhead: 1\n", "unknown key"),
+    ("b.yaml", "services: {x: {weights: 1}}\n", "unknown term"),
+    ("b.yaml", "services: {x: {weights_mib: -1}}\n", "non-negative"),
+    ("b.yaml", "services: {x: {weights_mib: lots}}\n", "non-negative"),
+    ("b.yaml", "services: {x: 5}\n", "mapping"),
+])
+def test_malformed_budget_file_is_one_line_config_error(tmp_path, name, text, needle):
+    p = tmp_path / name
+    p.write_text(text)
+    with pytest.raises(ConfigError) as ei:
+        load_budget_file(p)
+    msg = str(ei.value)
+    assert needle in msg and str(p) in msg and "\n" not in msg
+    assert ei.value.exit_code == ExitCode.USAGE
+
+
+def test_missing_budget_file(tmp_path):
+    with pytest.raises(ConfigError, match="nope.yaml"):
+        load_budget_file(tmp_path / "nope.yaml")

@@ -1,0 +1,204 @@
+"""The Qdrant stand-in: REST subset, Qdrant envelopes, persistence, and real qdrant-client use."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+pytest.importorskip("qdrant_edge")
+from qdrant_client import QdrantClient, models  # noqa: E402
+
+from llmops.services.qdrant_standin import TITLE, create_app  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_standin(storage: Path, port: int) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "QDRANT_STORAGE": str(storage), "QDRANT_PORT": str(port), "QDRANT_HOST": "127.0.0.1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llmops.services.qdrant_standin"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"stand-in exited: {proc.stderr.read().decode() if proc.stderr else ''}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=0.5).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("stand-in did not become ready in 20 s")
+
+
+def angle(i: int) -> list[float]:
+    return [math.cos(i * 0.01), math.sin(i * 0.01), 0.0, 0.0]
+
+
+@pytest.fixture()
+def client(tmp_path: Path) -> Iterator[TestClient]:
+    with TestClient(create_app(tmp_path)) as c:
+        yield c
+
+
+def test_root_and_probes_identify_the_standin(client: TestClient) -> None:
+    root = client.get("/").json()
+    assert root == {"title": TITLE, "version": "1.12.0-standin"}
+    assert "not Qdrant" in root["title"]
+    for path, text in (("/healthz", "healthz check passed"), ("/livez", "livez check passed"), ("/readyz", "all shards are ready")):
+        r = client.get(path)
+        assert r.status_code == 200 and r.text == text
+        assert r.headers["content-type"].startswith("text/plain")
+
+
+def test_collection_lifecycle_and_envelope(client: TestClient) -> None:
+    assert client.get("/collections/c/exists").json()["result"] == {"exists": False}
+    r = client.put("/collections/c", json={"vectors": {"size": 3, "distance": "Dot"}})
+    assert r.status_code == 200
+    body = r.json()
+    assert body["result"] is True and body["status"] == "ok" and isinstance(body["time"], float)
+    assert client.get("/collections").json()["result"] == {"collections": [{"name": "c"}]}
+    info = client.get("/collections/c").json()["result"]
+    assert info["status"] == "green"
+    assert info["points_count"] == 0
+    assert info["config"]["params"]["vectors"] == {"size": 3, "distance": "Dot"}
+    again = client.put("/collections/c", json={"vectors": {"size": 3, "distance": "Dot"}})
+    assert again.status_code == 400 and "already exists" in again.json()["status"]["error"]
+    assert client.delete("/collections/c").json()["result"] is True
+    assert client.get("/collections/c/exists").json()["result"] == {"exists": False}
+
+
+def test_upsert_search_query_count(client: TestClient) -> None:
+    client.put("/collections/c", json={"vectors": {"size": 2, "distance": "Cosine"}})
+    uid = str(uuid.uuid4())
+    r = client.put(
+        "/collections/c/points?wait=true",
+        json={"points": [{"id": 7, "vector": [1.0, 0.0], "payload": {"t": "x"}}, {"id": uid, "vector": [0.0, 1.0]}]},
+    )
+    assert r.status_code == 200
+    assert r.json()["result"] == {"operation_id": 1, "status": "completed"}
+    # Qdrant's batch form is accepted too.
+    r = client.put("/collections/c/points", json={"batch": {"ids": [8], "vectors": [[1.0, 1.0]], "payloads": [{"t": "y"}]}})
+    assert r.json()["result"]["operation_id"] == 2
+    assert client.post("/collections/c/points/count", json={"exact": True}).json()["result"] == {"count": 3}
+
+    legacy = client.post("/collections/c/points/search", json={"vector": [1.0, 0.0], "limit": 2, "with_payload": True}).json()
+    assert [p["id"] for p in legacy["result"]] == [7, 8]
+    assert legacy["result"][0]["payload"] == {"t": "x"}
+    assert legacy["result"][0]["score"] == pytest.approx(1.0, abs=1e-5)
+
+    q = client.post("/collections/c/points/query", json={"query": {"nearest": [0.0, 1.0]}, "limit": 1, "with_payload": True})
+    assert q.json()["result"]["points"][0]["id"] == uid
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status", "needle"),
+    [
+        ("post", "/collections/missing/points/count", {}, 404, "doesn't exist"),
+        ("post", "/collections/missing/points/query", {"query": [1, 0]}, 404, "doesn't exist"),
+        ("get", "/collections/missing", None, 404, "doesn't exist"),
+        ("put", "/collections/c/points", {"points": [{"id": -1, "vector": [1, 0]}]}, 400, "unsigned integer or UUID"),
+        ("put", "/collections/c/points", {"points": [{"id": "nope", "vector": [1, 0]}]}, 400, "unsigned integer or UUID"),
+        ("put", "/collections/c/points", {"points": [{"id": 1, "vector": [1, 0, 0]}]}, 400, "expected dim: 2, got 3"),
+        ("put", "/collections/c/points", {"nothing": 1}, 400, "`points` or `batch`"),
+        ("post", "/collections/c/points/query", {"query": [1, 0], "limit": 0}, 400, "limit"),
+        ("post", "/collections/c/points/query", {"query": [1, 0], "filter": {"must": [{"key": "a"}]}}, 400, "not supported"),
+        ("post", "/collections/c/points/query", {"query": [1, 0, 0]}, 400, "expected dim"),
+        ("put", "/collections/d", {"vectors": {"size": 2, "distance": "Hamming"}}, 400, "unknown distance"),
+        ("put", "/collections/d", {"vectors": {"a": {"size": 2, "distance": "Cosine"}}}, 400, "named vectors"),
+        ("put", "/collections/bad%20name", {"vectors": {"size": 2}}, 400, "invalid collection name"),
+    ],
+)
+def test_errors_use_qdrant_error_envelope(
+    client: TestClient, method: str, path: str, body: object, status: int, needle: str
+) -> None:
+    client.put("/collections/c", json={"vectors": {"size": 2, "distance": "Cosine"}})
+    r = client.request(method, path, json=body)
+    assert r.status_code == status, r.text
+    err = r.json()["status"]["error"]
+    assert needle in err
+
+
+def test_malformed_json_is_400_not_500(client: TestClient) -> None:
+    client.put("/collections/c", json={"vectors": {"size": 2, "distance": "Cosine"}})
+    r = client.put("/collections/c/points", content=b"{not json", headers={"content-type": "application/json"})
+    assert r.status_code == 400
+    assert "not valid JSON" in r.json()["status"]["error"]
+
+
+def test_data_survives_clean_restart(tmp_path: Path) -> None:
+    with TestClient(create_app(tmp_path)) as c:
+        c.put("/collections/keep", json={"vectors": {"size": 2, "distance": "Euclid"}})
+        c.put("/collections/keep/points?wait=true", json={"points": [{"id": i, "vector": [i, 1.0]} for i in range(5)]})
+    with TestClient(create_app(tmp_path)) as c:
+        assert c.post("/collections/keep/points/count").json()["result"]["count"] == 5
+        assert c.get("/collections/keep").json()["result"]["config"]["params"]["vectors"]["distance"] == "Euclid"
+
+
+def test_incomplete_directories_are_cleaned_at_start(tmp_path: Path) -> None:
+    # A create that crashed before writing config.json, and a delete that crashed mid-way.
+    (tmp_path / "collections" / "half").mkdir(parents=True)
+    (tmp_path / "collections" / ".deleted-old-1").mkdir()
+    with TestClient(create_app(tmp_path)) as c:
+        assert c.get("/collections").json()["result"]["collections"] == []
+        assert c.put("/collections/half", json={"vectors": {"size": 2}}).status_code == 200
+    assert not (tmp_path / "collections" / ".deleted-old-1").exists()
+
+
+def test_real_qdrant_client_and_sigkill_durability(tmp_path: Path) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = start_standin(tmp_path, port)
+    try:
+        qc = QdrantClient(url=url, prefer_grpc=False, check_compatibility=False, timeout=5)
+        assert qc.collection_exists("docs") is False
+        assert qc.create_collection("docs", vectors_config=models.VectorParams(size=4, distance=models.Distance.COSINE))
+        assert qc.collection_exists("docs") is True
+        # Points spread on a circle, so each one is its own nearest neighbour.
+        points = [
+            models.PointStruct(id=i, vector=angle(i), payload={"text": f"doc {i}"}) for i in range(200)
+        ]
+        points.append(models.PointStruct(id=str(uuid.uuid4()), vector=[0.0, 0.0, 1.0, 0.0], payload={"text": "uuid doc"}))
+        res = qc.upsert("docs", points=points, wait=True)
+        assert res.status == models.UpdateStatus.COMPLETED
+        hits = qc.query_points("docs", query=[0.0, 0.0, 1.0, 0.0], limit=3, with_payload=True).points
+        assert isinstance(hits[0], models.ScoredPoint)
+        assert hits[0].payload == {"text": "uuid doc"}
+        assert hits[0].score == pytest.approx(1.0, abs=1e-5)
+        assert qc.count("docs", exact=True).count == 201
+        qc.close()
+    finally:
+        # No graceful shutdown, no flush: only the WAL can save the acknowledged points.
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+
+    proc = start_standin(tmp_path, port)
+    try:
+        qc = QdrantClient(url=url, prefer_grpc=False, check_compatibility=False, timeout=5)
+        assert qc.count("docs", exact=True).count == 201
+        again = qc.query_points("docs", query=angle(150), limit=1, with_payload=True).points
+        assert again[0].id == 150 and again[0].payload == {"text": "doc 150"}
+        qc.close()
+    finally:
+        proc.terminate()
+        proc.wait(10)
