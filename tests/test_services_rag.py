@@ -80,7 +80,7 @@ def fake_deps_app() -> FastAPI:
             return JSONResponse(status_code=500, content={"error": "backend down"})
         body = await request.json()
         n_ctx = body["messages"][-1]["content"].count("\n[")
-        return JSONResponse({"choices": [{"message": {"role": "assistant", "content": f"answer from {n_ctx + 1} hits"}}]})
+        return JSONResponse({"choices": [{"message": {"role": "assistant", "content": f"answer from {n_ctx} hits"}}]})
 
     return app
 

@@ -210,6 +210,37 @@ def _lint_gateway(c: "Context") -> None:
                     say(f"[yellow]gateway config warning:[/] {w}")
 
 
+# ---- chaos -----------------------------------------------------------------------------------------
+
+@chaos_app.command("failover")
+def chaos_failover(
+    target: str = typer.Option("inference-chat", "--target", help="The model server to break."),
+    mode: str = typer.Option("stop", "--mode", help="stop | kill | pause"),
+    rps: float = typer.Option(10.0, "--rps", help="Constant request rate through the gateway (0.5-50)."),
+    duration: float = typer.Option(60.0, "--duration", help="Upper bound on the whole load phase, seconds."),
+    fault_at: float = typer.Option(3.0, "--fault-at", help="Seconds of steady state before the fault."),
+    outage: float = typer.Option(5.0, "--outage", help="Seconds the fault lasts before the restore."),
+    no_restore: bool = typer.Option(False, "--no-restore", help="Leave the fault in place (exit 5)."),
+) -> None:
+    """Stop/kill/pause the primary under load; time the gateway's failover and failback."""
+    from .chaos.failover import FailoverOptions, run_failover
+
+    r, text = run_failover(ctx(), FailoverOptions(target, mode, rps, duration, fault_at, outage, not no_restore), say)
+    emit(r, text)
+    finish_run([5 if not r.metrics.get("restored") else r.exit_code()])
+
+
+@chaos_app.command("restore")
+def chaos_restore(timeout: float = typer.Option(120.0, "--timeout", help="Seconds to wait for health.")) -> None:
+    """Undo every fault recorded in the restore ledger (after a crash or SIGKILL); safe to rerun."""
+    from .chaos.ledger import Ledger
+    from .chaos.restore import ledger_path, replay
+
+    c = ctx()
+    done = replay(c.client, Ledger(ledger_path(c.project_dir)), c.project, c.declared(), timeout, say=say)
+    say(f"stack healthy; restored: {', '.join(done) if done else 'nothing needed restoring'}")
+
+
 # ---- entry point ---------------------------------------------------------------------------------
 
 def main() -> None:

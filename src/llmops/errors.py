@@ -44,3 +44,9 @@ class RestoreFailed(LlmopsError):
     """A fault could not be undone; the stack was left degraded."""
 
     exit_code = ExitCode.RESTORE_FAILED
+
+
+class Aborted(LlmopsError):
+    """Ctrl-C or SIGTERM: whatever was faulted has been restored first."""
+
+    exit_code = 130

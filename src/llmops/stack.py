@@ -62,7 +62,7 @@ def parse_docker_time(s: str) -> _dt.datetime:
     s = s.rstrip("Z")
     if "." in s:
         head, frac = s.split(".", 1)
-        s = f"{head}.{frac[:6]}"
+        s = f"{head}.{frac[:6].ljust(6, '0')}"  # 3.10 takes only 6 (or 3) digits
     return _dt.datetime.fromisoformat(s).replace(tzinfo=_dt.timezone.utc)
 
 

@@ -52,6 +52,10 @@ def build_budgets(services: list[dict] | None, budget_file: BudgetFile | None
     for s in services or []:
         name = str(s.get("service") or "?")
         model, argv = s.get("model_path"), s.get("argv")
+        if model is None and not argv:
+            # not a llama-server (rag, qdrant, ...): budgeted only if the budget file names it;
+            # its GPU memory, if any, is still attributed and shown as "no budget"
+            continue
         if model is not None:
             try:
                 b = budget_for_llama(Path(model), argv, service=name, env=s.get("env"),
@@ -59,7 +63,7 @@ def build_budgets(services: list[dict] | None, budget_file: BudgetFile | None
             except ConfigError as exc:
                 b = Budget(service=name, error=str(exc))
         else:
-            b = Budget(service=name, error="no model file known for this service")
+            b = Budget(service=name, error="no host path of its model file is known")
         if budget_file and budget_file.cuda_context_mib is not None and b.error is None:
             b.sources["cuda_context_mib"] = "budget-file"
         budgets[name] = b
@@ -303,6 +307,8 @@ def _finish(run: RunDir, started: str, t0: float, ticks: list[tuple[float, list[
             per_service[name]["measured_note"] = att.reason
         elif measured is None:
             per_service[name]["measured_note"] = "NVML did not report usedGpuMemory for its PIDs"
+        elif not pids:
+            per_service[name]["measured_note"] = "no GPU process was attributed to this service"
     for name, pids in groups.items():          # services on the GPU with no budget
         if name not in per_service and name != UNATTRIBUTED:
             m = group_series(pids)

@@ -749,6 +749,8 @@ def main() -> None:
     logging.basicConfig(
         level=os.environ.get("LOG_LEVEL", "INFO"), format="%(asctime)s %(name)s %(levelname)s %(message)s"
     )
+    # httpx logs every request at INFO, which would drown the log during an outage.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     host = os.environ.get("RAG_HOST", "0.0.0.0")
     port = int(os.environ.get("RAG_PORT", "8002"))
     uvicorn.run(create_app(), host=host, port=port, log_level="warning")

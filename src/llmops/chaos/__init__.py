@@ -1,0 +1,1 @@
+"""Faults, load, restore ledger and timeline analysis for the chaos experiments."""

@@ -1,0 +1,121 @@
+"""What both chaos experiments share: validation, pre-flight, and the fault-with-restore frame."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..context import Context
+from ..errors import Aborted, EnvironmentProblem, RestoreFailed, UsageError
+from ..stack import Service
+from .faults import MODES, inject
+from .ledger import Entry, Ledger
+from .restore import Interrupted, ledger_path, restore_entry, signals_raise, wait_stack_healthy
+
+
+def check_mode(mode: str) -> None:
+    if mode not in MODES:
+        raise UsageError(f"unknown mode {mode!r}; valid: {', '.join(MODES)}")
+
+
+def check_range(name: str, value: float, lo: float, hi: float) -> None:
+    if not (lo <= value <= hi):
+        raise UsageError(f"{name} {value:g} out of range; allowed {lo:g}..{hi:g}")
+
+
+def preflight(ctx: Context, target: str) -> tuple[dict[str, Service], list[str]]:
+    """The target must be a declared, running service (else exit 2); the whole stack must be
+    healthy before we break anything (else exit 4)."""
+    declared = ctx.declared()
+    if target not in declared:
+        raise UsageError(f"unknown target {target}; valid: {', '.join(declared)}")
+    svcs = {s.name: s for s in ctx.services()}
+    if not svcs:
+        raise EnvironmentProblem(f"stack `{ctx.project}` is not up: run `llmops up`")
+    t = svcs.get(target)
+    if t is None or t.state != "running":
+        raise UsageError(f"target {target} is not running ({t.state if t else 'no container'}); "
+                         "run `llmops chaos restore` or `llmops up`")
+    bad = [n for n in declared if n not in svcs or not svcs[n].up_healthy]
+    if bad:
+        raise EnvironmentProblem(f"pre-flight: stack not healthy ({', '.join(bad)}); refusing to inject a fault")
+    return svcs, declared
+
+
+@contextmanager
+def signals_ignored() -> Iterator[None]:
+    old = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+@dataclass
+class FaultFrame:
+    """Injects one fault and guarantees its undo: ledger first, restore in `finally`, on SIGINT and
+    SIGTERM, verified by the whole stack being healthy again."""
+
+    ctx: Context
+    service: Service
+    mode: str
+    restore: bool = True
+    entry: Entry | None = None
+    t_fault: float | None = None
+    t_restore: float | None = None
+    restored: bool = False
+    restore_how: str = ""
+    interrupted: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ledger(self) -> Ledger:
+        return Ledger(ledger_path(self.ctx.project_dir))
+
+    def inject(self) -> float:
+        self.entry = self.ledger.add(self.ctx.project, self.service.name, self.service.container_id, self.mode)
+        self.t_fault = time.monotonic()
+        inject(self.ctx.client, self.service.container_id, self.mode)
+        self.ctx.open_run().event("fault", t=self.ctx.open_run().to_run_time(self.t_fault),
+                                  service=self.service.name, action=self.mode)
+        return self.t_fault
+
+    def undo(self) -> float:
+        assert self.entry is not None
+        self.t_restore = time.monotonic()
+        self.restore_how = restore_entry(self.ctx.client, self.ledger, self.entry)
+        self.ctx.open_run().event("restore", t=self.ctx.open_run().to_run_time(self.t_restore),
+                                  service=self.service.name, action=self.restore_how)
+        self.entry = None
+        return self.t_restore
+
+    def run(self, body: Callable[["FaultFrame"], Any], say: Callable[[str], None]) -> Any:
+        out = None
+        try:
+            with signals_raise():
+                out = body(self)
+        except Interrupted as e:
+            self.interrupted = str(e)
+        finally:
+            with signals_ignored():
+                if self.entry is not None and self.restore:
+                    say(f"restoring {self.service.name} ({self.mode}) ...")
+                    self.undo()
+                if self.restore:
+                    wait_stack_healthy(self.ctx.client, self.ctx.project, self.ctx.declared(), timeout=120)
+                    self.restored = True
+                elif self.entry is not None:
+                    self.notes.append(f"--no-restore: {self.service.name} left {self.mode}ped; "
+                                      "run `llmops chaos restore`")
+        if self.interrupted:
+            raise Aborted(f"interrupted by {self.interrupted}; {self.service.name} restored and the stack is healthy")
+        return out
+
+
+def restore_failed(frame: FaultFrame) -> RestoreFailed:
+    return RestoreFailed(f"{frame.service.name} could not be restored; run `llmops chaos restore`")

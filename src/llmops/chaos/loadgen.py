@@ -1,0 +1,104 @@
+"""Open-loop, constant-rate load through the gateway, every request recorded on one clock.
+
+Open loop: request k is sent at start + k/rps whether or not earlier ones have answered, so a
+hung backend shows up as latency instead of silently lowering the offered load.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+from urllib.parse import urlparse
+
+import httpx
+
+from ..probes import completion_payload, parse_completion
+
+MAX_RPS = 50.0
+MAX_DURATION_S = 600.0
+
+
+@dataclass
+class Request:
+    seq: int
+    t_send: float          # monotonic
+    latency_s: float
+    status: int | None
+    backend: str | None
+    model_id: str | None
+    retries: str | None
+    fallbacks: str | None
+    error: str | None
+
+    @property
+    def t_done(self) -> float:
+        return self.t_send + self.latency_s
+
+    @property
+    def ok(self) -> bool:
+        return self.status is not None and 200 <= self.status < 300
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def assert_loopback(url: str) -> None:
+    host = urlparse(url).hostname or ""
+    if not (host == "localhost" or host.startswith("127.") or host == "::1"):
+        raise ValueError(f"load generator targets loopback only, not {host}")
+
+
+class LoadGenerator:
+    def __init__(self, url: str, master_key: str, alias: str, rps: float, max_duration_s: float,
+                 timeout_s: float = 30.0, on_request: Any = None) -> None:
+        assert_loopback(url)
+        self.url = f"{url}/v1/chat/completions"
+        self.headers = {"Authorization": f"Bearer {master_key}"}
+        self.alias = alias
+        self.rps = rps
+        self.max_duration_s = max_duration_s
+        self.max_requests = int(rps * max_duration_s) + 1    # bounded in count as well as time
+        self.timeout_s = timeout_s
+        self.on_request = on_request
+        self.requests: list[Request] = []
+        self._stop = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def _one(self, client: httpx.AsyncClient, seq: int) -> None:
+        t = time.monotonic()
+        try:
+            resp = await client.post(self.url, json=completion_payload(self.alias, max_tokens=4),
+                                     headers=self.headers, timeout=self.timeout_s)
+            c = parse_completion(resp, time.monotonic() - t)
+            r = Request(seq, t, c.latency_s, c.status_code, c.backend, c.model_id, c.retries, c.fallbacks, c.error)
+        except httpx.HTTPError as e:
+            r = Request(seq, t, time.monotonic() - t, None, None, None, None, None,
+                        f"{e.__class__.__name__}: {e}"[:200])
+        self.requests.append(r)
+        if self.on_request:
+            self.on_request(r)
+
+    async def run(self) -> list[Request]:
+        limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
+        async with httpx.AsyncClient(limits=limits) as client:
+            tasks: list[asyncio.Task[None]] = []
+            start = time.monotonic()
+            for k in range(self.max_requests):
+                due = start + k / self.rps
+                if due - start > self.max_duration_s or self._stop.is_set():
+                    break
+                delay = due - time.monotonic()
+                if delay > 0:
+                    try:
+                        await asyncio.wait_for(self._stop.wait(), timeout=delay)
+                        break
+                    except asyncio.TimeoutError:
+                        pass
+                tasks.append(asyncio.create_task(self._one(client, k)))
+            if tasks:
+                await asyncio.gather(*tasks)
+        return sorted(self.requests, key=lambda r: r.t_send)

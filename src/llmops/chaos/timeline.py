@@ -1,0 +1,130 @@
+"""Pure analysis of a failover run's request timeline into DESIGN's metrics.
+
+Inputs are requests on one monotonic clock plus the moments of fault, restore and the primary's
+health turning OK.  Definitions (DESIGN, "Measurement definitions"):
+- failover_time_s: fault -> first 2xx response completed after the fault that the secondary served;
+- failover_penalty_s: that response's latency minus the secondary's steady-state median latency
+  (the median of the secondary's later 2xx responses during the outage, once its path is warm);
+- failed_requests: every non-2xx or transport error during the whole run;
+- failback_time_s: primary health OK -> first response completed afterwards that the primary served.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+
+class Req(Protocol):
+    t_send: float
+    latency_s: float
+    status: int | None
+    backend: str | None
+
+    @property
+    def t_done(self) -> float: ...
+
+    @property
+    def ok(self) -> bool: ...
+
+
+@dataclass
+class Marks:
+    t_start: float
+    t_fault: float
+    t_restore: float | None
+    t_primary_ok: float | None
+    primary: str
+    secondary: str
+
+
+def percentile(values: Sequence[float], p: float) -> float | None:
+    """Nearest-rank percentile (no interpolation: every figure is a latency that really happened)."""
+    if not values:
+        return None
+    s = sorted(values)
+    k = max(0, math.ceil(p / 100 * len(s)) - 1)
+    return s[k]
+
+
+def _stats(reqs: Sequence[Req]) -> dict[str, Any]:
+    lat = [r.latency_s for r in reqs]
+    return {"requests": len(reqs), "errors": sum(not r.ok for r in reqs),
+            "p50_s": _r(percentile(lat, 50)), "p95_s": _r(percentile(lat, 95)), "max_s": _r(max(lat) if lat else None)}
+
+
+def _r(x: float | None, nd: int = 4) -> float | None:
+    return None if x is None else round(x, nd)
+
+
+def analyse(reqs: Sequence[Req], m: Marks) -> dict[str, Any]:
+    reqs = sorted(reqs, key=lambda r: r.t_send)
+    failed = [r for r in reqs if not r.ok]
+    after_fault = sorted((r for r in reqs if r.ok and r.backend == m.secondary and r.t_done >= m.t_fault),
+                         key=lambda r: r.t_done)
+    first = after_fault[0] if after_fault else None
+    outage_end = m.t_primary_ok if m.t_primary_ok is not None else math.inf
+    steady = [r.latency_s for r in after_fault[1:] if r.t_send >= first.t_done and r.t_send < outage_end] if first else []
+    steady_median = statistics.median(steady) if steady else None
+    failover_time = first.t_done - m.t_fault if first else None
+    penalty = (first.latency_s - steady_median) if first and steady_median is not None else None
+    failback = None
+    if m.t_primary_ok is not None:
+        back = sorted((r for r in reqs if r.ok and r.backend == m.primary and r.t_done >= m.t_primary_ok),
+                      key=lambda r: r.t_done)
+        failback = back[0].t_done - m.t_primary_ok if back else None
+    before = [r for r in reqs if r.t_send < m.t_fault]
+    during = [r for r in reqs if m.t_fault <= r.t_send < outage_end]
+    after = [r for r in reqs if r.t_send >= outage_end]
+    return {
+        "failover_time_s": _r(failover_time),
+        "failover_penalty_s": _r(penalty),
+        "failed_requests": len(failed),
+        "total_requests": len(reqs),
+        "served_by_secondary": first is not None,
+        "failback_time_s": _r(failback),
+        "secondary_steady_median_s": _r(steady_median),
+        "first_failover_request": ({"seq": getattr(first, "seq", None), "sent_at_s": _r(first.t_send - m.t_start),
+                                    "latency_s": _r(first.latency_s)} if first else None),
+        "latency": {"before": _stats(before), "during": _stats(during), "after": _stats(after)},
+        "served": {b: sum(1 for r in reqs if r.ok and r.backend == b) for b in (m.primary, m.secondary)},
+    }
+
+
+def per_second(reqs: Sequence[Req], m: Marks) -> list[dict[str, Any]]:
+    """One row per second of the run: requests sent, errors, and who served them."""
+    if not reqs:
+        return []
+    end = max(r.t_send for r in reqs)
+    rows = []
+    for sec in range(int(end - m.t_start) + 1):
+        lo, hi = m.t_start + sec, m.t_start + sec + 1
+        bucket = [r for r in reqs if lo <= r.t_send < hi]
+        marks = []
+        if lo <= m.t_fault < hi:
+            marks.append("FAULT")
+        if m.t_restore is not None and lo <= m.t_restore < hi:
+            marks.append("RESTORE")
+        if m.t_primary_ok is not None and lo <= m.t_primary_ok < hi:
+            marks.append("PRIMARY OK")
+        served: dict[str, int] = {}
+        for r in bucket:
+            if r.ok and r.backend:
+                served[r.backend] = served.get(r.backend, 0) + 1
+        lat = [r.latency_s for r in bucket]
+        rows.append({"second": sec, "requests": len(bucket), "errors": sum(not r.ok for r in bucket),
+                     "served": served, "max_latency_s": _r(max(lat) if lat else None), "marks": marks})
+    return rows
+
+
+def render_rows(rows: list[dict[str, Any]], primary: str, secondary: str) -> str:
+    out = [f"{'t(s)':>5} {'req':>4} {'err':>4} {primary[:14]:>14} {secondary[:14]:>14} {'max lat':>8}  events"]
+    for row in rows:
+        ml = row["max_latency_s"]
+        out.append(f"{row['second']:>5} {row['requests']:>4} {row['errors']:>4} {row['served'].get(primary, 0):>14} "
+                   f"{row['served'].get(secondary, 0):>14} {(f'{ml:.3f}' if ml is not None else '-'):>8}  "
+                   f"{' '.join(row['marks'])}")
+    return "\n".join(out)

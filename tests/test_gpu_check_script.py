@@ -1,0 +1,89 @@
+"""scripts/gpu-check's logic with a fake NVML and fake torch children (the real run needs a GPU)."""
+
+from __future__ import annotations
+
+import importlib.machinery
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+from llmops.gpu.testing import FakeGpu, FakeNvml
+
+SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "gpu-check"
+
+
+def load_script():
+    loader = importlib.machinery.SourceFileLoader("gpu_check_script", str(SCRIPT))
+    spec = importlib.util.spec_from_loader("gpu_check_script", loader)
+    mod = importlib.util.module_from_spec(spec)
+    loader.exec_module(mod)
+    return mod
+
+
+class FakeChild:
+    def __init__(self, pid):
+        self.pid = pid
+        self.stopped = False
+
+    def poll(self):
+        return 0 if self.stopped else None
+
+
+@pytest.mark.parametrize("ctx, alloc, attributed, per_process, code", [
+    (500.0, 1024, 1524.0, True, 0),          # exactly allocated + context
+    (500.0, 1024, 1524.0 * 1.03, True, 1),   # 3% over: out of bounds
+    (480.0, 1024, 1500.0, False, 0),         # no per-process memory: device deltas used
+])
+def test_gpu_check_logic(monkeypatch, tmp_path, capsys, ctx, alloc, attributed, per_process, code):
+    mod = load_script()
+    gpu = FakeGpu(total_mib=81559, used_mib=100, compute=[(9, 90.0)])
+    fake = FakeNvml([gpu])
+    monkeypatch.setattr("llmops.gpu.nvml.load_nvml", lambda: (fake, []))
+    state = {"used": 100.0}
+    gpu.used_mib = state["used"]
+
+    def spawn(python, n_mib, timeout_s):
+        pid = 4242 if n_mib else 4141
+        mem = (attributed if n_mib else ctx)
+        gpu.compute = list(gpu.compute) + [(pid, mem if per_process else None)]
+        state["used"] += mem
+        gpu.used_mib = state["used"]
+        return FakeChild(pid), {"pid": pid, "torch_reserved_mib": n_mib, "device": "Fake"}
+
+    monkeypatch.setattr(mod, "spawn", spawn)
+    monkeypatch.setattr(mod, "stop", lambda p: setattr(p, "stopped", True) if p else None)
+    monkeypatch.setattr(mod.time, "sleep", lambda s: None)
+    monkeypatch.setattr(sys, "argv", ["gpu-check", "--alloc-mib", str(alloc), "--duration", "0.3",
+                                      "--interval", "0.1", "--evidence-dir", str(tmp_path)])
+    rc = mod.main()
+    out = capsys.readouterr().out
+    assert rc == code, out
+    assert f"CUDA context (baseline process): {ctx:.1f} MiB" in out
+    err = 100 * (attributed - (alloc + ctx)) / (alloc + ctx)
+    assert f"({err:+.2f}%)" in out
+    assert "sampler CPU:" in out
+    assert ("device 'used' deltas" in out) == (not per_process)
+    assert (tmp_path / "latest" / "06_gpu_memory.json").exists()
+
+
+def test_gpu_check_skips_without_nvml(monkeypatch, capsys):
+    mod = load_script()
+    from llmops.gpu.nvml import NvmlUnavailable
+
+    def boom():
+        raise NvmlUnavailable("NVML init failed: Driver Not Loaded")
+
+    monkeypatch.setattr("llmops.gpu.nvml.load_nvml", boom)
+    monkeypatch.setattr(sys, "argv", ["gpu-check"])
+    assert mod.main() == 3
+    assert "SKIPPED: NVML init failed" in capsys.readouterr().out
+
+
+def test_find_nvml_pid_across_namespaces():
+    mod = load_script()
+    assert mod.find_nvml_pid(10, {1}, {1: 5.0, 10: 7.0})[0] == 10
+    pid, how = mod.find_nvml_pid(10, {1}, {1: 5.0, 777: 7.0})
+    assert pid == 777 and "namespace" in how
+    assert mod.find_nvml_pid(10, {1}, {1: 5.0, 777: 7.0, 778: 1.0})[0] is None

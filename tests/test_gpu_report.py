@@ -1,0 +1,264 @@
+"""The 06_gpu_memory check end to end, with a fake NVML, a fake /proc and a fake clock."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from pathlib import Path
+
+import pytest
+
+from llmops.errors import ConfigError, UsageError
+from llmops.evidence import RunDir, read_events
+from llmops.gpu.attribution import Attributor
+from llmops.gpu.check import format_gpu_text, run_gpu_report
+from llmops.gpu.testing import FakeClock, FakeGpu, FakeNvml
+
+REQUIRED = {"total_mib", "used_mib", "expected_mib", "error_pct", "peak_used_mib", "per_service"}
+SMOL = Path("/var/cache/llmops/models/SmolLM2-135M-Instruct.Q4_1.gguf")
+C_CHAT, C_CODE, C_OTHER = (secrets.token_hex(32) for _ in range(3))
+
+
+@pytest.fixture
+def run(tmp_path):
+    r = RunDir(tmp_path / "run")
+    yield r
+    r.close()
+
+
+def make_proc(tmp: Path, pids: dict[int, str]) -> Path:
+    proc = tmp / "proc"
+    for pid, cg in {1: "0::/init.scope\n", **pids}.items():
+        (proc / str(pid)).mkdir(parents=True)
+        (proc / str(pid) / "cgroup").write_text(cg)
+        (proc / str(pid) / "comm").write_text("llama-server\n")
+    (tmp / "root").mkdir()
+    return proc
+
+
+def report(run, fake, tmp_path, *, services=None, budget=None, tolerance=5.0, device=None,
+           proc_pids=None, duration=0.4, attributor=None, resolver=None):
+    clock = FakeClock()
+    if attributor is None and proc_pids is not None:
+        known = {s["container_id"]: s["service"] for s in services or [] if s.get("container_id")}
+        attributor = Attributor(proc_root=make_proc(tmp_path, proc_pids), root=tmp_path / "root",
+                                known=known, resolver=resolver or (lambda cid: None))
+    return run_gpu_report(run, duration_s=duration, interval_s=0.1, device=device,
+                          tolerance_pct=tolerance, budget_file=budget, services=services,
+                          nvml=fake, attributor=attributor,
+                          resolver=resolver or (lambda cid: None), clock=clock, sleep=clock.sleep)
+
+
+def written(run) -> dict:
+    return json.loads((run.path / "06_gpu_memory.json").read_text())
+
+
+def reference_budget(tmp_path: Path, chat=(1900, 200, 153, 0), code=(2100, 256, 204, 0), overhead=512):
+    terms = ("weights_mib", "kv_cache_mib", "compute_mib", "cuda_context_mib")
+    p = tmp_path / "budget.yaml"
+    p.write_text(json.dumps({"overhead_mib": overhead, "services": {
+        "inference-chat": dict(zip(terms, chat)), "inference-code": dict(zip(terms, code))}}))
+    return p, sum(chat) + sum(code) + overhead
+
+
+@pytest.mark.parametrize("tolerance, status, code", [(5.0, "pass", 0), (0.5, "fail", 1)])
+def test_reference_example_reproduced(run, tmp_path, tolerance, status, code):
+    """3B model at 2253 MiB + 7B at 2560 MiB + 512 MiB overhead = 5325 expected; 5374 measured."""
+    budget, expected = reference_budget(tmp_path)
+    assert expected == 2253 + 2560 + 512
+    measured = 5374
+    fake = FakeNvml([FakeGpu(total_mib=24576, used_mib=measured)])
+    res = report(run, fake, tmp_path, budget=budget, tolerance=tolerance, proc_pids={})
+    m = written(run)["metrics"]
+    assert REQUIRED <= set(m)
+    assert m["expected_mib"] == pytest.approx(expected)
+    assert m["used_mib"] == pytest.approx(measured, abs=0.05)
+    assert m["error_pct"] == pytest.approx(100 * (measured - expected) / expected, abs=0.01)
+    assert m["per_service"]["inference-chat"]["expected_mib"] == pytest.approx(2253)
+    assert m["per_service"]["inference-code"]["expected_mib"] == pytest.approx(2560)
+    assert res.status == status and res.exit_code() == code
+    txt = (run.path / "06_gpu_memory.txt").read_text()
+    assert f"{100 * (measured - expected) / expected:+.1f}%" in txt      # "+0.9%"
+    assert f"Result: {status.upper()}" in txt
+    assert "Headroom at peak" in txt
+    assert written(run)["details"]["memory_api"] == ["v2"]
+
+
+def test_per_service_attribution_and_unattributed(run, tmp_path):
+    fake = FakeNvml([FakeGpu(total_mib=16384, used_mib=[3000, 3100, 3050, 3020, 3010],
+                             compute=[(101, 1200), (202, 1500), (303, 40)],
+                             graphics=[(404, 25)])])
+    services = [{"service": "inference-chat", "container_id": C_CHAT[:12], "argv": None,
+                 "model_path": None, "log_text": None},
+                {"service": "inference-code", "container_id": C_CODE, "argv": None,
+                 "model_path": None, "log_text": None}]
+    budget, _ = reference_budget(tmp_path, chat=(1000, 100, 50, 0), code=(1300, 100, 50, 0), overhead=0)
+    res = report(run, fake, tmp_path, services=services, budget=budget, proc_pids={
+        101: f"0::/system.slice/docker-{C_CHAT}.scope\n",
+        202: f"12:memory:/docker/{C_CODE}\n",
+        303: f"0::/system.slice/docker-{C_OTHER}.scope\n",      # a container of no service
+        404: "0::/user.slice/session-1.scope\n"})                # a host process (Xorg)
+    ps = res.metrics["per_service"]
+    assert ps["inference-chat"]["measured_mib"] == pytest.approx(1200)
+    assert ps["inference-chat"]["pids"] == [101]
+    assert ps["inference-code"]["measured_mib"] == pytest.approx(1500)
+    assert ps["inference-chat"]["error_pct"] == pytest.approx(100 * (1200 - 1150) / 1150, abs=0.01)
+    assert res.metrics["unattributed_mib"] == pytest.approx(65)
+    assert res.details["unattributed"]["pids"] == [303, 404]
+    assert res.metrics["peak_used_mib"] == pytest.approx(3100)
+    assert res.metrics["peak_t_s"] == pytest.approx(0.1)
+    assert res.metrics["headroom_mib"] == pytest.approx(16384 - 3100)
+    assert res.metrics["used_mib"] == pytest.approx((3000 + 3100 + 3050 + 3020 + 3010) / 5)
+    assert res.details["attribution"]["mode"] == "host"
+    ev = [e for e in read_events(run.path) if e["kind"] == "gpu_sample"]
+    assert len(ev) == res.details["sampling"]["samples"] == 5
+    assert [e["used_mib"] for e in ev] == [3000, 3100, 3050, 3020, 3010]
+    assert {p["pid"] for p in ev[0]["processes"]} == {101, 202, 303, 404}
+
+
+def test_no_gpu_is_skipped_with_reason_and_evidence(run, tmp_path):
+    res = report(run, FakeNvml([FakeGpu()], init_error=12), tmp_path)
+    assert res.status == "skipped" and res.exit_code() == 3
+    j = written(run)
+    assert j["status"] == "skipped" and REQUIRED <= set(j["metrics"])
+    assert "Library Not Found" in j["details"]["reason"]
+    assert "\n" not in j["details"]["reason"]
+    assert "SKIPPED: NVML init failed" in (run.path / "06_gpu_memory.txt").read_text()
+
+
+def test_no_driver_via_real_loader_is_skipped(run, tmp_path, monkeypatch):
+    """Without injection the real loader runs; a missing binding must also be a skip."""
+    import llmops.gpu.check as chk
+    from llmops.gpu.nvml import NvmlUnavailable
+
+    def boom():
+        raise NvmlUnavailable("NVML binding not installed")
+
+    monkeypatch.setattr(chk, "load_nvml", boom)
+    res = run_gpu_report(run, duration_s=0, interval_s=0.1, device=None, tolerance_pct=5,
+                         budget_file=None, services=None)
+    assert res.status == "skipped" and "binding not installed" in res.details["reason"]
+    assert (run.path / "06_gpu_memory.txt").exists()
+
+
+def test_used_gpu_memory_unknown_is_never_zero(run, tmp_path):
+    fake = FakeNvml([FakeGpu(used_mib=2000, compute=[(101, None)])])
+    services = [{"service": "inference-chat", "container_id": C_CHAT}]
+    budget, _ = reference_budget(tmp_path, overhead=0)
+    res = report(run, fake, tmp_path, services=services, budget=budget,
+                 proc_pids={101: f"0::/docker/{C_CHAT}\n"})
+    e = res.metrics["per_service"]["inference-chat"]
+    assert e["measured_mib"] is None and e["error_pct"] is None
+    assert "usedGpuMemory" in e["measured_note"]
+    assert res.details["processes"]["101"]["used_unknown"] is True
+    assert "unknown" in (run.path / "06_gpu_memory.txt").read_text()
+
+
+def test_not_supported_and_v1_fallback_recorded(run, tmp_path):
+    fake = FakeNvml([FakeGpu(used_mib=5374, reserved_mib=100, util=None, compute=None, graphics=None)],
+                    v2=False)
+    budget, expected = reference_budget(tmp_path)
+    res = report(run, fake, tmp_path, budget=budget, proc_pids={}, tolerance=5)
+    assert res.details["memory_api"] == ["v1"]
+    assert res.metrics["used_mib"] == pytest.approx(5374 + 100)      # v1 used includes reserved
+    assert "gpu0.utilization" in res.details["unsupported"]
+    txt = (run.path / "06_gpu_memory.txt").read_text()
+    assert "memory API v1" in txt and "utilization not available" in txt
+
+
+def test_several_gpus_summed_and_selectable(run, tmp_path):
+    fake = FakeNvml([FakeGpu(total_mib=8000, used_mib=1000, compute=[(7, 300)]),
+                     FakeGpu(total_mib=12000, used_mib=2500, compute=[(7, 200), (8, 100)])])
+    budget, _ = reference_budget(tmp_path, chat=(3000, 0, 0, 0), code=(0, 0, 0, 0), overhead=0)
+    res = report(run, fake, tmp_path, budget=budget, proc_pids={7: "0::/init.scope\n", 8: "0::/x\n"})
+    assert res.metrics["total_mib"] == pytest.approx(20000)
+    assert res.metrics["used_mib"] == pytest.approx(3500)
+    assert len(res.details["devices"]) == 2
+    assert res.details["processes"]["7"]["used"]["mean"] == pytest.approx(500)   # across GPUs
+    assert res.metrics["unattributed_mib"] == pytest.approx(600)
+
+    one = report(RunDir(tmp_path / "r1"), fake, tmp_path / "x", budget=budget, device=1, proc_pids={})
+    assert one.metrics["total_mib"] == pytest.approx(12000)
+    assert [d["index"] for d in one.details["devices"]] == [1]
+    with pytest.raises(UsageError, match="0..1"):
+        report(RunDir(tmp_path / "r2"), fake, tmp_path / "y", budget=budget, device=5, proc_pids={})
+
+
+def test_pids_unresolvable_inside_container(run, tmp_path):
+    fake = FakeNvml([FakeGpu(used_mib=3000, compute=[(101, 1000)])])
+    budget, _ = reference_budget(tmp_path)
+    att = Attributor(proc_root=tmp_path, root=tmp_path, in_container="/.dockerenv exists")
+    res = report(run, fake, tmp_path, budget=budget, attributor=att)
+    assert res.details["attribution"]["mode"] == "unavailable"
+    assert "inside a container" in res.details["attribution"]["reason"]
+    for e in res.metrics["per_service"].values():
+        assert e["measured_mib"] is None and "container" in e["measured_note"]
+    assert "Attribution: unavailable" in (run.path / "06_gpu_memory.txt").read_text()
+
+
+@pytest.mark.skipif(not SMOL.exists(), reason=f"{SMOL} not present")
+def test_budget_from_real_model_and_engine_log(run, tmp_path):
+    log = ("load_tensors:        CUDA0 model buffer size =    92.10 MiB\n"
+           "llama_kv_cache_unified:      CUDA0 KV buffer size =    45.00 MiB\n"
+           "llama_context:      CUDA0 compute buffer size =   105.50 MiB\n")
+    services = [{"service": "inference-chat", "container_id": C_CHAT, "model_path": SMOL,
+                 "argv": ["-m", "/models/x.gguf", "-c", "2048", "-ngl", "99"], "log_text": log},
+                {"service": "embedding", "container_id": None, "argv": None, "model_path": None,
+                 "log_text": None}]
+    fake = FakeNvml([FakeGpu(used_mib=520, compute=[(101, 500)])])
+    budget = tmp_path / "b.json"
+    budget.write_text(json.dumps({"cuda_context_mib": 250, "services": {"embedding": {}}}))
+    res = report(run, fake, tmp_path, services=services, budget=budget,
+                 proc_pids={101: f"0::/docker/{C_CHAT}\n"})
+    chat = res.metrics["per_service"]["inference-chat"]
+    b = res.details["budgets"]["inference-chat"]
+    assert b["cuda_context_mib"] == 250 and b["sources"]["cuda_context_mib"] == "budget-file"
+    assert b["sources"]["weights_mib"] == "formula"
+    assert chat["expected_mib"] == pytest.approx(sum(b[t] for t in
+                                                     ("weights_mib", "kv_cache_mib", "compute_mib", "cuda_context_mib")), abs=0.1)
+    assert chat["engine_reported_mib"] == pytest.approx(92.10 + 45 + 105.5)
+    assert chat["measured_mib"] == pytest.approx(500)
+    # embedding: no model, but the budget file names it -> zero terms, budget known
+    assert res.metrics["per_service"]["embedding"]["expected_mib"] == 0
+    assert res.metrics["expected_mib"] == pytest.approx(chat["expected_mib"])
+
+
+def test_service_without_budget_fails_coverage(run, tmp_path):
+    services = [{"service": "inference-chat", "container_id": None, "model_path": tmp_path / "missing.gguf",
+                 "argv": ["-ngl", "99"], "log_text": None}]
+    res = report(run, FakeNvml([FakeGpu(used_mib=100)]), tmp_path, services=services, proc_pids={})
+    assert res.status == "fail"
+    assert res.metrics["expected_mib"] is None
+    assert any(c.criterion.startswith("budget known") and not c.passed for c in res.dod)
+    assert "missing.gguf" in res.details["budgets"]["inference-chat"]["error"]
+
+
+def test_nothing_to_compare_is_skipped(run, tmp_path):
+    res = report(run, FakeNvml([FakeGpu(used_mib=100)]), tmp_path, proc_pids={})
+    assert res.status == "skipped" and "nothing to compare" in res.details["reason"]
+    assert res.metrics["used_mib"] == pytest.approx(100)
+
+
+def test_malformed_budget_file_raises_before_sampling(run, tmp_path):
+    p = tmp_path / "b.yaml"
+    p.write_text("services: {x: {weights_mib: [1, 2]}}\n")
+    fake = FakeNvml([FakeGpu()])
+    with pytest.raises(ConfigError):
+        report(run, fake, tmp_path, budget=p, proc_pids={})
+    assert not fake.initialised and fake.calls == []
+
+
+@pytest.mark.parametrize("kw", [{"interval_s": 0}, {"duration_s": -1}, {"tolerance_pct": -2}])
+def test_bad_arguments_are_usage_errors(run, kw):
+    args = dict(duration_s=1, interval_s=0.1, device=None, tolerance_pct=5, budget_file=None, services=None)
+    args.update(kw)
+    with pytest.raises(UsageError):
+        run_gpu_report(run, **args, nvml=FakeNvml([FakeGpu()]))
+
+
+def test_text_is_rendered_from_json_alone(run, tmp_path):
+    budget, _ = reference_budget(tmp_path)
+    res = report(run, FakeNvml([FakeGpu(used_mib=5374)]), tmp_path, budget=budget, proc_pids={})
+    from_json = format_gpu_text(json.loads((run.path / "06_gpu_memory.json").read_text()))
+    assert from_json == format_gpu_text(res)
+    assert (run.path / "06_gpu_memory.txt").read_text().startswith(from_json)
