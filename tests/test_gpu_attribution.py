@@ -138,3 +138,10 @@ def test_docker_label_resolver_lazy_and_tolerant(monkeypatch):
     r = docker_label_resolver()
     assert r(CID) is None
     assert "Cannot connect" in r.state["error"]
+
+
+def test_nested_container_innermost_id_wins():
+    # docker-in-docker / a container started by a containerised engine: the process belongs to
+    # the inner container, which is the one that engine (and its compose labels) knows
+    assert container_id_from_cgroup(f"0::/docker/{CID2}/docker/{CID}\n") == CID
+    assert container_id_from_cgroup(f"12:memory:/docker/{CID2}/docker/{CID}\n") == CID

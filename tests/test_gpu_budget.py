@@ -234,3 +234,30 @@ def test_malformed_budget_file_is_one_line_config_error(tmp_path, name, text, ne
 def test_missing_budget_file(tmp_path):
     with pytest.raises(ConfigError, match="nope.yaml"):
         load_budget_file(tmp_path / "nope.yaml")
+
+
+def synthetic(n_layer=4, layer_bytes=None, tied=False):
+    from llmops.gpu.budget import ModelInfo
+    lb = layer_bytes or [(i + 1) * 10 * MIB for i in range(n_layer)]
+    return ModelInfo(path="synthetic", arch="llama", n_layer=n_layer, n_ctx_train=4096, n_embd=512,
+                     n_head=8, n_head_kv=[2] * n_layer, head_dim_k=64, head_dim_v=64, n_vocab=1000,
+                     n_ff=1024, layer_bytes=lb, input_bytes=7 * MIB, output_bytes=3 * MIB,
+                     tied_output=tied, token_embd_bytes=7 * MIB, file_bytes=sum(lb) + 10 * MIB)
+
+
+def test_offload_order_and_output_layer_with_distinct_layer_sizes():
+    info = synthetic()                        # layers of 10, 20, 30, 40 MiB
+    two = budget_from_info(info, parse_server_args(["-ngl", "2", "-c", "256"]))
+    assert two.weights_mib == pytest.approx(30 + 40)             # llama.cpp offloads the LAST layers
+    allp = budget_from_info(info, parse_server_args(["-ngl", "5", "-c", "256"]))
+    assert allp.weights_mib == pytest.approx(100 + 3)           # + output, not the input embedding
+    tied = budget_from_info(synthetic(tied=True), parse_server_args(["-ngl", "all", "-c", "256"]))
+    assert tied.weights_mib == pytest.approx(100 + 3 + 7)       # tied: embedding duplicated as output
+    # per-layer KV heads (GGUF array) are honoured per offloaded layer
+    info_h = synthetic()
+    info_h.n_head_kv = [1, 2, 4, 8]
+    kv = budget_from_info(info_h, parse_server_args(["-ngl", "2", "-c", "256"])).kv_cache_mib
+    assert kv == pytest.approx(256 * (4 + 8) * (64 * 2 + 64 * 2) / MIB)
+    # context is padded to llama.cpp's 256-cell granularity
+    pad = budget_from_info(info, parse_server_args(["-ngl", "all", "-c", "300"]))
+    assert pad.params["n_ctx_alloc"] == 512

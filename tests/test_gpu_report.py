@@ -85,7 +85,7 @@ def test_reference_example_reproduced(run, tmp_path, tolerance, status, code):
 
 
 def test_per_service_attribution_and_unattributed(run, tmp_path):
-    fake = FakeNvml([FakeGpu(total_mib=16384, used_mib=[3000, 3100, 3050, 3020, 3010],
+    fake = FakeNvml([FakeGpu(total_mib=16384, used_mib=[3000, 3100, 3050, 3020, 3010], reserved_mib=321,
                              compute=[(101, 1200), (202, 1500), (303, 40)],
                              graphics=[(404, 25)])])
     services = [{"service": "inference-chat", "container_id": C_CHAT[:12], "argv": None,
@@ -107,7 +107,7 @@ def test_per_service_attribution_and_unattributed(run, tmp_path):
     assert res.details["unattributed"]["pids"] == [303, 404]
     assert res.metrics["peak_used_mib"] == pytest.approx(3100)
     assert res.metrics["peak_t_s"] == pytest.approx(0.1)
-    assert res.metrics["headroom_mib"] == pytest.approx(16384 - 3100)
+    assert res.metrics["headroom_mib"] == pytest.approx(16384 - 3100 - 321)   # v2: reserved is not free
     assert res.metrics["used_mib"] == pytest.approx((3000 + 3100 + 3050 + 3020 + 3010) / 5)
     assert res.details["attribution"]["mode"] == "host"
     ev = [e for e in read_events(run.path) if e["kind"] == "gpu_sample"]

@@ -230,6 +230,24 @@ def chaos_failover(
     finish_run([5 if not r.metrics.get("restored") else r.exit_code()])
 
 
+@chaos_app.command("qdrant")
+def chaos_qdrant(
+    mode: str = typer.Option("stop", "--mode", help="stop | kill | pause"),
+    outage: float = typer.Option(6.0, "--outage", help="Seconds Qdrant stays away."),
+    no_restore: bool = typer.Option(False, "--no-restore", help="Leave Qdrant down (exit 5)."),
+    data_safety: bool = typer.Option(True, "--data-safety/--no-data-safety",
+                                     help="Also SIGKILL Qdrant after acknowledged writes and count them."),
+    points: int = typer.Option(200, "--points", help="Points written for the data-safety check."),
+) -> None:
+    """Take Qdrant away; measure rag's degraded health, 503s, reconnect and data safety."""
+    from .chaos.qdrant import QdrantOptions, run_qdrant
+
+    r, text = run_qdrant(ctx(), QdrantOptions(mode, outage, not no_restore, data_safety=data_safety,
+                                              safety_points=points), say)
+    emit(r, text)
+    finish_run([5 if not r.metrics.get("restored") else r.exit_code()])
+
+
 @chaos_app.command("restore")
 def chaos_restore(timeout: float = typer.Option(120.0, "--timeout", help="Seconds to wait for health.")) -> None:
     """Undo every fault recorded in the restore ledger (after a crash or SIGKILL); safe to rerun."""

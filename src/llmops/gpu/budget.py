@@ -415,7 +415,7 @@ def budget_from_info(info: ModelInfo, opts: ServerOptions, service: str = "",
     if out_gpu:
         weights += info.output_bytes
         if info.tied_output:
-            pass   # duplicated onto the GPU as the output matrix
+            weights += info.token_embd_bytes   # duplicated onto the GPU as the output matrix
     kv_layers = gpu_layers if opts.kv_offload else []
     kv = kv_cache_bytes(info, n_ctx_alloc, kv_layers, opts.cache_type_k, opts.cache_type_v)
     compute = compute_buffer_bytes(info, n_ctx_alloc, opts.ubatch, opts.flash_attn, out_gpu) \

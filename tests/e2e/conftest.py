@@ -1,0 +1,111 @@
+"""Shared fixtures for the end-to-end tests: the real `llmops` CLI in a subprocess, against the real
+Docker engine.
+
+Everything under tests/e2e is marked `e2e`.  A test that needs the engine asks for `docker_engine`
+and is skipped, with the reason, when none answers; tests that only need the CLI (bad options,
+an unreachable engine) run everywhere.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+
+# Compose project names e2e tests may create.  Never the operator's `llmops` project.
+E2E_PROJECT_PREFIX = "llmops-e2e"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if HERE in Path(str(item.fspath)).resolve().parents:
+            item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture(scope="session")
+def docker_engine() -> Any:
+    """A Docker SDK client for the engine the CLI would use, or a skip saying why there is none."""
+    try:
+        import docker
+
+        client = docker.from_env(timeout=15)
+        client.ping()
+    except Exception as e:  # noqa: BLE001 - any failure means "no engine here"
+        pytest.skip(f"no Docker engine answers ({type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''})")
+    return client
+
+
+@pytest.fixture(scope="session")
+def compose_binary(docker_engine: Any) -> list[str]:
+    if shutil.which("docker") and subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0:
+        return ["docker", "compose"]
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    pytest.skip("neither `docker compose` nor `docker-compose` is installed")
+
+
+def cli_env(**overrides: str) -> dict[str, str]:
+    """The caller's environment without debug switches (so errors stay one line), plus overrides."""
+    env = {k: v for k, v in os.environ.items() if k not in ("LLMOPS_DEBUG", "LLMOPS_RUN_DIR")}
+    env.update(overrides)
+    return env
+
+
+@pytest.fixture
+def run_llmops(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """Run `llmops ARGS` as a user would (the console script's `main`), from a scratch folder."""
+
+    def run(*args: str, env: dict[str, str] | None = None, timeout: float = 120.0,
+            cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "llmops.cli", *args], capture_output=True, text=True,
+                              env=env or cli_env(), cwd=str(cwd or tmp_path), timeout=timeout)
+
+    return run
+
+
+@pytest.fixture
+def project_copy(tmp_path: Path) -> Path:
+    """A throw-away project folder holding a copy of compose/ (no .env, no image build contexts)."""
+    dst = tmp_path / "project"
+    shutil.copytree(ROOT / "compose", dst / "compose", ignore=shutil.ignore_patterns(".env", "images"))
+    return dst
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def stderr_lines(proc: subprocess.CompletedProcess[str]) -> list[str]:
+    return [line for line in proc.stderr.splitlines() if line.strip()]
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess[str], code: int) -> str:
+    """DESIGN: bad input gets one clear line and a non-zero exit, never a traceback."""
+    out = proc.stdout + proc.stderr
+    assert "Traceback" not in out, out
+    assert proc.returncode == code, f"exit {proc.returncode}, expected {code}\n{out}"
+    lines = stderr_lines(proc)
+    assert len(lines) == 1, f"expected one line on stderr, got {len(lines)}:\n{proc.stderr}"
+    assert lines[0].startswith("llmops: error: "), lines[0]
+    assert "unexpected" not in lines[0], lines[0]
+    return lines[0]
+
+
+def project_leftovers(client: Any, project: str) -> dict[str, list[str]]:
+    """Containers, networks and volumes carrying the compose project label."""
+    f = {"label": f"com.docker.compose.project={project}"}
+    return {"containers": [c.name for c in client.containers.list(all=True, filters=f)],
+            "networks": [n.name for n in client.networks.list(filters=f)],
+            "volumes": [v.name for v in client.volumes.list(filters=f)]}

@@ -1,0 +1,244 @@
+"""Pure config handling: published ports from resolved compose config, the LiteLLM router lint,
+compose/.env reading and the per-install master key."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+from pathlib import Path
+
+import pytest
+import yaml
+
+from llmops.compose import Compose, read_env_file
+from llmops.errors import ConfigError, ExitCode
+from llmops.gateway_config import (LITELLM_DEFAULT_TIMEOUT_S, load_config, lint, mounted_config_path,
+                                   summarize)
+from llmops.lifecycle import published_ports
+
+ROOT = Path(__file__).resolve().parents[1]
+LITELLM = ROOT / "compose" / "litellm"
+
+# `docker-compose config` (v1.29.2) output for the cpu profile, ports and names only.
+V1_CONFIG = """
+services:
+  api-gateway:
+    image: llmops/gateway:latest
+    ports:
+    - 127.0.0.1:8000:4000/tcp
+  embedding:
+    ports:
+    - 127.0.0.1:8003:8003/tcp
+  inference-chat:
+    ports:
+    - 127.0.0.1:8001:8080/tcp
+  inference-code:
+    ports:
+    - 127.0.0.1:8004:8080/tcp
+  qdrant:
+    ports:
+    - 127.0.0.1:6333:6333/tcp
+  rag:
+    ports:
+    - 127.0.0.1:8002:8002/tcp
+version: '3'
+"""
+
+# `docker compose config` (v2) writes the long syntax; `published` is a string there.
+V2_CONFIG = """
+name: llmops
+services:
+  api-gateway:
+    ports:
+      - mode: ingress
+        host_ip: 127.0.0.1
+        target: 4000
+        published: "8000"
+        protocol: tcp
+  inference-chat:
+    ports:
+      - {mode: ingress, host_ip: 127.0.0.1, target: 8080, published: "18001", protocol: tcp}
+  qdrant:
+    ports:
+      - {mode: ingress, target: 6333, published: 6333, protocol: tcp}
+      - {mode: ingress, target: 6334, protocol: tcp}
+  rag: {}
+"""
+
+EXPECTED_V1 = {8000: "api-gateway", 8003: "embedding", 8001: "inference-chat", 8004: "inference-code",
+               6333: "qdrant", 8002: "rag"}
+
+
+def test_published_ports_v1_short_syntax() -> None:
+    assert published_ports(yaml.safe_load(V1_CONFIG)) == EXPECTED_V1
+
+
+def test_published_ports_v2_long_syntax() -> None:
+    assert published_ports(yaml.safe_load(V2_CONFIG)) == {8000: "api-gateway", 18001: "inference-chat",
+                                                          6333: "qdrant"}
+
+
+@pytest.mark.parametrize("spec, port", [("8001:8080", 8001), ("127.0.0.1:8001:8080/tcp", 8001),
+                                        ("0.0.0.0:9000:9000/udp", 9000), ("8080", None),
+                                        ("127.0.0.1::8080", None)])
+def test_published_ports_short_forms(spec: str, port: int | None) -> None:
+    got = published_ports({"services": {"svc": {"ports": [spec]}}})
+    assert got == ({port: "svc"} if port else {})
+
+
+def test_published_ports_empty_config() -> None:
+    assert published_ports({}) == {}
+    assert published_ports({"services": {"a": {"ports": None}}}) == {}
+
+
+# ---- LiteLLM router lint ---------------------------------------------------------------------------
+
+def test_shipped_gateway_config_has_no_warnings() -> None:
+    s = summarize(LITELLM / "config.yaml")
+    assert s.warnings == []
+    assert [d["id"] for d in s.deployments] == ["inference-chat", "inference-code"]
+    assert [d["order"] for d in s.deployments] == [1, 2]
+    assert s.router_settings["allowed_fails"] == 0
+    assert s.per_attempt_timeout_s() == 2.0
+    j = s.to_json()
+    assert set(j) == {"path", "router_settings", "deployments", "warnings"}
+
+
+def test_litellm_defaults_config_warns_about_slow_failover() -> None:
+    s = summarize(LITELLM / "config.defaults.yaml")
+    text = "\n".join(s.warnings)
+    assert "allowed_fails" in text
+    assert "cooldown_time" in text
+    assert "num_retries" in text
+    for dep in ("inference-chat", "inference-code"):
+        assert f"deployment {dep}: no timeout" in text
+        assert f"deployment {dep}: no `order`" in text
+        assert f"deployment {dep}: max_retries not 0" in text
+    assert s.per_attempt_timeout_s() == LITELLM_DEFAULT_TIMEOUT_S
+
+
+def _shipped() -> dict:
+    return load_config(LITELLM / "config.yaml")
+
+
+def test_lint_each_bad_setting_gives_its_own_warning() -> None:
+    doc = _shipped()
+    doc["router_settings"].update({"retry_after": 3, "num_retries": 5})
+    doc["model_list"][0]["litellm_params"]["timeout"] = 600
+    w = lint(doc)
+    assert any(x.startswith("retry_after=3") for x in w)
+    assert any(x.startswith("num_retries=5") for x in w)
+    assert any("deployment inference-chat: timeout 600 s" in x for x in w)
+    assert len(w) == 3
+
+
+def test_lint_single_deployment_has_no_secondary() -> None:
+    doc = _shipped()
+    doc["model_list"] = doc["model_list"][:1]
+    w = lint(doc)
+    assert w == ["alias chat-7b has 1 deployment(s): no secondary to fail over to"]
+    assert lint(_shipped(), alias="code-7b")[0].startswith("alias code-7b has 0 deployment(s)")
+
+
+def test_load_config_malformed_yaml(tmp_path: Path) -> None:
+    p = tmp_path / "config.yaml"
+    p.write_text("model_list:\n  - model_name: chat-7b\n    litellm_params: {model: x, api_base: [\n")
+    with pytest.raises(ConfigError) as ei:
+        summarize(p)
+    assert "malformed YAML" in str(ei.value) and "line " in str(ei.value)
+    assert ei.value.exit_code == ExitCode.USAGE
+
+
+@pytest.mark.parametrize("text", ["router_settings: {}\n", "model_list: {chat-7b: 1}\n", "[]\n", ""])
+def test_load_config_without_model_list(tmp_path: Path, text: str) -> None:
+    p = tmp_path / "config.yaml"
+    p.write_text(text)
+    with pytest.raises(ConfigError, match="no model_list"):
+        load_config(p)
+
+
+def test_load_config_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "absent.yaml")
+
+
+def test_mounted_config_path_from_real_mounts() -> None:
+    attrs = {"Mounts": [{"Type": "volume", "Name": "llmops_x", "Source": "/var/lib/docker/volumes/x/_data",
+                         "Destination": "/data", "Driver": "local", "Mode": "rw", "RW": True},
+                        {"Type": "bind", "Source": "/work/main/compose/litellm/config.yaml",
+                         "Destination": "/etc/litellm/config.yaml", "Mode": "ro", "RW": False,
+                         "Propagation": "rprivate"}]}
+    assert mounted_config_path(attrs) == Path("/work/main/compose/litellm/config.yaml")
+    assert mounted_config_path({"Mounts": attrs["Mounts"][:1]}) is None
+    assert mounted_config_path({}) is None
+
+
+# ---- compose/.env --------------------------------------------------------------------------------
+
+def test_read_env_file(tmp_path: Path) -> None:
+    p = tmp_path / ".env"
+    p.write_text("# llmops\n\nLITELLM_MASTER_KEY=sk-llmops-a=b==\n GATEWAY_PORT = 18000 \n"
+                 "QUOTED=\"two words\"\nSINGLE='x'\nnot a pair\nEMPTY=\n")
+    assert read_env_file(p) == {"LITELLM_MASTER_KEY": "sk-llmops-a=b==", "GATEWAY_PORT": "18000",
+                                "QUOTED": "two words", "SINGLE": "x", "EMPTY": ""}
+    assert read_env_file(tmp_path / "missing.env") == {}
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A copy of the project's compose/ without its .env (that holds this install's key)."""
+    shutil.copytree(ROOT / "compose", tmp_path / "compose", ignore=shutil.ignore_patterns(".env", "images"))
+    return tmp_path
+
+
+def test_ensure_env_creates_key_once(project: Path) -> None:
+    c = Compose(project, "cpu", "llmops-unit")
+    assert not c.env_file.exists()
+    env = c.ensure_env()
+    key = env["LITELLM_MASTER_KEY"]
+    assert key.startswith("sk-llmops-") and len(key) > 30
+    assert read_env_file(c.env_file) == {"LITELLM_MASTER_KEY": key}
+    assert stat.S_IMODE(os.stat(c.env_file).st_mode) == 0o600
+    again = c.ensure_env()
+    assert again["LITELLM_MASTER_KEY"] == key
+    assert c.env_file.read_text().count("LITELLM_MASTER_KEY") == 1
+    # another project name on the same folder shares the install's key
+    assert Compose(project, "cpu", "llmops-unit-2").ensure_env()["LITELLM_MASTER_KEY"] == key
+
+
+def test_ensure_env_never_overwrites_existing(project: Path) -> None:
+    c = Compose(project, "cpu")
+    c.env_file.write_text("GATEWAY_PORT=18000\nLITELLM_MASTER_KEY=sk-operator-chosen\n")
+    before = c.env_file.read_text()
+    assert c.ensure_env()["LITELLM_MASTER_KEY"] == "sk-operator-chosen"
+    assert c.env_file.read_text() == before
+
+
+def test_ensure_env_appends_to_env_without_key(project: Path) -> None:
+    c = Compose(project, "cpu")
+    c.env_file.write_text("GATEWAY_PORT=18000\n")
+    env = c.ensure_env()
+    assert env["GATEWAY_PORT"] == "18000"
+    assert read_env_file(c.env_file) == {"GATEWAY_PORT": "18000", "LITELLM_MASTER_KEY": env["LITELLM_MASTER_KEY"]}
+
+
+def test_compose_files_and_argv(project: Path) -> None:
+    c = Compose(project, "cpu", "llmops-unit")
+    assert c.files == [project / "compose" / "docker-compose.yml", project / "compose" / "cpu.yml"]
+    c.binary = ["docker-compose"]  # the cached_property, set: no binary lookup in a unit test
+    argv = c.base_argv()
+    assert argv[:5] == ["docker-compose", "-p", "llmops-unit", "--project-directory", str(project / "compose")]
+    assert "--env-file" not in argv
+    c.ensure_env()
+    assert c.base_argv()[-2:] == ["--env-file", str(c.env_file)]
+    h = c.config_hash()
+    assert len(h) == 16
+    (project / "compose" / "cpu.yml").write_text((project / "compose" / "cpu.yml").read_text() + "\n# edit\n")
+    assert c.config_hash() != h
+
+
+def test_compose_missing_profile_file_is_config_error(project: Path) -> None:
+    (project / "compose" / "gpu.yml").unlink()
+    with pytest.raises(ConfigError, match="gpu.yml"):
+        _ = Compose(project, "gpu").files
