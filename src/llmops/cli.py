@@ -126,10 +126,12 @@ def up(
     from rich.live import Live
     from rich.table import Table
 
+    from .lifecycle import prepare
     from .lifecycle import up as do_up
 
     c = ctx()
     declared = c.declared()
+    env, res = prepare(c, build=build, say=say)
 
     def table(services: list, healthy_at: dict, elapsed: float) -> Table:
         t = Table(title=f"llmops up ({c.profile} profile) {elapsed:5.1f} s")
@@ -144,8 +146,7 @@ def up(
         return t
 
     with Live(table([], {}, 0.0), console=_console(stderr=True), refresh_per_second=4, transient=c.json_out) as live:
-        res = do_up(c, wait_timeout=wait_timeout, build=build,
-                    on_tick=lambda s, h, e: live.update(table(s, h, e)), say=live.console.print)
+        res = do_up(c, env, res, wait_timeout=wait_timeout, on_tick=lambda s, h, e: live.update(table(s, h, e)))
     out = {"time_to_healthy_s": res.time_to_healthy_s, "total_s": res.total_s, "built": res.built}
     if c.json_out:
         print(json.dumps(out))
@@ -259,18 +260,120 @@ def chaos_restore(timeout: float = typer.Option(120.0, "--timeout", help="Second
     say(f"stack healthy; restored: {', '.join(done) if done else 'nothing needed restoring'}")
 
 
+# ---- GPU, report, certify ---------------------------------------------------------------------------
+
+@app.command("gpu-report")
+def gpu_report(
+    duration: float = typer.Option(10.0, "--duration", help="Seconds of sampling."),
+    interval: float = typer.Option(0.1, "--interval", help="Seconds between samples (drift-free)."),
+    budget: Optional[Path] = typer.Option(None, "--budget", help="YAML/JSON file overriding budget terms."),
+    tolerance: float = typer.Option(10.0, "--tolerance", help="Allowed |error| in percent."),
+    device: Optional[int] = typer.Option(None, "--device", help="Only this GPU index."),
+) -> None:
+    """06_gpu_memory: NVML memory over time, per service, against a budget derived from the models."""
+    from .certify import llama_services
+    from .gpu.check import format_gpu_text, run_gpu_report
+    from .stack import docker_client
+
+    c = ctx()
+    try:
+        docker_client()
+        services = llama_services(c)
+    except LlmopsError as e:   # no engine or no stack: still report the GPU itself
+        say(f"[yellow]no stack to attribute to ({e}); reporting the GPU alone[/]")
+        services = []
+    r = run_gpu_report(c.open_run(), duration_s=duration, interval_s=interval, device=device,
+                       tolerance_pct=tolerance, budget_file=budget, services=services)
+    emit(r, format_gpu_text(r))
+    if r.status == "skipped":
+        say(f"[yellow]skipped:[/] {r.details.get('reason')}")
+    finish_run([r.exit_code()])
+
+
+@app.command()
+def report(run_dir: Optional[Path] = typer.Argument(None, help="Run folder (default: evidence/latest).")) -> None:
+    """Render summary.md/.html/.json, junit.xml and charts from a run's JSON files only."""
+    from .report import render_report
+
+    c = ctx()
+    path = run_dir or c.evidence_dir / "latest"
+    res = render_report(path)
+    if c.json_out:
+        print(json.dumps({"exit_code": res.exit_code, "status": res.status,
+                          "files": [str(p) for p in res.paths]}))
+    else:
+        for p in res.paths:
+            say(f"wrote {p}")
+        say(f"overall: {res.status} (exit {res.exit_code}) - {res.conclusion}")
+    raise typer.Exit(res.exit_code)
+
+
+@app.command()
+def certify(
+    skip: Optional[list[str]] = typer.Option(None, "--skip", help="Phases to skip: verify, failover, qdrant, gpu, report."),
+    failover_mode: str = typer.Option("stop", "--failover-mode", help="stop | kill | pause"),
+    qdrant_mode: str = typer.Option("stop", "--qdrant-mode", help="stop | kill | pause"),
+) -> None:
+    """verify, chaos failover, chaos qdrant, gpu-report and report, in one run folder."""
+    from rich.table import Table
+
+    from .certify import PHASES, run_certify
+    from .chaos.failover import FailoverOptions
+    from .chaos.qdrant import QdrantOptions
+
+    skip = skip or []
+    if bad := [p for p in skip if p not in PHASES]:
+        raise UsageError(f"unknown phase {', '.join(bad)}; valid: {', '.join(PHASES)}")
+    c = ctx()
+    c.client  # noqa: B018 - exit 4 now if there is no engine
+    run = c.open_run()
+    states: dict[str, str] = {p: ("skipped" if p in skip else "pending") for p in PHASES}
+
+    def on_phase(name: str, st: str) -> None:
+        states[name] = st
+        t = Table(title=f"llmops certify -> {run.path}", show_header=False)
+        for p in PHASES:
+            colour = "green" if states[p] == "exit 0" else "yellow" if states[p] in ("running", "exit 3") else \
+                "dim" if states[p] in ("pending", "skipped") else "red"
+            t.add_row(p, f"[{colour}]{states[p]}[/]")
+        _console(stderr=True).print(t)
+
+    code, outcomes = run_certify(c, skip, emit, say, on_phase, FailoverOptions(mode=failover_mode),
+                                 QdrantOptions(mode=qdrant_mode))
+    for o in outcomes:
+        say(f"{o.phase:9} exit {o.code}  {o.seconds:6.1f} s" + (f"  {o.error}" if o.error else ""))
+    say(f"certify: exit {code}; summary: {run.path / 'summary.md'}")
+    raise typer.Exit(code)
+
+
 # ---- entry point ---------------------------------------------------------------------------------
 
 def main() -> None:
-    import click
+    click_errors: tuple[type[BaseException], ...] = ()
+    aborts: tuple[type[BaseException], ...] = (typer.Abort,)
+    try:  # typer >= 0.26 vendors its own click; older ones use click itself
+        from typer._click.exceptions import ClickException as VendoredClickException
+        click_errors += (VendoredClickException,)
+    except ImportError:
+        pass
+    try:
+        import click
 
+        click_errors += (click.ClickException,)
+        aborts += (click.exceptions.Abort,)
+    except ImportError:
+        pass
     try:
         rv = app(standalone_mode=False)
-    except click.exceptions.Abort:
+    except aborts:
         print("llmops: aborted", file=sys.stderr)
         sys.exit(130)
-    except click.ClickException as e:
-        e.show()
+    except click_errors as e:
+        if type(e).__name__ == "NoArgsIsHelpError":   # bare `llmops`: help, as a usage error
+            e.show()  # type: ignore[attr-defined]
+        else:
+            msg = e.format_message() if hasattr(e, "format_message") else str(e)
+            print(f"llmops: error: {msg.splitlines()[0] if msg else type(e).__name__} (see --help)", file=sys.stderr)
         sys.exit(ExitCode.USAGE)
     except LlmopsError as e:
         print(f"llmops: error: {e}", file=sys.stderr)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import re
 import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .context import Context
@@ -21,6 +24,7 @@ class UpResult:
     time_to_healthy_s: dict[str, float] = field(default_factory=dict)
     total_s: float = 0.0
     built: bool = False
+    t0: float = 0.0
 
 
 def compose_env(ctx: Context) -> dict[str, str]:
@@ -50,15 +54,30 @@ def published_ports(config: dict[str, Any]) -> dict[int, str]:
     return out
 
 
+def port_variables(compose_file: Path) -> dict[str, str]:
+    """service -> the variable that sets its host port, read from the compose file itself."""
+    import yaml
+
+    doc = yaml.safe_load(compose_file.read_text()) or {}
+    out = {}
+    for name, svc in (doc.get("services") or {}).items():
+        for p in (svc or {}).get("ports") or []:
+            m = re.search(r":\$\{(\w+)(?::-[^}]*)?\}:", str(p))
+            if m:
+                out[name] = m.group(1)
+    return out
+
+
 def check_ports(ctx: Context, config: dict[str, Any], ours: list[Service]) -> None:
     """Refuse before starting anything when a port is held by someone else, naming the holder."""
     mine = {s.host_port for s in ours if s.host_port and s.state in ("running", "paused")}
+    variables = port_variables(ctx.compose.files[0])
     for port, svc in sorted(published_ports(config).items()):
         if port in mine:
             continue
         if not is_free(port) or not is_free(port, "0.0.0.0"):
-            raise EnvironmentProblem(f"port {port} (for {svc}) is already taken by {holder(port, ctx.client)}; "
-                                     f"free it or set {svc.upper().replace('-', '_').split('_')[0]}_PORT in compose/.env")
+            hint = f"; free it or set {variables[svc]} in compose/.env" if svc in variables else ""
+            raise EnvironmentProblem(f"port {port} (for {svc}) is already taken by {holder(port, ctx.client)}{hint}")
 
 
 def missing_images(ctx: Context, config: dict[str, Any]) -> list[str]:
@@ -84,16 +103,15 @@ def last_logs(ctx: Context, svc: Service, n: int = 8) -> str:
     return " | ".join(line.strip() for line in raw.strip().splitlines()[-n:])
 
 
-def up(ctx: Context, *, wait_timeout: float, build: bool,
-       on_tick: Callable[[list[Service], dict[str, float], float], None] | None = None,
-       say: Callable[[str], None] = print) -> UpResult:
+def prepare(ctx: Context, *, build: bool, say: Callable[[str], None] = print) -> tuple[dict[str, str], UpResult]:
+    """Pre-flight before anything starts: engine, config, ports, images (built if missing)."""
     t0 = time.monotonic()
-    ctx.compose.ensure_env()
+    ctx.client  # noqa: B018 - exit 4 with the fix before touching anything
     env = compose_env(ctx)
+    ctx.compose.ensure_env()
     config = ctx.compose.config(env)
-    declared = ctx.declared()
     check_ports(ctx, config, ctx.services())
-    result = UpResult()
+    result = UpResult(t0=t0)
     missing = [m for m in missing_images(ctx, config) if m.startswith("llmops/")]
     if missing and ctx.profile == "cpu":
         if not build:
@@ -103,22 +121,35 @@ def up(ctx: Context, *, wait_timeout: float, build: bool,
         say(f"images missing ({', '.join(missing)}): building offline")
         Builder(ctx.project_dir, say=say).all()
         result.built = True
+    return env, result
+
+
+def up(ctx: Context, env: dict[str, str], result: UpResult, *, wait_timeout: float,
+       on_tick: Callable[[list[Service], dict[str, float], float], None] | None = None) -> UpResult:
+    t0 = result.t0
+    declared = ctx.declared()
+    # Containers that exist before `compose up` may be about to be recreated: their health says
+    # nothing about the new ones, so they count only once compose has finished.
+    before = {s.name: s.container_id for s in ctx.services()}
     t_up = time.monotonic()
     proc = subprocess.Popen([*ctx.compose.base_argv(), "up", "-d", "--remove-orphans"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**__import__("os").environ, **env})
+                            env={**os.environ, **env})
     healthy_at: dict[str, float] = {}
     deadline = t_up + wait_timeout
     services: list[Service] = []
     while True:
         now = time.monotonic()
         services = ctx.services()
+        done = proc.poll() is not None
         for s in services:
-            if s.up_healthy and s.name not in healthy_at and s.state == "running":
-                healthy_at[s.name] = now - t_up
+            fresh = s.container_id != before.get(s.name)
+            if not (s.up_healthy and s.state == "running"):
+                healthy_at.pop(s.name, None)
+            elif s.name not in healthy_at and (fresh or done):
+                healthy_at[s.name] = now - t_up if fresh else 0.0
         if on_tick:
             on_tick(services, healthy_at, now - t_up)
-        done = proc.poll() is not None
         if done and proc.returncode != 0:
             out = (proc.stdout.read() if proc.stdout else "").strip().splitlines()
             bad = _worst(services, declared)

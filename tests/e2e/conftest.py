@@ -109,3 +109,24 @@ def project_leftovers(client: Any, project: str) -> dict[str, list[str]]:
     return {"containers": [c.name for c in client.containers.list(all=True, filters=f)],
             "networks": [n.name for n in client.networks.list(filters=f)],
             "volumes": [v.name for v in client.volumes.list(filters=f)]}
+
+
+# The helpers as fixtures, so test modules need no import of this conftest.
+@pytest.fixture(name="free_port")
+def _free_port_fixture() -> Callable[[], int]:
+    return free_port
+
+
+@pytest.fixture(name="one_line_error")
+def _one_line_error_fixture() -> Callable[[subprocess.CompletedProcess[str], int], str]:
+    return assert_one_line_error
+
+
+@pytest.fixture(name="leftovers")
+def _leftovers_fixture(docker_engine: Any) -> Callable[[str], dict[str, list[str]]]:
+    return lambda project: project_leftovers(docker_engine, project)
+
+
+@pytest.fixture(name="cli_env")
+def _cli_env_fixture() -> Callable[..., dict[str, str]]:
+    return cli_env

@@ -65,6 +65,7 @@ class FaultFrame:
     service: Service
     mode: str
     restore: bool = True
+    phase: str = "chaos"          # which experiment, so charts can tell the faults apart
     entry: Entry | None = None
     t_fault: float | None = None
     t_restore: float | None = None
@@ -82,7 +83,7 @@ class FaultFrame:
         self.t_fault = time.monotonic()
         inject(self.ctx.client, self.service.container_id, self.mode)
         self.ctx.open_run().event("fault", t=self.ctx.open_run().to_run_time(self.t_fault),
-                                  service=self.service.name, action=self.mode)
+                                  phase=self.phase, service=self.service.name, action=self.mode)
         return self.t_fault
 
     def undo(self) -> float:
@@ -90,7 +91,7 @@ class FaultFrame:
         self.t_restore = time.monotonic()
         self.restore_how = restore_entry(self.ctx.client, self.ledger, self.entry)
         self.ctx.open_run().event("restore", t=self.ctx.open_run().to_run_time(self.t_restore),
-                                  service=self.service.name, action=self.restore_how)
+                                  phase=self.phase, service=self.service.name, action=self.restore_how)
         self.entry = None
         return self.t_restore
 

@@ -63,7 +63,7 @@ def run_failover(ctx: Context, o: FailoverOptions, say: Callable[[str], None]) -
     attempt_timeout = router.per_attempt_timeout_s() if router else None
     alias = gateway.labels.get("llmops.model-alias", "chat-7b")
     run = ctx.open_run()
-    frame = FaultFrame(ctx, target, o.mode, restore=o.restore)
+    frame = FaultFrame(ctx, target, o.mode, restore=o.restore, phase="failover")
     marks: dict[str, float | None] = {"t_start": None, "t_primary_ok": None}
 
     def record(r: Request) -> None:

@@ -135,7 +135,7 @@ def run_qdrant(ctx: Context, o: QdrantOptions, say: Callable[[str], None]) -> tu
                     break
                 await asyncio.sleep(0.02)
 
-    frame = FaultFrame(ctx, qdrant, o.mode, restore=o.restore)
+    frame = FaultFrame(ctx, qdrant, o.mode, restore=o.restore, phase="qdrant")
     frame.run(lambda f: asyncio.run(outage(f)), say)
     q1 = asyncio.run(_with_client(lambda c: _query(c, rag))) if frame.restored else None
     points_after = count_points(qdrant, collection) if frame.restored else None
@@ -208,7 +208,7 @@ def data_safety(ctx: Context, qdrant: Service, n: int, say: Callable[[str], None
         r = c.put(f"{base}/points", params={"wait": "true"}, json={"points": pts})
         acked = n if r.status_code == 200 and r.json().get("result", {}).get("status") == "completed" else 0
     say(f"data safety: {acked} points acknowledged; docker kill {qdrant.name}")
-    frame = FaultFrame(ctx, qdrant, "kill")
+    frame = FaultFrame(ctx, qdrant, "kill", phase="qdrant-durability")
 
     def body(f: FaultFrame) -> None:
         f.inject()
