@@ -130,3 +130,49 @@ def _leftovers_fixture(docker_engine: Any) -> Callable[[str], dict[str, list[str
 @pytest.fixture(name="cli_env")
 def _cli_env_fixture() -> Callable[..., dict[str, str]]:
     return cli_env
+
+
+# ---- the real cpu stack ---------------------------------------------------------------------------
+
+STACK_PROJECT = os.environ.get("LLMOPS_E2E_PROJECT", "llmops")
+
+
+def llmops(*args: str, timeout: float = 600.0, env: dict[str, str] | None = None,
+           check: bool = False) -> subprocess.CompletedProcess[str]:
+    """`llmops --project-dir ROOT ARGS` against the e2e stack."""
+    p = subprocess.run([sys.executable, "-m", "llmops.cli", "--project-dir", str(ROOT), "--profile", "cpu",
+                        "--project-name", STACK_PROJECT, *args], capture_output=True, text=True,
+                       env=env or cli_env(), timeout=timeout)
+    if check and p.returncode != 0:
+        raise AssertionError(f"llmops {' '.join(args)} exited {p.returncode}:\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
+    return p
+
+
+@pytest.fixture(scope="session")
+def stack(docker_engine: Any) -> dict[str, Any]:
+    """The cpu stack, up and healthy (built offline if images are missing).  Torn down at the end
+    only if this session brought it up, unless LLMOPS_E2E_KEEP=1."""
+    from llmops.compose import read_env_file
+
+    was_up = bool(docker_engine.containers.list(filters={"label": f"com.docker.compose.project={STACK_PROJECT}"}))
+    p = llmops("--json", "up", "--wait-timeout", "600", timeout=3600)
+    if p.returncode != 0:
+        raise AssertionError(f"llmops up failed ({p.returncode}): {p.stderr[-3000:]}")
+    info: dict[str, Any] = {"up": p.stdout, "key": read_env_file(ROOT / "compose" / ".env")["LITELLM_MASTER_KEY"],
+                            "project": STACK_PROJECT, "client": docker_engine}
+    yield info
+    if not was_up and os.environ.get("LLMOPS_E2E_KEEP") != "1":
+        llmops("down", timeout=300)
+
+
+@pytest.fixture
+def healthy_stack(stack: dict[str, Any]) -> dict[str, Any]:
+    """The stack, checked healthy before a test (a previous test may have broken it)."""
+    p = llmops("chaos", "restore", "--timeout", "180", timeout=300)
+    assert p.returncode == 0, p.stderr
+    return stack
+
+
+@pytest.fixture(name="llmops")
+def _llmops_fixture() -> Callable[..., subprocess.CompletedProcess[str]]:
+    return llmops

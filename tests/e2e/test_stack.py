@@ -1,0 +1,110 @@
+"""The real cpu stack: six healthy containers, each endpoint answering as DESIGN's table says."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import httpx
+import pytest
+
+
+URL = {"api-gateway": "http://127.0.0.1:8000", "inference-chat": "http://127.0.0.1:8001",
+       "rag": "http://127.0.0.1:8002", "embedding": "http://127.0.0.1:8003",
+       "inference-code": "http://127.0.0.1:8004", "qdrant": "http://127.0.0.1:6333"}
+
+
+def test_six_containers_healthy(stack: dict[str, Any]) -> None:
+    cs = stack["client"].containers.list(filters={"label": f"com.docker.compose.project={stack['project']}"})
+    health = {c.labels["com.docker.compose.service"]: c.attrs["State"].get("Health", {}).get("Status") for c in cs}
+    assert health == {name: "healthy" for name in URL}
+
+
+@pytest.mark.parametrize("service", ["inference-chat", "inference-code"])
+def test_llama_health(stack: dict[str, Any], service: str) -> None:
+    r = httpx.get(f"{URL[service]}/health", timeout=5)
+    assert r.status_code == 200 and r.json() == {"status": "ok"}
+
+
+def test_gateway_health_counts_both_deployments(stack: dict[str, Any]) -> None:
+    assert httpx.get(f"{URL['api-gateway']}/health/liveliness", timeout=5).status_code == 200
+    r = httpx.get(f"{URL['api-gateway']}/health", headers={"Authorization": f"Bearer {stack['key']}"}, timeout=30)
+    body = r.json()
+    assert r.status_code == 200 and body["healthy_count"] == 2 and body["unhealthy_count"] == 0
+    assert httpx.get(f"{URL['api-gateway']}/health", timeout=5).status_code >= 400   # refused without the key (LiteLLM says 500)
+
+
+def test_rag_health_body(stack: dict[str, Any]) -> None:
+    r = httpx.get(f"{URL['rag']}/health", timeout=5)
+    body = r.json()
+    assert r.status_code == 200 and body["qdrant"] is True and body["embedding"] is True
+    assert body["retry_policy"]["deadline_s"] > 0
+
+
+def test_embedding_health_and_dims(stack: dict[str, Any]) -> None:
+    h = httpx.get(f"{URL['embedding']}/health", timeout=5).json()
+    assert h["ok"] is True and h["dim"] == 384 and h["model"]
+    r = httpx.post(f"{URL['embedding']}/v1/embeddings", json={"input": ["a", "b", "c"]}, timeout=30).json()
+    assert [len(d["embedding"]) for d in r["data"]] == [384, 384, 384]
+    e = httpx.post(f"{URL['embedding']}/embed", json={"texts": ["cat", "kitten", "tax law"]}, timeout=30).json()
+    a, b, c = e["embeddings"]
+    dot = lambda x, y: sum(p * q for p, q in zip(x, y))  # noqa: E731
+    assert dot(a, b) > dot(a, c), "a real model puts cat nearer kitten than tax law"
+
+
+def test_qdrant_endpoints(stack: dict[str, Any]) -> None:
+    assert httpx.get(f"{URL['qdrant']}/healthz", timeout=5).status_code == 200
+    assert httpx.get(f"{URL['qdrant']}/readyz", timeout=5).status_code == 200
+    cols = httpx.get(f"{URL['qdrant']}/collections", timeout=5).json()["result"]["collections"]
+    assert "docs" in [c["name"] for c in cols]
+
+
+def test_completion_served_by_primary(stack: dict[str, Any]) -> None:
+    r = httpx.post(f"{URL['api-gateway']}/v1/chat/completions", timeout=60,
+                   headers={"Authorization": f"Bearer {stack['key']}"},
+                   json={"model": "chat-7b", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 8})
+    assert r.status_code == 200
+    assert urlparse(r.headers["x-litellm-model-api-base"]).hostname == "inference-chat"
+    assert r.headers["x-litellm-model-id"] == "inference-chat"
+    assert r.json()["choices"][0]["message"]["content"]
+
+
+def test_rag_query_returns_hits(stack: dict[str, Any]) -> None:
+    r = httpx.post(f"{URL['rag']}/query", json={"query": "What does LiteLLM do?", "top_k": 3}, timeout=30)
+    assert r.status_code == 200
+    hits = r.json()["hits"]
+    assert len(hits) == 3 and all(h["text"] for h in hits)
+
+
+def test_verify_writes_evidence(llmops: Any, stack: dict[str, Any], tmp_path: Path) -> None:
+    p = llmops("--evidence-dir", str(tmp_path), "verify")
+    assert p.returncode == 0, p.stdout + p.stderr
+    run = (tmp_path / "latest").resolve()
+    health = json.loads((run / "03_health_check.json").read_text())
+    assert health["metrics"]["endpoints_ok"] == health["metrics"]["endpoints_total"] == 6
+    assert health["metrics"]["wall_s"] <= 1.5 * max(p["latency_s"] for p in health["details"]["probes"]) + 0.005
+    func = json.loads((run / "02_functional_check.json").read_text())
+    assert func["metrics"]["gateway_backend"] == "inference-chat" and func["metrics"]["rag_hits"] >= 1
+    status = json.loads((run / "01_services_status.json").read_text())
+    assert status["metrics"] == {"services_total": 6, "services_healthy": 6}
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["profile"] == "cpu" and len(manifest["images"]) == 6
+    assert manifest["router"]["router_settings"]["allowed_fails"] == 0
+    kinds = {json.loads(line)["kind"] for line in (run / "events.ndjson").read_text().splitlines()}
+    assert {"probe", "request"} <= kinds
+    for stem in ("01_services_status", "02_functional_check", "03_health_check"):
+        assert "Definition of Done" in (run / f"{stem}.txt").read_text()
+
+
+def test_up_is_idempotent(llmops: Any, stack: dict[str, Any]) -> None:
+    p = llmops("--json", "up", "--wait-timeout", "120")
+    assert p.returncode == 0, p.stderr
+    assert set(json.loads(p.stdout)["time_to_healthy_s"]) == set(URL)
+
+
+def test_status_service_filter(llmops: Any, stack: dict[str, Any], tmp_path: Path) -> None:
+    p = llmops("--json", "--evidence-dir", str(tmp_path), "status", "--service", "rag")
+    assert p.returncode == 0
+    assert json.loads(p.stdout.splitlines()[0])["metrics"] == {"services_total": 1, "services_healthy": 1}
