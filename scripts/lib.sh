@@ -1,0 +1,54 @@
+# Shared by scripts/certify and scripts/test: timing of phases, retries, and the setup itself.
+# shellcheck shell=bash
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+if [ "$(id -u)" = 0 ]; then DEFAULT_CACHE=/var/cache/llmops; else DEFAULT_CACHE="$HOME/.cache/llmops"; fi
+export LLMOPS_CACHE="${LLMOPS_CACHE:-$DEFAULT_CACHE}"
+export PIP_CACHE_DIR="${PIP_CACHE_DIR:-$LLMOPS_CACHE/pip}"   # wheels survive between runs and clones
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+VENV="$ROOT/.venv"
+LLMOPS="$VENV/bin/llmops"
+T_START=$(date +%s)
+
+phase() {  # phase NAME CMD...: run a step and print how long it took
+  local name="$1"; shift
+  local t0; t0=$(date +%s)
+  echo "==> [$name] started at $(date -u +%H:%M:%S)"
+  local rc=0
+  "$@" || rc=$?
+  echo "==> [$name] $([ $rc -eq 0 ] && echo done || echo "FAILED (exit $rc)") in $(( $(date +%s) - t0 )) s (total $(( $(date +%s) - T_START )) s)"
+  return $rc
+}
+
+retry() {  # retry CMD...: network steps get three tries with backoff
+  local n=1
+  until "$@"; do
+    if [ $n -ge 3 ]; then echo "!! failed after $n attempts: $*" >&2; return 1; fi
+    echo "!! attempt $n failed: $*; retrying in $((n * 10)) s" >&2
+    sleep $((n * 10)); n=$((n + 1))
+  done
+}
+
+apt_install() {  # apt_install PKG...: only what is missing, as root on Debian/Ubuntu
+  local missing=()
+  for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
+    echo "!! need packages ${missing[*]}: install them (as root: apt-get install ${missing[*]})" >&2; return 1
+  fi
+  retry apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive retry apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+setup_venv() {
+  mkdir -p "$PIP_CACHE_DIR"
+  [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+  retry "$VENV/bin/pip" install -q --retries 5 --timeout 60 -e "$ROOT[test]"
+}
+
+setup_all() {  # engine, Python environment, images: everything the stack needs, idempotent
+  phase "python venv" setup_venv
+  phase "docker engine" "$LLMOPS" engine --install
+  phase "offline image build" "$LLMOPS" --project-dir "$ROOT" build
+}
