@@ -172,6 +172,9 @@ def status(service: Optional[list[str]] = typer.Option(None, "--service", help="
     c.client  # noqa: B018 - fail fast with exit 4 when the engine is down
     r, text = run_status(c, service)
     emit(r, text)
+    if not any(row["container"] for row in r.details["services"]):
+        say(f"[red]stack `{c.project}` is not up: run `llmops up`[/]")
+        finish_run([ExitCode.ENVIRONMENT])   # nothing there at all: not a failed check
     finish_run([r.exit_code()])
 
 

@@ -1,0 +1,62 @@
+"""Benchmark: the failover experiment N times per mode, with our router settings and with LiteLLM's
+default router settings (the peer baseline, compose/litellm/config.defaults.yaml).
+
+Usage: .venv/bin/python scripts/bench/failover.py [--runs N] [--modes stop,kill,pause] [--no-baseline]
+It recreates the gateway to switch configs and puts ours back at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from common import llmops, med, mx, run_check, save, table
+
+CONFIGS = {"llmops": "config.yaml", "litellm defaults": "config.defaults.yaml"}
+
+
+def switch(config: str) -> None:
+    p = llmops("--json", "up", "--wait-timeout", "300", env={"LITELLM_CONFIG": config})
+    if p.returncode != 0:
+        raise SystemExit(f"could not switch the gateway to {config}: {p.stderr[-500:]}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--modes", default="stop,kill,pause")
+    ap.add_argument("--no-baseline", action="store_true")
+    a = ap.parse_args()
+    modes = a.modes.split(",")
+    data: dict[str, dict[str, list]] = {}
+    rows = []
+    configs = {"llmops": CONFIGS["llmops"]} if a.no_baseline else CONFIGS
+    try:
+        for label, cfg in configs.items():
+            switch(cfg)
+            for mode in modes:
+                res = []
+                for _ in range(a.runs):
+                    code, r = run_check(["chaos", "failover", "--mode", mode, "--rps", "10", "--fault-at", "3",
+                                         "--outage", "5"], "04_failover_test", env={"LITELLM_CONFIG": cfg})
+                    m = r["metrics"]
+                    res.append({"exit": code, **{k: m.get(k) for k in (
+                        "failover_time_s", "failover_penalty_s", "failed_requests", "total_requests",
+                        "served_by_secondary", "failback_time_s", "restored")},
+                        "p95_during_s": m["latency"]["during"]["p95_s"], "max_during_s": m["latency"]["during"]["max_s"]})
+                data.setdefault(label, {})[mode] = res
+                col = lambda k: [x[k] for x in res]  # noqa: E731
+                rows.append([label, mode, len(res), med(col("failover_time_s")), mx(col("failover_time_s")),
+                             med(col("failover_penalty_s")), mx(col("failover_penalty_s")),
+                             sum(col("failed_requests")), sum(col("total_requests")),
+                             med(col("p95_during_s")), med(col("failback_time_s")), mx(col("failback_time_s")),
+                             sum(1 for x in res if x["exit"] == 0)])
+    finally:
+        switch(CONFIGS["llmops"])
+    md = table(["router settings", "mode", "runs", "failover median (s)", "failover max (s)", "penalty median (s)",
+                "penalty max (s)", "failed requests", "requests", "p95 during outage (s)", "failback median (s)",
+                "failback max (s)", "runs exit 0"], rows)
+    save("failover", data, md)
+
+
+if __name__ == "__main__":
+    main()
