@@ -109,9 +109,9 @@ class Builder:
 
     def _step(self, what: str, fn: Callable[[], str]) -> None:
         t = time.monotonic()
-        self.say(f"[build] {what} ...")
+        self.say(f"build: {what} ...")
         outcome = fn()
-        self.say(f"[build] {what}: {outcome} ({time.monotonic() - t:.1f} s)")
+        self.say(f"build: {what}: {outcome} ({time.monotonic() - t:.1f} s)")
 
     # ---- steps ---------------------------------------------------------------------------
     def base(self, suite: str) -> str:

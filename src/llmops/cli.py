@@ -159,7 +159,9 @@ def down(volumes: bool = typer.Option(False, "--volumes", help="Also delete name
     """Stop and remove the stack's containers."""
     from .lifecycle import down as do_down
 
-    do_down(ctx(), volumes)
+    c = ctx()
+    c.client  # noqa: B018 - exit 4 naming the fix when there is no engine
+    do_down(c, volumes)
     say("stack down")
 
 
@@ -318,6 +320,7 @@ def certify(
     qdrant_mode: str = typer.Option("stop", "--qdrant-mode", help="stop | kill | pause"),
 ) -> None:
     """verify, chaos failover, chaos qdrant, gpu-report and report, in one run folder."""
+    from rich.live import Live
     from rich.table import Table
 
     from .certify import PHASES, run_certify
@@ -332,17 +335,21 @@ def certify(
     run = c.open_run()
     states: dict[str, str] = {p: ("skipped" if p in skip else "pending") for p in PHASES}
 
-    def on_phase(name: str, st: str) -> None:
-        states[name] = st
+    def board() -> Table:
         t = Table(title=f"llmops certify -> {run.path}", show_header=False)
         for p in PHASES:
             colour = "green" if states[p] == "exit 0" else "yellow" if states[p] in ("running", "exit 3") else \
                 "dim" if states[p] in ("pending", "skipped") else "red"
             t.add_row(p, f"[{colour}]{states[p]}[/]")
-        _console(stderr=True).print(t)
+        return t
 
-    code, outcomes = run_certify(c, skip, emit, say, on_phase, FailoverOptions(mode=failover_mode),
-                                 QdrantOptions(mode=qdrant_mode))
+    with Live(board(), console=_console(stderr=True), refresh_per_second=4) as live:
+        def on_phase(name: str, st: str) -> None:
+            states[name] = st
+            live.update(board())
+
+        code, outcomes = run_certify(c, skip, emit, say, on_phase, FailoverOptions(mode=failover_mode),
+                                     QdrantOptions(mode=qdrant_mode))
     for o in outcomes:
         say(f"{o.phase:9} exit {o.code}  {o.seconds:6.1f} s" + (f"  {o.error}" if o.error else ""))
     say(f"certify: exit {code}; summary: {run.path / 'summary.md'}")

@@ -50,13 +50,13 @@ def ensure_engine(install: bool, say: Callable[[str], None] = print, wait_s: flo
     missing = [p for p, b in (("docker.io", "dockerd"), ("docker-compose", "docker-compose"),
                               ("debootstrap", "debootstrap")) if not shutil.which(b)]
     if missing:
-        say(f"[engine] apt-get install {' '.join(missing)}")
+        say(f"engine: apt-get install {' '.join(missing)}")
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
         run_with_retries(["apt-get", "update", "-qq"], what="apt-get update", env=env)
         run_with_retries(["apt-get", "install", "-y", "-qq", *missing], what="apt-get install", env=env)
         how = "installed+started"
     if not engine_answers():
-        say("[engine] starting dockerd (log: /var/log/dockerd.log)")
+        say("engine: starting dockerd (log: /var/log/dockerd.log)")
         with open("/var/log/dockerd.log", "ab") as log:
             subprocess.Popen(["dockerd"], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + wait_s
