@@ -18,6 +18,8 @@ engine-reported figure, so the report can compare formula, engine and NVML.
 
 from __future__ import annotations
 
+import functools
+
 import json
 import math
 import re
@@ -112,7 +114,20 @@ def _tensor_bytes(t: Any) -> int:
 
 
 def read_model_info(path: Path | str) -> ModelInfo:
-    """Read a GGUF file's metadata and tensor table.  Raises ConfigError on an unreadable file."""
+    """Read a GGUF file's metadata and tensor table.  Raises ConfigError on an unreadable file.
+
+    Both llama-servers often run the same file, and reading one takes seconds: cache by
+    (path, size, mtime) so a changed file is read again."""
+    p = Path(path)
+    try:
+        st = p.stat()
+    except OSError:
+        return _read_model_info(str(p), -1, -1)
+    return _read_model_info(str(p.resolve()), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=16)
+def _read_model_info(path: str, _size: int, _mtime_ns: int) -> ModelInfo:
     try:
         from gguf import GGUFReader
     except ImportError as exc:
