@@ -112,8 +112,9 @@ def prepare(ctx: Context, *, build: bool, say: Callable[[str], None] = print) ->
     config = ctx.compose.config(env)
     check_ports(ctx, config, ctx.services())
     result = UpResult(t0=t0)
+    # Our own images (gateway, rag, embedding, and the cpu llama-server) are built, never pulled.
     missing = [m for m in missing_images(ctx, config) if m.startswith("llmops/")]
-    if missing and ctx.profile == "cpu":
+    if missing:
         if not build:
             raise EnvironmentProblem(f"images missing: {', '.join(missing)}; run `llmops build`")
         from .build import Builder
