@@ -73,12 +73,16 @@ def debian_mirror() -> str:
             continue
         for line in p.read_text(errors="replace").splitlines():
             line = line.strip()
-            if line.startswith("URIs:") and "security" not in line:
-                return line.split()[1]
-            if line.startswith("deb ") and "security" not in line:
+            # Other repositories (nodesource, say) sit beside Debian's: only a Debian/Ubuntu archive will do.
+            if line.startswith("URIs:"):
+                uri = line.split()[1]
+            elif line.startswith("deb "):
                 parts = [x for x in line.split() if not x.startswith("[")]
-                if len(parts) > 1:
-                    return parts[1]
+                uri = parts[1] if len(parts) > 1 else ""
+            else:
+                continue
+            if "security" not in uri and uri.rstrip("/").endswith(("/debian", "/ubuntu")):
+                return uri
     return "http://deb.debian.org/debian"
 
 
