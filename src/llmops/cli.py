@@ -145,8 +145,13 @@ def up(
                       f"{ta:.1f} s" if ta is not None else "…")
         return t
 
-    with Live(table([], {}, 0.0), console=_console(stderr=True), refresh_per_second=4, transient=c.json_out) as live:
-        res = do_up(c, env, res, wait_timeout=wait_timeout, on_tick=lambda s, h, e: live.update(table(s, h, e)))
+    try:
+        with Live(table([], {}, 0.0), console=_console(stderr=True), refresh_per_second=4,
+                  transient=c.json_out) as live:
+            res = do_up(c, env, res, wait_timeout=wait_timeout, on_tick=lambda s, h, e: live.update(table(s, h, e)))
+    finally:
+        if not c.json_out and not sys.stderr.isatty():
+            print(file=sys.stderr)   # without a terminal Live leaves the cursor after the table
     out = {"time_to_healthy_s": res.time_to_healthy_s, "total_s": res.total_s, "built": res.built}
     if c.json_out:
         print(json.dumps(out))

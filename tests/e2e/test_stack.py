@@ -108,3 +108,28 @@ def test_status_service_filter(llmops: Any, stack: dict[str, Any], tmp_path: Pat
     p = llmops("--json", "--evidence-dir", str(tmp_path), "status", "--service", "rag")
     assert p.returncode == 0
     assert json.loads(p.stdout.splitlines()[0])["metrics"] == {"services_total": 1, "services_healthy": 1}
+
+
+def test_up_timeout_names_the_service_and_its_logs(stack: dict[str, Any], project_copy: Path, free_port: Any,
+                                                   cli_env: Any, run_llmops: Any) -> None:
+    """A service that never turns healthy: exit 4, one line naming it with its last log lines."""
+    import yaml
+
+    f = project_copy / "compose" / "docker-compose.yml"
+    doc = yaml.safe_load(f.read_text())
+    doc["services"]["rag"]["healthcheck"] = {"test": ["CMD", "false"], "interval": "1s", "retries": 1000}
+    f.write_text(yaml.safe_dump(doc, sort_keys=False))
+    ports = {v: str(free_port()) for v in ("GATEWAY_PORT", "CHAT_PORT", "CODE_PORT", "RAG_PORT",
+                                           "EMBEDDING_PORT", "QDRANT_PORT")}
+    project = "llmops-e2e-timeout"
+    env = cli_env(**ports)
+    try:
+        p = run_llmops("--project-dir", str(project_copy), "--profile", "cpu", "--project-name", project,
+                       "up", "--no-build", "--wait-timeout", "40", env=env, timeout=300)
+        lines = [x for x in p.stderr.splitlines() if x.startswith("llmops: error:")]
+        assert p.returncode == 4, p.stderr[-2000:]
+        assert len(lines) == 1 and "rag not healthy after 40 s" in lines[0] and "last log lines" in lines[0]
+        assert "Uvicorn running" in lines[0] or "INFO" in lines[0]   # real log lines of the rag container
+    finally:
+        run_llmops("--project-dir", str(project_copy), "--profile", "cpu", "--project-name", project,
+                   "down", "--volumes", env=env, timeout=300)
