@@ -25,6 +25,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--modes", default="stop,kill,pause")
     ap.add_argument("--no-baseline", action="store_true")
+    ap.add_argument("--name", default="failover", help="output name under docs/bench/")
     a = ap.parse_args()
     modes = a.modes.split(",")
     data: dict[str, dict[str, list]] = {}
@@ -55,7 +56,7 @@ def main() -> None:
     md = table(["router settings", "mode", "runs", "failover median (s)", "failover max (s)", "penalty median (s)",
                 "penalty max (s)", "failed requests", "requests", "p95 during outage (s)", "failback median (s)",
                 "failback max (s)", "runs exit 0"], rows)
-    save("failover", data, md)
+    save(a.name, data, md)
 
 
 if __name__ == "__main__":
