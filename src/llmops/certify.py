@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .context import Context
-from .errors import ExitCode, LlmopsError, RestoreFailed, aggregate_exit
+from .errors import LlmopsError, RestoreFailed, aggregate_exit
 from .evidence import CheckResult, utc_now_iso
 
 PHASES = ("verify", "failover", "qdrant", "gpu", "report")
@@ -141,4 +141,4 @@ def run_certify(ctx: Context, skip: list[str], emit: Callable[[CheckResult, str]
     return code, outcomes
 
 
-__all__ = ["PHASES", "run_certify", "llama_services", "ExitCode"]
+__all__ = ["PHASES", "run_certify", "llama_services"]

@@ -11,7 +11,7 @@ import json
 import os
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -144,9 +144,6 @@ class RunDir:
         p.write_text(json.dumps(data, indent=2, default=str) + "\n")
         return p
 
-    def read_checks(self) -> dict[str, dict[str, Any]]:
-        return load_checks(self.path)
-
     def close(self) -> None:
         with self._lock:
             self._events.close()
@@ -167,7 +164,3 @@ def read_events(run_path: Path) -> list[dict[str, Any]]:
     if not p.exists():
         return []
     return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
-
-
-def as_dict(obj: Any) -> Any:
-    return asdict(obj)

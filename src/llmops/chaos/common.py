@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..context import Context
-from ..errors import Aborted, EnvironmentProblem, RestoreFailed, UsageError
+from ..errors import Aborted, EnvironmentProblem, UsageError
 from ..stack import Service
 from .faults import MODES, inject
 from .ledger import Entry, Ledger
@@ -116,7 +116,3 @@ class FaultFrame:
         if self.interrupted:
             raise Aborted(f"interrupted by {self.interrupted}; {self.service.name} restored and the stack is healthy")
         return out
-
-
-def restore_failed(frame: FaultFrame) -> RestoreFailed:
-    return RestoreFailed(f"{frame.service.name} could not be restored; run `llmops chaos restore`")

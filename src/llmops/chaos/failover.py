@@ -159,7 +159,7 @@ def failover_text(r: CheckResult, rows: list[dict[str, Any]]) -> str:
         f"Failover test: {d['target']} -> {d['secondary']} through the gateway, fault mode `{d['mode']}`",
         "",
         "Scenario:",
-        f"  1. Pre-flight: every service Up (healthy).",
+        "  1. Pre-flight: every service Up (healthy).",
         f"  2. Steady state: {d['rps']:g} requests/s (open loop) through api-gateway; "
         f"p50 {fmt(lat['before']['p50_s'])}, served {a['served'].get(d['target'], 0)} by {d['target']} overall.",
         f"  3. Fault at t={fmt(mk['fault'])}: docker {d['mode']} {d['target']}.",

@@ -144,7 +144,6 @@ def run_qdrant(ctx: Context, o: QdrantOptions, say: Callable[[str], None]) -> tu
     out_h = [h for h in health if h["phase"] == "outage"]
     deg = max((h["latency_s"] for h in out_h), default=None)
     truthful = bool(out_h) and all(h["qdrant"] is False for h in out_h[1:])   # the first may race the fault
-    statuses = sorted({q["status_code"] for q in queries}, key=str)
     reconnect = (marks["rag_ok"] - marks["ready"]) if marks["rag_ok"] and marks["ready"] else None
     metrics = {
         "degraded_health_latency_s": _r(deg),
@@ -234,7 +233,7 @@ def qdrant_text(r: CheckResult) -> str:
         f"Qdrant outage test: rag's retries, health and reconnect; fault mode `{d['mode']}` for {d['outage_s']:g} s",
         "",
         "Scenario:",
-        f"  1. Pre-flight: every service Up (healthy).",
+        "  1. Pre-flight: every service Up (healthy).",
         f"  2. Baseline: rag /health qdrant={b['health'].get('qdrant')}; query HTTP {b['query']['status_code']} "
         f"with {b['query']['hits']} hits; {m['points_before']} points in `{d['collection']}`.",
         f"  3. Fault: docker {d['mode']} qdrant.",
