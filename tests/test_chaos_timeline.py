@@ -2,32 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from llmops.chaos.ledger import Ledger
-from llmops.chaos.loadgen import assert_loopback
+from llmops.chaos.loadgen import Request, assert_loopback
 from llmops.chaos.timeline import Marks, analyse, per_second, percentile, render_rows
 from llmops.errors import ConfigError
 
 
-@dataclass
-class R:
-    t_send: float
-    latency_s: float
-    status: int | None
-    backend: str | None
-    seq: int = 0
-
-    @property
-    def t_done(self) -> float:
-        return self.t_send + self.latency_s
-
-    @property
-    def ok(self) -> bool:
-        return self.status is not None and 200 <= self.status < 300
+def R(t_send: float, latency_s: float, status: int | None, backend: str | None, seq: int = 0) -> Request:
+    """The load generator's own record type, so the analysis is tested on what it really gets."""
+    return Request(seq, t_send, latency_s, status, backend, backend, None, None,
+                   None if status and status < 300 else "error")
 
 
 P, S = "inference-chat", "inference-code"
