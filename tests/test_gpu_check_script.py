@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import importlib.machinery
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
 import pytest
 
-from llmops.gpu.testing import FakeGpu, FakeNvml
+from llmops.gpu.testing import FakeNvml, StateFileGpu, write_pynvml_shim
 
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "gpu-check"
 
@@ -37,35 +38,46 @@ class FakeChild:
     (480.0, 1024, 1500.0, False, 0),         # no per-process memory: device deltas used
 ])
 def test_gpu_check_logic(monkeypatch, tmp_path, capsys, ctx, alloc, attributed, per_process, code):
+    """The script runs the real `python -m llmops gpu-report` in a child process; parent and child
+    share one fake GPU through a state file (pynvml shim first on the child's PYTHONPATH)."""
     mod = load_script()
-    gpu = FakeGpu(total_mib=81559, used_mib=100, compute=[(9, 90.0)])
-    fake = FakeNvml([gpu])
+    state_file = tmp_path / "gpu-state.json"
+    state = {"used": 100.0, "procs": [[9, 90.0]]}
+    state_file.write_text(json.dumps(state))
+    shim_dir = tmp_path / "shim"
+    shim_dir.mkdir()
+    write_pynvml_shim(shim_dir, state_file)
+    monkeypatch.setenv("PYTHONPATH", str(shim_dir))
+    fake = FakeNvml([StateFileGpu(total_mib=81559, state_file=str(state_file))])
     monkeypatch.setattr("llmops.gpu.nvml.load_nvml", lambda: (fake, []))
-    state = {"used": 100.0}
-    gpu.used_mib = state["used"]
 
     def spawn(python, n_mib, timeout_s):
         pid = 4242 if n_mib else 4141
         mem = (attributed if n_mib else ctx)
-        gpu.compute = list(gpu.compute) + [(pid, mem if per_process else None)]
+        state["procs"].append([pid, mem if per_process else None])
         state["used"] += mem
-        gpu.used_mib = state["used"]
+        state_file.write_text(json.dumps(state))
         return FakeChild(pid), {"pid": pid, "torch_reserved_mib": n_mib, "device": "Fake"}
 
     monkeypatch.setattr(mod, "spawn", spawn)
     monkeypatch.setattr(mod, "stop", lambda p: setattr(p, "stopped", True) if p else None)
     monkeypatch.setattr(mod.time, "sleep", lambda s: None)
+    ev = tmp_path / "ev"
     monkeypatch.setattr(sys, "argv", ["gpu-check", "--alloc-mib", str(alloc), "--duration", "0.3",
-                                      "--interval", "0.1", "--evidence-dir", str(tmp_path)])
+                                      "--interval", "0.1", "--evidence-dir", str(ev)])
     rc = mod.main()
     out = capsys.readouterr().out
     assert rc == code, out
-    assert f"CUDA context (baseline process): {ctx:.1f} MiB" in out
+    assert f"CUDA context: {ctx:.1f} MiB" in out
     err = 100 * (attributed - (alloc + ctx)) / (alloc + ctx)
     assert f"({err:+.2f}%)" in out
     assert "sampler CPU:" in out
-    assert ("device 'used' deltas" in out) == (not per_process)
-    assert (tmp_path / "latest" / "06_gpu_memory.json").exists()
+    assert ("device 'used' delta" in out) == (not per_process)
+    doc = json.loads(next(ev.glob("*/06_gpu_memory.json")).read_text())
+    # the budget file states what should be on the GPU: what was there, two contexts, the tensor
+    assert doc["metrics"]["expected_mib"] == pytest.approx(100 + 2 * ctx + alloc, abs=0.01), out
+    assert doc["status"] == ("pass" if code == 0 else "fail"), out
+    assert f"llmops gpu-report exit code: {code}" in out
 
 
 def test_gpu_check_skips_without_nvml(monkeypatch, capsys):

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import secrets
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,7 +15,7 @@ from llmops.errors import ConfigError, UsageError
 from llmops.evidence import RunDir, read_events
 from llmops.gpu.attribution import Attributor
 from llmops.gpu.check import format_gpu_text, run_gpu_report
-from llmops.gpu.testing import FakeClock, FakeGpu, FakeNvml
+from llmops.gpu.testing import FakeClock, FakeGpu, FakeNvml, write_pynvml_shim
 
 REQUIRED = {"total_mib", "used_mib", "expected_mib", "error_pct", "peak_used_mib", "per_service"}
 SMOL = Path("/var/cache/llmops/models/SmolLM2-135M-Instruct.Q4_1.gguf")
@@ -262,3 +265,26 @@ def test_text_is_rendered_from_json_alone(run, tmp_path):
     from_json = format_gpu_text(json.loads((run.path / "06_gpu_memory.json").read_text()))
     assert from_json == format_gpu_text(res)
     assert (run.path / "06_gpu_memory.txt").read_text().startswith(from_json)
+
+
+def test_cli_without_docker_exits_by_its_verdict(tmp_path):
+    """Found on a real H100 with no Docker: the report passed but the manifest's compose lookup
+    turned it into exit 4.  The real CLI, a fake GPU shared through a state file, PATH empty."""
+    state = tmp_path / "gpu.json"
+    state.write_text(json.dumps({"used": 1636.0, "procs": [[4242, 1636.0]]}))
+    write_pynvml_shim(tmp_path, state)
+    budget = tmp_path / "budget.json"
+    budget.write_text(json.dumps({"services": {"probe": {"weights_mib": 1024, "cuda_context_mib": 612}}}))
+    src = Path(__file__).resolve().parent.parent / "src"
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{src}", "PATH": str(tmp_path / "nobin")}
+    env["DOCKER_HOST"] = f"unix://{tmp_path}/no-docker.sock"
+    p = subprocess.run([sys.executable, "-m", "llmops", "--project-dir", str(src.parent),
+                        "--evidence-dir", str(tmp_path / "ev"), "gpu-report", "--duration", "0.3",
+                        "--budget", str(budget), "--tolerance", "2"],
+                       capture_output=True, text=True, env=env, timeout=60)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "Traceback" not in p.stderr
+    run = next((tmp_path / "ev").glob("2*/"))
+    assert json.loads((run / "06_gpu_memory.json").read_text())["status"] == "pass"
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["compose_binary"] is None and manifest["engine"] == {}

@@ -105,12 +105,16 @@ class Context:
                         router = summarize(p).to_json()
         except EnvironmentProblem:
             pass
+        try:   # a GPU box may run gpu-report with no Docker at all: the manifest still gets written
+            compose_binary: str | None = " ".join(self.compose.binary)
+        except EnvironmentProblem:
+            compose_binary = None
         return {
             "tool": "llmops", "version": __version__, "git_sha": self.git_sha(),
             "project": self.project, "profile": self.profile,
             "compose_files": [str(f.relative_to(self.project_dir)) for f in self.compose.files],
             "compose_config_hash": self.compose.config_hash(),
-            "compose_binary": " ".join(self.compose.binary),
+            "compose_binary": compose_binary,
             "host": {"name": platform.node(), "kernel": platform.release(), "machine": platform.machine(),
                      "python": platform.python_version(), "cpus": os.cpu_count()},
             "engine": engine, "images": images, "router": router,

@@ -102,8 +102,11 @@ def service_from_attrs(attrs: dict[str, Any]) -> Service:
 
 def docker_client() -> Any:
     """A Docker SDK client, or one clear line saying what to do."""
-    import docker  # lazy: `llmops --help` must not pay for it
-
+    try:
+        import docker  # lazy: `llmops --help` must not pay for it
+    except ImportError:
+        raise EnvironmentProblem("the Docker SDK for Python is not installed: "
+                                 "pip install docker (or reinstall llmops)") from None
     try:
         client = docker.from_env(timeout=30)
         client.ping()

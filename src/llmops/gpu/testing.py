@@ -7,7 +7,9 @@ init failure.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -55,6 +57,40 @@ class FakeGpu:
             v = self.used_mib
         self.memory_calls += 1
         return float(v)
+
+    def compute_now(self) -> list[tuple[int, float | None]] | None:
+        return self.compute
+
+
+@dataclass
+class StateFileGpu(FakeGpu):
+    """A FakeGpu whose used memory and compute processes are read from a JSON file at every
+    query - {"used": MiB, "procs": [[pid, MiB or null], ...]} - so that a test and the `llmops`
+    process it starts see one and the same fake GPU."""
+
+    state_file: str = ""
+
+    def _state(self) -> dict[str, Any]:
+        return json.loads(Path(self.state_file).read_text(encoding="utf-8"))
+
+    def used_now(self) -> float:
+        self.memory_calls += 1
+        return float(self._state()["used"])
+
+    def compute_now(self) -> list[tuple[int, float | None]] | None:
+        return [(int(pid), mib) for pid, mib in self._state()["procs"]]
+
+
+def write_pynvml_shim(folder: Path, state_file: Path) -> Path:
+    """Write a `pynvml.py` into `folder` that stands for a one-GPU StateFileGpu; put `folder`
+    first on a child process's PYTHONPATH to give it the fake instead of the real binding."""
+    shim = folder / "pynvml.py"
+    shim.write_text(
+        "import sys\n"
+        "from llmops.gpu.testing import FakeNvml, StateFileGpu\n"
+        f"sys.modules[__name__] = FakeNvml([StateFileGpu(total_mib=81559, state_file={str(state_file)!r})])\n",
+        encoding="utf-8")
+    return shim
 
 
 class FakeNvml:
@@ -145,7 +181,7 @@ class FakeNvml:
                 for pid, m in plist]
 
     def nvmlDeviceGetComputeRunningProcesses(self, h: FakeGpu) -> list[Any]:
-        return self._procs(h.compute)
+        return self._procs(h.compute_now())
 
     def nvmlDeviceGetGraphicsRunningProcesses(self, h: FakeGpu) -> list[Any]:
         return self._procs(h.graphics)
