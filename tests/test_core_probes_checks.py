@@ -277,3 +277,13 @@ def test_health_no_endpoints_fails() -> None:
     r = health_result([], 0.0, "t")
     assert r.status == "fail"
     assert r.metrics["concurrency_ratio"] is None
+
+
+def test_warmed_is_ok_only_when_every_slot_was_served_by_its_own_deployment() -> None:
+    from llmops.warmup import Warmed
+
+    assert Warmed("inference-code", 2, [200, 200], 0.2, ["inference-code"] * 2, None).ok
+    # LiteLLM fell back to the other deployment: the standby was not warmed
+    assert not Warmed("inference-code", 2, [200, 200], 0.2, ["inference-code", "inference-chat"], None).ok
+    assert not Warmed("inference-code", 2, [200, None], 0.2, ["inference-code", None], "ConnectError").ok
+    assert not Warmed("inference-code", 0, [], 0.0, [], None).ok

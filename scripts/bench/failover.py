@@ -2,7 +2,10 @@
 default router settings (the peer baseline, compose/litellm/config.defaults.yaml).
 
 Usage: .venv/bin/python scripts/bench/failover.py [--runs N] [--modes stop,kill,pause] [--no-baseline]
-It recreates the gateway to switch configs and puts ours back at the end.
+                                                  [--fresh] [--no-warm]
+It recreates the gateway to switch configs and puts ours back at the end.  --fresh takes the stack
+down and up before every run (certify's situation: the first failover after `up`); --no-warm
+skips up's warm-up of each deployment, to measure what a cold standby costs.
 """
 
 from __future__ import annotations
@@ -14,8 +17,9 @@ from common import llmops, med, mx, run_check, save, table
 CONFIGS = {"llmops": "config.yaml", "litellm defaults": "config.defaults.yaml"}
 
 
-def switch(config: str) -> None:
-    p = llmops("--json", "up", "--wait-timeout", "300", env={"LITELLM_CONFIG": config})
+def switch(config: str, warm: bool = True) -> None:
+    p = llmops("--json", "up", "--wait-timeout", "300", *([] if warm else ["--no-warm"]),
+               env={"LITELLM_CONFIG": config})
     if p.returncode != 0:
         raise SystemExit(f"could not switch the gateway to {config}: {p.stderr[-500:]}")
 
@@ -26,6 +30,8 @@ def main() -> None:
     ap.add_argument("--modes", default="stop,kill,pause")
     ap.add_argument("--no-baseline", action="store_true")
     ap.add_argument("--name", default="failover", help="output name under docs/bench/")
+    ap.add_argument("--fresh", action="store_true", help="down + up before every run")
+    ap.add_argument("--no-warm", dest="warm", action="store_false", help="up without the warm-up")
     a = ap.parse_args()
     modes = a.modes.split(",")
     data: dict[str, dict[str, list]] = {}
@@ -33,10 +39,13 @@ def main() -> None:
     configs = {"llmops": CONFIGS["llmops"]} if a.no_baseline else CONFIGS
     try:
         for label, cfg in configs.items():
-            switch(cfg)
+            switch(cfg, a.warm)
             for mode in modes:
                 res = []
                 for _ in range(a.runs):
+                    if a.fresh:
+                        llmops("down")
+                        switch(cfg, a.warm)
                     code, r = run_check(["chaos", "failover", "--mode", mode, "--rps", "10", "--fault-at", "3",
                                          "--outage", "5"], "04_failover_test", env={"LITELLM_CONFIG": cfg})
                     m = r["metrics"]
@@ -44,9 +53,10 @@ def main() -> None:
                         "failover_time_s", "failover_penalty_s", "failed_requests", "total_requests",
                         "served_by_secondary", "failback_time_s", "restored")},
                         "p95_during_s": m["latency"]["during"]["p95_s"], "max_during_s": m["latency"]["during"]["max_s"]})
-                data.setdefault(label, {})[mode] = res
+                cond = label + (", fresh stack" if a.fresh else "") + ("" if a.warm else ", no warm-up")
+                data.setdefault(cond, {})[mode] = res
                 col = lambda k: [x[k] for x in res]  # noqa: E731
-                rows.append([label, mode, len(res), med(col("failover_time_s")), mx(col("failover_time_s")),
+                rows.append([cond, mode, len(res), med(col("failover_time_s")), mx(col("failover_time_s")),
                              med(col("failover_penalty_s")), mx(col("failover_penalty_s")),
                              sum(col("failed_requests")), sum(col("total_requests")),
                              med(col("p95_during_s")), med(col("failback_time_s")), mx(col("failback_time_s")),

@@ -121,8 +121,9 @@ def build(only: Optional[list[str]] = typer.Option(None, "--only", help="Build o
 def up(
     wait_timeout: float = typer.Option(300.0, "--wait-timeout", help="Seconds to wait for all services to be healthy."),
     build: bool = typer.Option(True, "--build/--no-build", help="Build missing images first."),
+    warm: bool = typer.Option(True, "--warm/--no-warm", help="Then send one request to each model deployment through the gateway."),
 ) -> None:
-    """Start the stack and wait until every service is healthy."""
+    """Start the stack, wait until every service is healthy, then warm each gateway route."""
     from rich.live import Live
     from rich.table import Table
 
@@ -152,11 +153,23 @@ def up(
     finally:
         if not c.json_out and not sys.stderr.isatty():
             print(file=sys.stderr)   # without a terminal Live leaves the cursor after the table
-    out = {"time_to_healthy_s": res.time_to_healthy_s, "total_s": res.total_s, "built": res.built}
+    out: dict[str, Any] = {"time_to_healthy_s": res.time_to_healthy_s, "total_s": res.total_s,
+                           "built": res.built}
+    if not c.json_out:
+        say(f"stack up: {len(res.time_to_healthy_s)} services healthy in {res.total_s:.1f} s")
+    if warm:
+        from .warmup import warm_routes
+
+        warmed = warm_routes(c)
+        out["warmup"] = [w.to_json() for w in warmed]
+        for w in warmed:
+            if w.ok:
+                say(f"warmed {w.deployment} ({w.slots} slots) through the gateway in {w.latency_s:.2f} s")
+            else:
+                say(f"[yellow]warning:[/] warm-up of {w.deployment} got HTTP {w.statuses} from "
+                    f"{w.backends}: {w.error or 'wrong backend'} (run `llmops verify`)")
     if c.json_out:
         print(json.dumps(out))
-    else:
-        say(f"stack up: {len(res.time_to_healthy_s)} services healthy in {res.total_s:.1f} s")
 
 
 @app.command()

@@ -154,10 +154,13 @@ def completion_payload(alias: str, prompt: str = "Say hello in three words.", ma
             "max_tokens": max_tokens, "temperature": 0}
 
 
-def complete(gateway_url: str, master_key: str, alias: str = "chat-7b", timeout: float = 30.0) -> Completion:
+def complete(gateway_url: str, master_key: str, alias: str = "chat-7b", timeout: float = 30.0,
+             max_tokens: int = 8) -> Completion:
+    """`alias` may also be a deployment's model_info.id: LiteLLM then routes to it alone."""
+    payload = completion_payload(alias, max_tokens=max_tokens)
     t = time.perf_counter()
     try:
-        resp = httpx.post(f"{gateway_url}/v1/chat/completions", json=completion_payload(alias),
+        resp = httpx.post(f"{gateway_url}/v1/chat/completions", json=payload,
                           headers={"Authorization": f"Bearer {master_key}"}, timeout=timeout)
     except httpx.HTTPError as e:
         return Completion(None, time.perf_counter() - t, None, None, None, None, f"{e.__class__.__name__}: {e}")

@@ -104,6 +104,17 @@ def test_up_is_idempotent(llmops: Any, stack: dict[str, Any]) -> None:
     assert set(json.loads(p.stdout)["time_to_healthy_s"]) == set(URL)
 
 
+def test_up_warms_every_slot_of_each_deployment_through_the_gateway(stack: dict[str, Any]) -> None:
+    """Addressed by model_info.id, each warm-up request must be served by that deployment alone
+    (proven by the gateway's header), once per llama-server slot (-np 2 in cpu.yml)."""
+    warm = json.loads(stack["up"])["warmup"]
+    assert [w["deployment"] for w in warm] == ["inference-chat", "inference-code"]
+    for w in warm:
+        assert w["ok"], w
+        assert w["slots"] == 2 and w["statuses"] == [200, 200]
+        assert w["backends"] == [w["deployment"]] * 2
+
+
 def test_status_service_filter(llmops: Any, stack: dict[str, Any], tmp_path: Path) -> None:
     p = llmops("--json", "--evidence-dir", str(tmp_path), "status", "--service", "rag")
     assert p.returncode == 0
