@@ -9,8 +9,10 @@ from urllib.parse import urlparse
 
 import httpx
 import pytest
+import yaml
 
 
+ROOT = Path(__file__).resolve().parents[2]
 URL = {"api-gateway": "http://127.0.0.1:8000", "inference-chat": "http://127.0.0.1:8001",
        "rag": "http://127.0.0.1:8002", "embedding": "http://127.0.0.1:8003",
        "inference-code": "http://127.0.0.1:8004", "qdrant": "http://127.0.0.1:6333"}
@@ -106,13 +108,15 @@ def test_up_is_idempotent(llmops: Any, stack: dict[str, Any]) -> None:
 
 def test_up_warms_every_slot_of_each_deployment_through_the_gateway(stack: dict[str, Any]) -> None:
     """Addressed by model_info.id, each warm-up request must be served by that deployment alone
-    (proven by the gateway's header), once per llama-server slot (-np 2 in cpu.yml)."""
+    (proven by the gateway's header), once per llama-server slot (cpu.yml's -np)."""
+    argv = yaml.safe_load((ROOT / "compose" / "cpu.yml").read_text())["x-llama-cpu"]["command"]
+    slots = int(argv[argv.index("-np") + 1])
     warm = json.loads(stack["up"])["warmup"]
     assert [w["deployment"] for w in warm] == ["inference-chat", "inference-code"]
     for w in warm:
         assert w["ok"], w
-        assert w["slots"] == 2 and w["statuses"] == [200, 200]
-        assert w["backends"] == [w["deployment"]] * 2
+        assert w["slots"] == slots and w["statuses"] == [200] * slots
+        assert w["backends"] == [w["deployment"]] * slots
 
 
 def test_status_service_filter(llmops: Any, stack: dict[str, Any], tmp_path: Path) -> None:
