@@ -7,13 +7,12 @@ Usage: .venv/bin/python scripts/bench/cli.py [--runs N] [--cold]
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import subprocess
 import sys
 import time
 
-from common import LLMOPS, llmops, med, mx, run_check, save, table
+from common import llmops, med, mx, run_check, save, table
 
 
 def main() -> None:

@@ -121,7 +121,7 @@ def build(only: Optional[list[str]] = typer.Option(None, "--only", help="Build o
 def up(
     wait_timeout: float = typer.Option(300.0, "--wait-timeout", help="Seconds to wait for all services to be healthy."),
     build: bool = typer.Option(True, "--build/--no-build", help="Build missing images first."),
-    warm: bool = typer.Option(True, "--warm/--no-warm", help="Then send one request to each model deployment through the gateway."),
+    warm: bool = typer.Option(True, "--warm/--no-warm", help="Then send one request through the gateway to every slot of each model deployment (warm standby)."),
 ) -> None:
     """Start the stack, wait until every service is healthy, then warm each gateway route."""
     from rich.live import Live
