@@ -57,7 +57,7 @@ def test_gpu_check_logic(monkeypatch, tmp_path, capsys, ctx, alloc, attributed, 
         state["procs"].append([pid, mem if per_process else None])
         state["used"] += mem
         state_file.write_text(json.dumps(state))
-        return FakeChild(pid), {"pid": pid, "torch_reserved_mib": n_mib, "device": "Fake"}
+        return FakeChild(pid), {"pid": pid, "device": "Fake"}
 
     monkeypatch.setattr(mod, "spawn", spawn)
     monkeypatch.setattr(mod, "stop", lambda p: setattr(p, "stopped", True) if p else None)
