@@ -38,6 +38,14 @@ def test_failover_time_is_fault_to_first_secondary_response() -> None:
     assert a["served_by_secondary"] is True
 
 
+def test_first_failover_request_says_whether_it_was_in_flight_at_the_fault() -> None:
+    reqs, m = scenario()
+    assert analyse(reqs, m)["first_failover_request"]["in_flight_at_fault"] is True     # sent at 102.95
+    late = [r for r in reqs if r.seq != 30]                                               # first is now sent at 103.1
+    first = analyse(late, m)["first_failover_request"]
+    assert first["seq"] == 31 and first["in_flight_at_fault"] is False
+
+
 def test_penalty_is_latency_minus_secondary_median() -> None:
     reqs, m = scenario()
     a = analyse(reqs, m)
@@ -101,3 +109,13 @@ def test_ledger_unreadable_is_config_error(tmp_path: Path) -> None:
     p.write_text("{not json")
     with pytest.raises(ConfigError):
         Ledger(p).entries()
+
+
+@pytest.mark.parametrize("tokens", [0, 257])
+def test_failover_options_bound_max_tokens(tokens: int) -> None:
+    from llmops.chaos.failover import FailoverOptions
+    from llmops.errors import UsageError
+
+    with pytest.raises(UsageError, match="--max-tokens"):
+        FailoverOptions(max_tokens=tokens).validate()
+    FailoverOptions(max_tokens=1).validate()

@@ -2,10 +2,15 @@
 default router settings (the peer baseline, compose/litellm/config.defaults.yaml).
 
 Usage: .venv/bin/python scripts/bench/failover.py [--runs N] [--modes stop,kill,pause] [--no-baseline]
-                                                  [--fresh] [--no-warm]
+                                                  [--fresh] [--no-warm] [--max-tokens N]
 It recreates the gateway to switch configs and puts ours back at the end.  --fresh takes the stack
 down and up before every run (certify's situation: the first failover after `up`); --no-warm
 skips up's warm-up of each deployment, to measure what a cold standby costs.
+
+Run i of N injects its fault at 3 s + (i/N) of one request interval.  With a fixed fault time the
+fault would land at the same point of the request cycle every run (the load is periodic), and a
+`kill` would always cut the in-flight request at the same stage; spreading the phase samples every
+stage, the worst one included.
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ def main() -> None:
     ap.add_argument("--name", default="failover", help="output name under docs/bench/")
     ap.add_argument("--fresh", action="store_true", help="down + up before every run")
     ap.add_argument("--no-warm", dest="warm", action="store_false", help="up without the warm-up")
+    ap.add_argument("--max-tokens", type=int, default=1, help="tokens per load request")
+    ap.add_argument("--rps", type=float, default=10.0)
     a = ap.parse_args()
     modes = a.modes.split(",")
     data: dict[str, dict[str, list]] = {}
@@ -42,30 +49,36 @@ def main() -> None:
             switch(cfg, a.warm)
             for mode in modes:
                 res = []
-                for _ in range(a.runs):
+                for i in range(a.runs):
                     if a.fresh:
                         llmops("down")
                         switch(cfg, a.warm)
-                    code, r = run_check(["chaos", "failover", "--mode", mode, "--rps", "10", "--fault-at", "3",
-                                         "--outage", "5"], "04_failover_test", env={"LITELLM_CONFIG": cfg})
+                    fault_at = 3 + i / a.runs / a.rps
+                    code, r = run_check(["chaos", "failover", "--mode", mode, "--rps", f"{a.rps:g}",
+                                         "--fault-at", f"{fault_at:.4f}", "--outage", "5",
+                                         "--max-tokens", str(a.max_tokens)],
+                                        "04_failover_test", env={"LITELLM_CONFIG": cfg})
                     m = r["metrics"]
-                    res.append({"exit": code, **{k: m.get(k) for k in (
+                    first = r["details"]["analysis"]["first_failover_request"] or {}
+                    res.append({"exit": code, "fault_at_s": round(fault_at, 4),
+                                "first_in_flight": first.get("in_flight_at_fault"), **{k: m.get(k) for k in (
                         "failover_time_s", "failover_penalty_s", "failed_requests", "total_requests",
                         "served_by_secondary", "failback_time_s", "restored")},
                         "p95_during_s": m["latency"]["during"]["p95_s"], "max_during_s": m["latency"]["during"]["max_s"]})
-                cond = label + (", fresh stack" if a.fresh else "") + ("" if a.warm else ", no warm-up")
+                cond = (label + (", fresh stack" if a.fresh else "") + ("" if a.warm else ", no warm-up")
+                        + f", max_tokens={a.max_tokens}")
                 data.setdefault(cond, {})[mode] = res
                 col = lambda k: [x[k] for x in res]  # noqa: E731
                 rows.append([cond, mode, len(res), med(col("failover_time_s")), mx(col("failover_time_s")),
                              med(col("failover_penalty_s")), mx(col("failover_penalty_s")),
                              sum(col("failed_requests")), sum(col("total_requests")),
                              med(col("p95_during_s")), med(col("failback_time_s")), mx(col("failback_time_s")),
-                             sum(1 for x in res if x["exit"] == 0)])
+                             sum(1 for x in res if x["first_in_flight"]), sum(1 for x in res if x["exit"] == 0)])
     finally:
         switch(CONFIGS["llmops"])
     md = table(["router settings", "mode", "runs", "failover median (s)", "failover max (s)", "penalty median (s)",
                 "penalty max (s)", "failed requests", "requests", "p95 during outage (s)", "failback median (s)",
-                "failback max (s)", "runs exit 0"], rows)
+                "failback max (s)", "first failover request in flight (runs)", "runs exit 0"], rows)
     save(a.name, data, md)
 
 

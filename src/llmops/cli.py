@@ -245,11 +245,15 @@ def chaos_failover(
     fault_at: float = typer.Option(3.0, "--fault-at", help="Seconds of steady state before the fault."),
     outage: float = typer.Option(5.0, "--outage", help="Seconds the fault lasts before the restore."),
     no_restore: bool = typer.Option(False, "--no-restore", help="Leave the fault in place (exit 5)."),
+    max_tokens: int = typer.Option(1, "--max-tokens", help="Tokens per load request (1-256). A request in "
+                                   "flight when the primary dies loses its work there, so larger requests "
+                                   "raise the kill-mode penalty by up to one service time."),
 ) -> None:
     """Stop/kill/pause the primary under load; time the gateway's failover and failback."""
     from .chaos.failover import FailoverOptions, run_failover
 
-    r, text = run_failover(ctx(), FailoverOptions(target, mode, rps, duration, fault_at, outage, not no_restore), say)
+    r, text = run_failover(ctx(), FailoverOptions(target, mode, rps, duration, fault_at, outage, not no_restore,
+                                                  max_tokens=max_tokens), say)
     emit(r, text)
     finish_run([5 if not r.metrics.get("restored") else r.exit_code()])
 

@@ -38,6 +38,7 @@ def test_failover(llmops: Any, healthy_stack: dict[str, Any], tmp_path: Path, mo
     assert p.returncode == (0 if all(d["pass"] for d in r["dod"]) else 1), p.stderr
     txt = ((tmp_path / "latest").resolve() / "04_failover_test.txt").read_text()
     assert "Timeline" in txt and "FAULT" in txt and "RESTORE" in txt
+    assert r["details"]["max_tokens"] == 1 and "max_tokens=1" in txt
     assert not json.loads(LEDGER.read_text() or "[]") if LEDGER.exists() else True
 
 
@@ -135,7 +136,8 @@ def test_target_not_running_is_usage_error(healthy_stack: dict[str, Any], llmops
         code.start()
 
 
-@pytest.mark.parametrize("args", [["--target", "nope"], ["--rps", "0"], ["--duration", "100000"], ["--mode", "melt"]])
+@pytest.mark.parametrize("args", [["--target", "nope"], ["--rps", "0"], ["--duration", "100000"], ["--mode", "melt"],
+                                  ["--max-tokens", "0"]])
 def test_failover_bad_input(healthy_stack: dict[str, Any], llmops: Any, args: list[str]) -> None:
     p = llmops("chaos", "failover", *args, timeout=60)
     assert p.returncode == 2 and p.stderr.startswith("llmops: error: ") and "Traceback" not in p.stderr

@@ -13,7 +13,7 @@ from ..errors import EnvironmentProblem, UsageError
 from ..evidence import CheckResult, Criterion, utc_now_iso
 from ..gateway_config import mounted_config_path, summarize
 from .common import FaultFrame, check_mode, check_range, preflight
-from .loadgen import MAX_DURATION_S, MAX_RPS, LoadGenerator, Request
+from .loadgen import MAX_DURATION_S, MAX_RPS, MAX_TOKENS_LIMIT, LoadGenerator, Request
 from .restore import wait_http_ok
 from .timeline import Marks, analyse, per_second, render_rows
 
@@ -31,6 +31,10 @@ class FailoverOptions:
     outage_s: float = 5.0
     restore: bool = True
     failback_window_s: float = 30.0
+    # Tokens per load request.  A request in flight on the primary when it dies loses the work done
+    # there (up to one service time) before the gateway retries it, so the penalty of `kill` is
+    # bounded below by the request's own size; one token keeps that below the gateway's own cost.
+    max_tokens: int = 1
 
     def validate(self) -> None:
         check_mode(self.mode)
@@ -38,6 +42,7 @@ class FailoverOptions:
         check_range("--duration", self.duration_s, 5, MAX_DURATION_S)
         check_range("--fault-at", self.fault_at_s, 1, self.duration_s - 2)
         check_range("--outage", self.outage_s, 0.5, self.duration_s - self.fault_at_s - 1)
+        check_range("--max-tokens", self.max_tokens, 1, MAX_TOKENS_LIMIT)
 
 
 def run_failover(ctx: Context, o: FailoverOptions, say: Callable[[str], None]) -> tuple[CheckResult, str]:
@@ -71,7 +76,8 @@ def run_failover(ctx: Context, o: FailoverOptions, say: Callable[[str], None]) -
                   latency_s=round(r.latency_s, 4), status=r.status, backend=r.backend, model_id=r.model_id,
                   retries=r.retries, fallbacks=r.fallbacks, error=r.error)
 
-    lg = LoadGenerator(gateway.url, key, alias, o.rps, o.duration_s, on_request=record)
+    lg = LoadGenerator(gateway.url, key, alias, o.rps, o.duration_s, on_request=record,
+                       max_tokens=o.max_tokens)
 
     async def experiment(f: FaultFrame) -> list[Request]:
         marks["t_start"] = time.monotonic()
@@ -114,7 +120,7 @@ def run_failover(ctx: Context, o: FailoverOptions, say: Callable[[str], None]) -
     metrics["latency"] = a["latency"]
     dod = failover_dod(a, o.mode, frame.restored, attempt_timeout)
     details = {"mode": o.mode, "target": target.name, "secondary": secondary.name, "rps": o.rps,
-               "fault_at_s": o.fault_at_s, "outage_s": o.outage_s, "per_attempt_timeout_s": attempt_timeout,
+               "max_tokens": o.max_tokens, "fault_at_s": o.fault_at_s, "outage_s": o.outage_s, "per_attempt_timeout_s": attempt_timeout,
                "router": router.to_json() if router else None, "analysis": a, "timeline": rows,
                "restored": frame.restored, "restore_action": frame.restore_how, "notes": frame.notes,
                "marks": {k: (round(v - m.t_start, 4) if v else None) for k, v in
@@ -160,11 +166,12 @@ def failover_text(r: CheckResult, rows: list[dict[str, Any]]) -> str:
         "",
         "Scenario:",
         "  1. Pre-flight: every service Up (healthy).",
-        f"  2. Steady state: {d['rps']:g} requests/s (open loop) through api-gateway; "
+        f"  2. Steady state: {d['rps']:g} requests/s of max_tokens={d['max_tokens']} (open loop) through api-gateway; "
         f"p50 {fmt(lat['before']['p50_s'])}, served {a['served'].get(d['target'], 0)} by {d['target']} overall.",
         f"  3. Fault at t={fmt(mk['fault'])}: docker {d['mode']} {d['target']}.",
         f"  4. Failover: first HTTP 200 from {d['secondary']} {fmt(m['failover_time_s'])} after the fault "
-        f"(request sent at t={fmt(first.get('sent_at_s'))}, latency {fmt(first.get('latency_s'))}).",
+        f"(request sent at t={fmt(first.get('sent_at_s'))}, latency {fmt(first.get('latency_s'))}"
+        + ("; in flight on the primary when it died, retried" if first.get("in_flight_at_fault") else "") + ").",
         f"  5. Restore at t={fmt(mk['restore'])} ({d['restore_action'] or 'none'}); primary /health OK at t={fmt(mk['primary_ok'])}.",
         f"  6. Failback: first response from {d['target']} {fmt(m['failback_time_s'])} after its health turned OK.",
         "",

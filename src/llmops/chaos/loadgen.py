@@ -18,6 +18,7 @@ from ..probes import completion_payload, parse_completion
 
 MAX_RPS = 50.0
 MAX_DURATION_S = 600.0
+MAX_TOKENS_LIMIT = 256
 
 
 @dataclass
@@ -52,12 +53,13 @@ def assert_loopback(url: str) -> None:
 
 class LoadGenerator:
     def __init__(self, url: str, master_key: str, alias: str, rps: float, max_duration_s: float,
-                 timeout_s: float = 30.0, on_request: Any = None) -> None:
+                 timeout_s: float = 30.0, on_request: Any = None, max_tokens: int = 1) -> None:
         assert_loopback(url)
         self.url = f"{url}/v1/chat/completions"
         self.headers = {"Authorization": f"Bearer {master_key}"}
         self.alias = alias
         self.rps = rps
+        self.max_tokens = max_tokens
         self.max_duration_s = max_duration_s
         self.max_requests = int(rps * max_duration_s) + 1    # bounded in count as well as time
         self.timeout_s = timeout_s
@@ -71,7 +73,7 @@ class LoadGenerator:
     async def _one(self, client: httpx.AsyncClient, seq: int) -> None:
         t = time.monotonic()
         try:
-            resp = await client.post(self.url, json=completion_payload(self.alias, max_tokens=4),
+            resp = await client.post(self.url, json=completion_payload(self.alias, max_tokens=self.max_tokens),
                                      headers=self.headers, timeout=self.timeout_s)
             c = parse_completion(resp, time.monotonic() - t)
             r = Request(seq, t, c.latency_s, c.status_code, c.backend, c.model_id, c.retries, c.fallbacks, c.error)

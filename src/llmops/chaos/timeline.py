@@ -87,8 +87,10 @@ def analyse(reqs: Sequence[Req], m: Marks) -> dict[str, Any]:
         "served_by_secondary": first is not None,
         "failback_time_s": _r(failback),
         "secondary_steady_median_s": _r(steady_median),
+        # in_flight: sent before the fault, so part of its latency is work the dead primary had done
         "first_failover_request": ({"seq": getattr(first, "seq", None), "sent_at_s": _r(first.t_send - m.t_start),
-                                    "latency_s": _r(first.latency_s)} if first else None),
+                                    "latency_s": _r(first.latency_s),
+                                    "in_flight_at_fault": first.t_send < m.t_fault} if first else None),
         "latency": {"before": _stats(before), "during": _stats(during), "after": _stats(after)},
         "served": {b: sum(1 for r in reqs if r.ok and r.backend == b) for b in (m.primary, m.secondary)},
     }
