@@ -146,6 +146,7 @@ def test_parse_completion_served_by_primary() -> None:
     assert c.model_id == "inference-chat"
     assert (c.retries, c.fallbacks) == ("0", "0")
     assert c.text == "Hello! How can"
+    assert c.completion_tokens == 4
     assert c.error is None
     assert c.latency_s == 0.094
 
@@ -171,8 +172,14 @@ def test_parse_completion_error_keeps_body_and_no_text() -> None:
                                 {"json": ["a", "list"]}])
 def test_parse_completion_odd_200_bodies_give_no_text(kw: dict) -> None:
     c = parse_completion(_resp(200, "http://inference-chat:8080/v1", "inference-chat", "0", "0", **kw), 0.1)
-    assert c.status_code == 200 and c.text is None and c.error is None
+    assert c.status_code == 200 and c.text is None and c.error is None and c.completion_tokens is None
     assert c.backend == "inference-chat"
+
+
+def test_parse_completion_keeps_text_when_usage_is_odd() -> None:
+    body = {**COMPLETION, "usage": "n/a"}
+    c = parse_completion(_resp(200, "http://inference-chat:8080/v1", "inference-chat", "0", "0", json=body), 0.1)
+    assert c.text == "Hello! How can" and c.completion_tokens is None
 
 
 # ---- checks: 01 status and 03 health ------------------------------------------------------------

@@ -133,20 +133,25 @@ class Completion:
     fallbacks: str | None
     error: str | None = None
     text: str | None = None
+    completion_tokens: int | None = None
 
 
 def parse_completion(resp: httpx.Response, latency_s: float) -> Completion:
     h = resp.headers
-    text = None
+    text, tokens = None, None
     if resp.status_code == 200:
         try:
-            text = resp.json()["choices"][0]["message"]["content"]
+            body = resp.json()
+            text = body["choices"][0]["message"]["content"]
         except (ValueError, KeyError, IndexError, TypeError):
-            text = None
+            body = None
+        usage = body.get("usage") if isinstance(body, dict) else None
+        n = usage.get("completion_tokens") if isinstance(usage, dict) else None
+        tokens = n if isinstance(n, int) else None
     return Completion(resp.status_code, latency_s, backend_of(h.get("x-litellm-model-api-base")),
                       h.get("x-litellm-model-id"), h.get("x-litellm-attempted-retries"),
                       h.get("x-litellm-attempted-fallbacks"),
-                      None if resp.status_code == 200 else resp.text[:200], text)
+                      None if resp.status_code == 200 else resp.text[:200], text, tokens)
 
 
 def completion_payload(alias: str, prompt: str = "Say hello in three words.", max_tokens: int = 8) -> dict[str, Any]:

@@ -20,6 +20,10 @@ def _json(run_dir: Path, stem: str) -> dict[str, Any]:
     return json.loads(((run_dir / "latest").resolve() / f"{stem}.json").read_text())
 
 
+def _events(run_dir: Path) -> list[dict[str, Any]]:
+    return [json.loads(x) for x in ((run_dir / "latest").resolve() / "events.ndjson").read_text().splitlines()]
+
+
 @pytest.mark.parametrize("mode", ["stop", "kill", "pause"])
 def test_failover(llmops: Any, healthy_stack: dict[str, Any], tmp_path: Path, mode: str) -> None:
     p = llmops("--evidence-dir", str(tmp_path), "chaos", "failover", "--mode", mode, "--rps", "10",
@@ -39,6 +43,9 @@ def test_failover(llmops: Any, healthy_stack: dict[str, Any], tmp_path: Path, mo
     txt = ((tmp_path / "latest").resolve() / "04_failover_test.txt").read_text()
     assert "Timeline" in txt and "FAULT" in txt and "RESTORE" in txt
     assert r["details"]["max_tokens"] == 1 and "max_tokens=1" in txt
+    # the load really asked for one token: every answer the model servers gave has exactly one
+    served = [e for e in _events(tmp_path) if e["kind"] == "request" and e["status"] == 200]
+    assert served and {e["completion_tokens"] for e in served} == {1}
     assert not json.loads(LEDGER.read_text() or "[]") if LEDGER.exists() else True
 
 

@@ -74,7 +74,7 @@ def run_failover(ctx: Context, o: FailoverOptions, say: Callable[[str], None]) -
     def record(r: Request) -> None:
         run.event("request", phase="failover", t=run.to_run_time(r.t_send), seq=r.seq,
                   latency_s=round(r.latency_s, 4), status=r.status, backend=r.backend, model_id=r.model_id,
-                  retries=r.retries, fallbacks=r.fallbacks, error=r.error)
+                  retries=r.retries, fallbacks=r.fallbacks, error=r.error, completion_tokens=r.completion_tokens)
 
     lg = LoadGenerator(gateway.url, key, alias, o.rps, o.duration_s, on_request=record,
                        max_tokens=o.max_tokens)
@@ -120,7 +120,8 @@ def run_failover(ctx: Context, o: FailoverOptions, say: Callable[[str], None]) -
     metrics["latency"] = a["latency"]
     dod = failover_dod(a, o.mode, frame.restored, attempt_timeout)
     details = {"mode": o.mode, "target": target.name, "secondary": secondary.name, "rps": o.rps,
-               "max_tokens": o.max_tokens, "fault_at_s": o.fault_at_s, "outage_s": o.outage_s, "per_attempt_timeout_s": attempt_timeout,
+               "max_tokens": o.max_tokens, "fault_at_s": o.fault_at_s, "outage_s": o.outage_s,
+               "per_attempt_timeout_s": attempt_timeout,
                "router": router.to_json() if router else None, "analysis": a, "timeline": rows,
                "restored": frame.restored, "restore_action": frame.restore_how, "notes": frame.notes,
                "marks": {k: (round(v - m.t_start, 4) if v else None) for k, v in

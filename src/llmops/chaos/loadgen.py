@@ -32,6 +32,7 @@ class Request:
     retries: str | None
     fallbacks: str | None
     error: str | None
+    completion_tokens: int | None = None
 
     @property
     def t_done(self) -> float:
@@ -76,7 +77,8 @@ class LoadGenerator:
             resp = await client.post(self.url, json=completion_payload(self.alias, max_tokens=self.max_tokens),
                                      headers=self.headers, timeout=self.timeout_s)
             c = parse_completion(resp, time.monotonic() - t)
-            r = Request(seq, t, c.latency_s, c.status_code, c.backend, c.model_id, c.retries, c.fallbacks, c.error)
+            r = Request(seq, t, c.latency_s, c.status_code, c.backend, c.model_id, c.retries, c.fallbacks, c.error,
+                        c.completion_tokens)
         except httpx.HTTPError as e:
             r = Request(seq, t, time.monotonic() - t, None, None, None, None, None,
                         f"{e.__class__.__name__}: {e}"[:200])
