@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+from conftest import STACK_PROJECT, cli_env
 
 ROOT = Path(__file__).resolve().parents[2]
 LEDGER = ROOT / ".llmops" / "restore-ledger.json"
@@ -148,3 +152,68 @@ def test_target_not_running_is_usage_error(healthy_stack: dict[str, Any], llmops
 def test_failover_bad_input(healthy_stack: dict[str, Any], llmops: Any, args: list[str]) -> None:
     p = llmops("chaos", "failover", *args, timeout=60)
     assert p.returncode == 2 and p.stderr.startswith("llmops: error: ") and "Traceback" not in p.stderr
+
+
+def _wait_healthy(c: Any, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        c.reload()
+        if c.attrs["State"].get("Health", {}).get("Status") == "healthy":
+            return
+        time.sleep(0.5)
+    pytest.fail(f"{c.name} not healthy again within {timeout:g} s")
+
+
+def test_docker_stop_ends_a_model_servers_in_flight_request_at_once(healthy_stack: dict[str, Any]) -> None:
+    """llama-server's SIGTERM leaves accepted requests hanging until Docker's grace period ends; the
+    compose files stop it with SIGKILL, so a request in flight fails at once and can be retried."""
+    client = healthy_stack["client"]
+    c = client.containers.list(filters={"label": "com.docker.compose.service=inference-chat"})[0]
+    port = c.attrs["NetworkSettings"]["Ports"]["8080/tcp"][0]["HostPort"]
+    out: dict[str, Any] = {}
+
+    def long_generation() -> None:     # 300 tokens: ~4 s on the cpu profile, far longer than the test needs
+        try:
+            r = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", timeout=60,
+                           json={"messages": [{"role": "user", "content": "Count to one thousand."}],
+                                 "max_tokens": 300, "ignore_eos": True})
+            out["outcome"] = f"HTTP {r.status_code}"
+        except httpx.HTTPError as e:
+            out["outcome"] = type(e).__name__
+        out["t_end"] = time.monotonic()
+
+    th = threading.Thread(target=long_generation)
+    th.start()
+    time.sleep(1.0)
+    assert "outcome" not in out, "the generation ended before the stop: nothing was in flight"
+    t_stop = time.monotonic()
+    try:
+        c.stop(timeout=10)                 # Docker's default grace period
+        th.join(60)
+        assert out["outcome"] != "HTTP 200"
+        assert out["t_end"] - t_stop < 2.0, f"in-flight request held {out['t_end'] - t_stop:.1f} s by the stop"
+    finally:
+        c.start()
+        _wait_healthy(c)
+
+
+def test_failover_refuses_before_any_fault_when_the_gateway_rejects_requests(
+        healthy_stack: dict[str, Any], tmp_path: Path) -> None:
+    """A checkout whose compose/.env holds another master key: every load request would fail, so
+    the command must stop at pre-flight (exit 4) and break nothing."""
+    chat = healthy_stack["client"].containers.list(filters={"label": "com.docker.compose.service=inference-chat"})[0]
+    started = chat.attrs["State"]["StartedAt"]
+    proj = tmp_path / "other-checkout"
+    shutil.copytree(ROOT / "compose", proj / "compose")
+    env_file = proj / "compose" / ".env"
+    env_file.write_text("\n".join("LITELLM_MASTER_KEY=sk-not-the-running-key" if x.startswith("LITELLM_MASTER_KEY=")
+                                  else x for x in env_file.read_text().splitlines()) + "\n")
+    p = subprocess.run([sys.executable, "-m", "llmops.cli", "--project-dir", str(proj), "--profile", "cpu",
+                        "--project-name", STACK_PROJECT, "--evidence-dir", str(tmp_path / "ev"),
+                        "chaos", "failover", "--mode", "kill"],
+                       capture_output=True, text=True, env=cli_env(), timeout=120)
+    assert p.returncode == 4, p.stderr
+    lines = [x for x in p.stderr.splitlines() if x.strip()]
+    assert len(lines) == 1 and lines[0].startswith("llmops: error: pre-flight: a completion through api-gateway")
+    chat.reload()
+    assert chat.status == "running" and chat.attrs["State"]["StartedAt"] == started, "pre-flight broke something"

@@ -12,6 +12,7 @@ from ..context import Context
 from ..errors import EnvironmentProblem, UsageError
 from ..evidence import CheckResult, Criterion, utc_now_iso
 from ..gateway_config import mounted_config_path, summarize
+from ..probes import complete
 from .common import FaultFrame, check_mode, check_range, preflight
 from .loadgen import MAX_DURATION_S, MAX_RPS, MAX_TOKENS_LIMIT, LoadGenerator, Request
 from .restore import wait_http_ok
@@ -67,6 +68,11 @@ def run_failover(ctx: Context, o: FailoverOptions, say: Callable[[str], None]) -
         say(f"[yellow]gateway config warning:[/] {w}")
     attempt_timeout = router.per_attempt_timeout_s() if router else None
     alias = gateway.labels.get("llmops.model-alias", "chat-7b")
+    probe = complete(gateway.url, key, alias, timeout=10.0, max_tokens=o.max_tokens)
+    if probe.status_code != 200:    # e.g. a master key from another checkout: every request would fail
+        why = " ".join((probe.error or "").split())[:150]
+        raise EnvironmentProblem(f"pre-flight: a completion through {gateway.name} failed "
+                                 f"({probe.status_code or 'no answer'}: {why}); refusing to inject a fault")
     run = ctx.open_run()
     frame = FaultFrame(ctx, target, o.mode, restore=o.restore, phase="failover")
     marks: dict[str, float | None] = {"t_start": None, "t_primary_ok": None}
