@@ -72,12 +72,14 @@ def main() -> None:
                 rows.append([cond, mode, len(res), med(col("failover_time_s")), mx(col("failover_time_s")),
                              med(col("failover_penalty_s")), mx(col("failover_penalty_s")),
                              sum(col("failed_requests")), sum(col("total_requests")),
-                             med(col("p95_during_s")), med(col("failback_time_s")), mx(col("failback_time_s")),
+                             med(col("p95_during_s")), mx(col("max_during_s")),
+                             med(col("failback_time_s")), mx(col("failback_time_s")),
                              sum(1 for x in res if x["first_in_flight"]), sum(1 for x in res if x["exit"] == 0)])
     finally:
         switch(CONFIGS["llmops"])
     md = table(["router settings", "mode", "runs", "failover median (s)", "failover max (s)", "penalty median (s)",
-                "penalty max (s)", "failed requests", "requests", "p95 during outage (s)", "failback median (s)",
+                "penalty max (s)", "failed requests", "requests", "p95 during outage (s)", "max during outage (s)",
+                "failback median (s)",
                 "failback max (s)", "first failover request in flight (runs)", "runs exit 0"], rows)
     save(a.name, data, md)
 
