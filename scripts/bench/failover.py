@@ -4,8 +4,8 @@ default router settings (the peer baseline, compose/litellm/config.defaults.yaml
 Usage: .venv/bin/python scripts/bench/failover.py [--runs N] [--modes stop,kill,pause] [--no-baseline]
                                                   [--fresh] [--no-warm] [--max-tokens N]
 It recreates the gateway to switch configs and puts ours back at the end.  --fresh takes the stack
-down and up before every run (certify's situation: the first failover after `up`); --no-warm
-skips up's warm-up of each deployment, to measure what a cold standby costs.
+down, up and verify before every run (certify's situation: the first failover after `up`); --no-warm
+skips the warm-ups (`up`'s and the failover pre-flight's), to measure what a cold standby costs.
 
 Run i of N injects its fault at 3 s + (i/N) of one request interval.  With a fixed fault time the
 fault would land at the same point of the request cycle every run (the load is periodic), and a
@@ -53,10 +53,11 @@ def main() -> None:
                     if a.fresh:
                         llmops("down")
                         switch(cfg, a.warm)
+                        llmops("verify")     # as scripts/certify does: its gateway /health touches both servers
                     fault_at = 3 + i / a.runs / a.rps
                     code, r = run_check(["chaos", "failover", "--mode", mode, "--rps", f"{a.rps:g}",
                                          "--fault-at", f"{fault_at:.4f}", "--outage", "5",
-                                         "--max-tokens", str(a.max_tokens)],
+                                         "--max-tokens", str(a.max_tokens), *([] if a.warm else ["--no-warm"])],
                                         "04_failover_test", env={"LITELLM_CONFIG": cfg})
                     m = r["metrics"]
                     first = r["details"]["analysis"]["first_failover_request"] or {}

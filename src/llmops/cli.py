@@ -248,12 +248,14 @@ def chaos_failover(
     max_tokens: int = typer.Option(1, "--max-tokens", help="Tokens per load request (1-256). A request in "
                                    "flight when the primary dies loses its work there, so larger requests "
                                    "raise the kill-mode penalty by up to one service time."),
+    no_warm: bool = typer.Option(False, "--no-warm", help="Skip the pre-flight request to each deployment: "
+                                 "the standby then starts with whatever its cache holds."),
 ) -> None:
     """Stop/kill/pause the primary under load; time the gateway's failover and failback."""
     from .chaos.failover import FailoverOptions, run_failover
 
     r, text = run_failover(ctx(), FailoverOptions(target, mode, rps, duration, fault_at, outage, not no_restore,
-                                                  max_tokens=max_tokens), say)
+                                                  max_tokens=max_tokens, warm=not no_warm), say)
     emit(r, text)
     finish_run([5 if not r.metrics.get("restored") else r.exit_code()])
 

@@ -47,6 +47,8 @@ def test_failover(llmops: Any, healthy_stack: dict[str, Any], tmp_path: Path, mo
     txt = ((tmp_path / "latest").resolve() / "04_failover_test.txt").read_text()
     assert "Timeline" in txt and "FAULT" in txt and "RESTORE" in txt
     assert r["details"]["max_tokens"] == 1 and "max_tokens=1" in txt
+    warmed = r["details"]["preflight_warm"]
+    assert {w["deployment"] for w in warmed} == {"inference-chat", "inference-code"} and all(w["ok"] for w in warmed)
     # the load really asked for one token: every answer the model servers gave has exactly one
     served = [e for e in _events(tmp_path) if e["kind"] == "request" and e["status"] == 200]
     assert served and {e["completion_tokens"] for e in served} == {1}
@@ -217,3 +219,34 @@ def test_failover_refuses_before_any_fault_when_the_gateway_rejects_requests(
     assert len(lines) == 1 and lines[0].startswith("llmops: error: pre-flight: a completion through api-gateway")
     chat.reload()
     assert chat.status == "running" and chat.attrs["State"]["StartedAt"] == started, "pre-flight broke something"
+
+
+def _standby_prompt_tokens_evaluated(client: Any) -> int:
+    """Send the load's request straight to the standby; how many prompt tokens it had to evaluate."""
+    from llmops.probes import completion_payload
+
+    c = client.containers.list(filters={"label": "com.docker.compose.service=inference-code"})[0]
+    port = c.attrs["NetworkSettings"]["Ports"]["8080/tcp"][0]["HostPort"]
+    r = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", timeout=30,
+                   json=completion_payload("x", max_tokens=1))
+    return int(r.json()["timings"]["prompt_n"])
+
+
+@pytest.mark.parametrize("warm", [False, True])
+def test_failover_preflight_leaves_the_standby_holding_the_loads_prompt(healthy_stack: dict[str, Any],
+                                                                        warm: bool) -> None:
+    """The gateway's keyed /health (which `verify` calls) sends both servers LiteLLM's own prompt
+    and evicts the load's prompt from the standby's one slot; the pre-flight puts it back, so the
+    first failed-over request is compared with a standby in its steady state, whatever ran before."""
+    from llmops.chaos.failover import FailoverOptions, preflight_requests
+    from llmops.context import Context
+
+    ctx = Context(project_dir=ROOT, profile_opt="cpu", project=STACK_PROJECT)
+    key, gw = ctx.master_key or "", ctx.by_role("gateway").url
+    assert httpx.get(f"{gw}/health", headers={"Authorization": f"Bearer {key}"}, timeout=60).status_code == 200
+    preflight_requests(ctx, gw, key, "chat-7b", FailoverOptions(warm=warm))
+    evaluated = _standby_prompt_tokens_evaluated(healthy_stack["client"])
+    if warm:
+        assert evaluated == 1, "the standby re-evaluated the prompt: the pre-flight did not warm it"
+    else:
+        assert evaluated > 1, "control: without the pre-flight, /health leaves the standby cold"

@@ -36,6 +36,7 @@ class FailoverOptions:
     # there (up to one service time) before the gateway retries it, so the penalty of `kill` is
     # bounded below by the request's own size; one token keeps that below the gateway's own cost.
     max_tokens: int = 1
+    warm: bool = True              # pre-flight: send the load's request to every deployment by id
 
     def validate(self) -> None:
         check_mode(self.mode)
@@ -68,11 +69,9 @@ def run_failover(ctx: Context, o: FailoverOptions, say: Callable[[str], None]) -
         say(f"[yellow]gateway config warning:[/] {w}")
     attempt_timeout = router.per_attempt_timeout_s() if router else None
     alias = gateway.labels.get("llmops.model-alias", "chat-7b")
-    probe = complete(gateway.url, key, alias, timeout=10.0, max_tokens=o.max_tokens)
-    if probe.status_code != 200:    # e.g. a master key from another checkout: every request would fail
-        why = " ".join((probe.error or "").split())[:150]
-        raise EnvironmentProblem(f"pre-flight: a completion through {gateway.name} failed "
-                                 f"({probe.status_code or 'no answer'}: {why}); refusing to inject a fault")
+    warmed = preflight_requests(ctx, gateway.url, key, alias, o)
+    if warmed:
+        say("pre-flight: " + ", ".join(f"{w['deployment']} answered through the gateway" for w in warmed))
     run = ctx.open_run()
     frame = FaultFrame(ctx, target, o.mode, restore=o.restore, phase="failover")
     marks: dict[str, float | None] = {"t_start": None, "t_primary_ok": None}
@@ -127,7 +126,7 @@ def run_failover(ctx: Context, o: FailoverOptions, say: Callable[[str], None]) -
     dod = failover_dod(a, o.mode, frame.restored, attempt_timeout)
     details = {"mode": o.mode, "target": target.name, "secondary": secondary.name, "rps": o.rps,
                "max_tokens": o.max_tokens, "fault_at_s": o.fault_at_s, "outage_s": o.outage_s,
-               "per_attempt_timeout_s": attempt_timeout,
+               "per_attempt_timeout_s": attempt_timeout, "preflight_warm": warmed,
                "router": router.to_json() if router else None, "analysis": a, "timeline": rows,
                "restored": frame.restored, "restore_action": frame.restore_how, "notes": frame.notes,
                "marks": {k: (round(v - m.t_start, 4) if v else None) for k, v in
@@ -135,6 +134,33 @@ def run_failover(ctx: Context, o: FailoverOptions, say: Callable[[str], None]) -
     r = CheckResult("failover", CheckResult.status_from(dod), started_at, time.perf_counter() - t_wall,
                     metrics, dod, details)
     return r, failover_text(r, rows)
+
+
+def preflight_requests(ctx: Context, gateway_url: str, key: str, alias: str,
+                       o: FailoverOptions) -> list[dict[str, Any]]:
+    """Real completions through the gateway before any fault: a gateway that rejects them (say, a
+    master key from another checkout) would fail every load request, so refuse (exit 4) instead.
+
+    With `o.warm`, every deployment is sent the load's own request by its id, as `up` does: the
+    standby's prompt cache otherwise holds whatever ran last (`verify`'s gateway /health evicts
+    it), and the first failed-over request would pay that history, not the failover."""
+    if o.warm:
+        from ..warmup import warm_routes
+
+        done = warm_routes(ctx, alias)
+        bad = next((w for w in done if not w.ok), None)
+        if bad is not None:
+            raise EnvironmentProblem(f"pre-flight: a completion through api-gateway to {bad.deployment} failed "
+                                     f"({bad.statuses}: {' '.join((bad.error or '').split())[:150]}); "
+                                     "refusing to inject a fault")
+        if done:
+            return [w.to_json() for w in done]
+    probe = complete(gateway_url, key, alias, timeout=10.0, max_tokens=o.max_tokens)
+    if probe.status_code != 200:
+        why = " ".join((probe.error or "").split())[:150]
+        raise EnvironmentProblem(f"pre-flight: a completion through api-gateway failed "
+                                 f"({probe.status_code or 'no answer'}: {why}); refusing to inject a fault")
+    return []
 
 
 def failover_dod(a: dict[str, Any], mode: str, restored: bool, attempt_timeout: float | None) -> list[Criterion]:
