@@ -17,7 +17,10 @@ phase() {  # phase NAME CMD...: run a step and print how long it took
   echo "==> [$name] started at $(date -u +%H:%M:%S)"
   local rc=0
   "$@" || rc=$?
-  echo "==> [$name] $([ $rc -eq 0 ] && echo done || echo "FAILED (exit $rc)") in $(( $(date +%s) - t0 )) s (total $(( $(date +%s) - T_START )) s)"
+  local verdict="done"
+  [ $rc -eq 3 ] && verdict="exit 3 (something skipped)"   # llmops: 3 is a skip, not a failure
+  [ $rc -ne 0 ] && [ $rc -ne 3 ] && verdict="FAILED (exit $rc)"
+  echo "==> [$name] $verdict in $(( $(date +%s) - t0 )) s (total $(( $(date +%s) - T_START )) s)"
   return $rc
 }
 
