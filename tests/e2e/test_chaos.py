@@ -49,6 +49,7 @@ def test_failover(llmops: Any, healthy_stack: dict[str, Any], tmp_path: Path, mo
     assert r["details"]["max_tokens"] == 1 and "max_tokens=1" in txt
     warmed = r["details"]["preflight_warm"]
     assert {w["deployment"] for w in warmed} == {"inference-chat", "inference-code"} and all(w["ok"] for w in warmed)
+    assert "the load's request answered by inference-chat and inference-code" in txt
     # the load really asked for one token: every answer the model servers gave has exactly one
     served = [e for e in _events(tmp_path) if e["kind"] == "request" and e["status"] == 200]
     assert served and {e["completion_tokens"] for e in served} == {1}

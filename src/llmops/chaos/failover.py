@@ -198,7 +198,9 @@ def failover_text(r: CheckResult, rows: list[dict[str, Any]]) -> str:
         f"Failover test: {d['target']} -> {d['secondary']} through the gateway, fault mode `{d['mode']}`",
         "",
         "Scenario:",
-        "  1. Pre-flight: every service Up (healthy).",
+        "  1. Pre-flight: every service Up (healthy)"
+        + ("; the load's request answered by " + " and ".join(w["deployment"] for w in d["preflight_warm"])
+           + " through the gateway." if d.get("preflight_warm") else "."),
         f"  2. Steady state: {d['rps']:g} requests/s of max_tokens={d['max_tokens']} (open loop) through api-gateway; "
         f"p50 {fmt(lat['before']['p50_s'])}, served {a['served'].get(d['target'], 0)} by {d['target']} overall.",
         f"  3. Fault at t={fmt(mk['fault'])}: docker {d['mode']} {d['target']}.",
