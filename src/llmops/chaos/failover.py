@@ -33,8 +33,8 @@ class FailoverOptions:
     restore: bool = True
     failback_window_s: float = 30.0
     # Tokens per load request.  A request in flight on the primary when it dies loses the work done
-    # there (up to one service time) before the gateway retries it, so the penalty of `kill` is
-    # bounded below by the request's own size; one token keeps that below the gateway's own cost.
+    # there (up to one service time) before the gateway retries it, so its penalty grows with the
+    # request's size; with one token that loss stays below the gateway's own retry cost.
     max_tokens: int = 1
     warm: bool = True              # pre-flight: send the load's request to every deployment by id
 
