@@ -7,7 +7,7 @@ the standby is not: without this, the first failed-over request pays a cold star
 of an outage, which is not failover cost.  Each deployment is addressed by its `model_info.id`
 (LiteLLM then routes to it alone), with as many concurrent requests as it has slots (llama-server
 gives a concurrent request an idle slot), so the standby ends in the same cache state as the
-primary.  The request is the standard probe completion that `verify` and the load generator send.
+primary.  The prompt is the standard probe's, the one `verify` and the load generator send.
 """
 
 from __future__ import annotations

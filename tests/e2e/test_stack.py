@@ -128,8 +128,6 @@ def test_status_service_filter(llmops: Any, stack: dict[str, Any], tmp_path: Pat
 def test_up_timeout_names_the_service_and_its_logs(stack: dict[str, Any], project_copy: Path, free_port: Any,
                                                    cli_env: Any, run_llmops: Any) -> None:
     """A service that never turns healthy: exit 4, one line naming it with its last log lines."""
-    import yaml
-
     f = project_copy / "compose" / "docker-compose.yml"
     doc = yaml.safe_load(f.read_text())
     doc["services"]["rag"]["healthcheck"] = {"test": ["CMD", "false"], "interval": "1s", "retries": 1000}

@@ -13,6 +13,7 @@ from ..errors import EnvironmentProblem, UsageError
 from ..evidence import CheckResult, Criterion, utc_now_iso
 from ..gateway_config import mounted_config_path, summarize
 from ..probes import complete
+from ..stack import Service
 from .common import FaultFrame, check_mode, check_range, preflight
 from .loadgen import MAX_DURATION_S, MAX_RPS, MAX_TOKENS_LIMIT, LoadGenerator, Request
 from .restore import wait_http_ok
@@ -69,7 +70,7 @@ def run_failover(ctx: Context, o: FailoverOptions, say: Callable[[str], None]) -
         say(f"[yellow]gateway config warning:[/] {w}")
     attempt_timeout = router.per_attempt_timeout_s() if router else None
     alias = gateway.labels.get("llmops.model-alias", "chat-7b")
-    warmed = preflight_requests(ctx, gateway.url, key, alias, o)
+    warmed = preflight_requests(ctx, gateway, key, alias, o)
     if warmed:
         say("pre-flight: " + ", ".join(f"{w['deployment']} answered through the gateway" for w in warmed))
     run = ctx.open_run()
@@ -136,7 +137,7 @@ def run_failover(ctx: Context, o: FailoverOptions, say: Callable[[str], None]) -
     return r, failover_text(r, rows)
 
 
-def preflight_requests(ctx: Context, gateway_url: str, key: str, alias: str,
+def preflight_requests(ctx: Context, gateway: Service, key: str, alias: str,
                        o: FailoverOptions) -> list[dict[str, Any]]:
     """Real completions through the gateway before any fault: a gateway that rejects them (say, a
     master key from another checkout) would fail every load request, so refuse (exit 4) instead.
@@ -150,15 +151,15 @@ def preflight_requests(ctx: Context, gateway_url: str, key: str, alias: str,
         done = warm_routes(ctx, alias)
         bad = next((w for w in done if not w.ok), None)
         if bad is not None:
-            raise EnvironmentProblem(f"pre-flight: a completion through api-gateway to {bad.deployment} failed "
+            raise EnvironmentProblem(f"pre-flight: a completion through {gateway.name} to {bad.deployment} failed "
                                      f"({bad.statuses}: {' '.join((bad.error or '').split())[:150]}); "
                                      "refusing to inject a fault")
         if done:
             return [w.to_json() for w in done]
-    probe = complete(gateway_url, key, alias, timeout=10.0, max_tokens=o.max_tokens)
+    probe = complete(gateway.url, key, alias, timeout=10.0, max_tokens=o.max_tokens)
     if probe.status_code != 200:
         why = " ".join((probe.error or "").split())[:150]
-        raise EnvironmentProblem(f"pre-flight: a completion through api-gateway failed "
+        raise EnvironmentProblem(f"pre-flight: a completion through {gateway.name} failed "
                                  f"({probe.status_code or 'no answer'}: {why}); refusing to inject a fault")
     return []
 
