@@ -134,7 +134,20 @@ def _cli_env_fixture() -> Callable[..., dict[str, str]]:
 
 # ---- the real cpu stack ---------------------------------------------------------------------------
 
-STACK_PROJECT = os.environ.get("LLMOPS_E2E_PROJECT", "llmops")
+# The suite's own stack: its own compose project and its own block of host ports, so it never
+# touches (or collides with) an operator's `llmops` stack on the same engine.  Several checkouts
+# can each run their suite at once with their own LLMOPS_E2E_PROJECT and LLMOPS_E2E_PORT_BASE.
+STACK_PROJECT = os.environ.get("LLMOPS_E2E_PROJECT", f"{E2E_PROJECT_PREFIX}-stack")
+if not STACK_PROJECT.startswith(E2E_PROJECT_PREFIX):
+    raise pytest.UsageError(f"LLMOPS_E2E_PROJECT must start with {E2E_PROJECT_PREFIX!r}: the suite never "
+                            f"runs against another project (got {STACK_PROJECT!r})")
+PORT_BASE = int(os.environ.get("LLMOPS_E2E_PORT_BASE", "28000"))
+# The compose files' host-port variables; compose reads them from the environment of every
+# `llmops` the suite starts.
+STACK_PORTS = {"GATEWAY_PORT": PORT_BASE, "CHAT_PORT": PORT_BASE + 1, "RAG_PORT": PORT_BASE + 2,
+               "EMBEDDING_PORT": PORT_BASE + 3, "CODE_PORT": PORT_BASE + 4, "QDRANT_PORT": PORT_BASE + 5}
+for _var, _port in STACK_PORTS.items():
+    os.environ[_var] = str(_port)
 
 
 def llmops(*args: str, timeout: float = 600.0, env: dict[str, str] | None = None,

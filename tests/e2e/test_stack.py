@@ -12,10 +12,12 @@ import pytest
 import yaml
 
 
+from conftest import STACK_PORTS
+
 ROOT = Path(__file__).resolve().parents[2]
-URL = {"api-gateway": "http://127.0.0.1:8000", "inference-chat": "http://127.0.0.1:8001",
-       "rag": "http://127.0.0.1:8002", "embedding": "http://127.0.0.1:8003",
-       "inference-code": "http://127.0.0.1:8004", "qdrant": "http://127.0.0.1:6333"}
+_VAR = {"api-gateway": "GATEWAY_PORT", "inference-chat": "CHAT_PORT", "rag": "RAG_PORT",
+        "embedding": "EMBEDDING_PORT", "inference-code": "CODE_PORT", "qdrant": "QDRANT_PORT"}
+URL = {svc: f"http://127.0.0.1:{STACK_PORTS[var]}" for svc, var in _VAR.items()}
 
 
 def test_six_containers_healthy(stack: dict[str, Any]) -> None:
