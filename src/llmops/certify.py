@@ -117,12 +117,13 @@ def run_certify(ctx: Context, skip: list[str], emit: Callable[[CheckResult, str]
         return [r]
 
     def gpu() -> list[CheckResult]:
-        from .gpu.check import format_gpu_text, run_gpu_report
+        from .gpu.check import DEFAULT_TOLERANCE_PCT, run_gpu_report
 
-        kw = {"duration_s": 5.0, "interval_s": 0.1, "device": None, "tolerance_pct": 10.0, "budget_file": None,
-              **(gpu_kw or {})}
-        r = run_gpu_report(run, services=llama_services(ctx), **kw)
-        emit(r, format_gpu_text(r))
+        kw = {"duration_s": 5.0, "interval_s": 0.1, "device": None,
+              "tolerance_pct": DEFAULT_TOLERANCE_PCT, "budget_file": None, **(gpu_kw or {})}
+        r, text = run_gpu_report(run, services=llama_services(ctx), **kw)
+        ctx.extra["gpu_env"] = r.details.get("gpu_env")
+        emit(r, text)
         return [r]
 
     phase("verify", "status", verify)
