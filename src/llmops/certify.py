@@ -56,7 +56,8 @@ def llama_services(ctx: Context) -> list[dict[str, Any]]:
             if host_model is None and cached.exists():
                 host_model = cached
         try:
-            logs = c.logs(tail=400).decode(errors="replace")
+            # the whole log: the buffer-size lines come at load, before any request lines
+            logs = c.logs(tail="all").decode(errors="replace")
         except Exception:  # noqa: BLE001 - logs only refine the budget
             logs = None
         out.append({"service": s.name, "container_id": s.container_id, "argv": argv,
