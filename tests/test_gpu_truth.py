@@ -206,10 +206,13 @@ def test_gpu_plan_negative_budget_term_is_exit_2(models, tmp_path):
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "non-negative" in r.stderr
 
 
-def test_gpu_plan_default_plans_the_gpu_profile_from_compose(models):
+def test_gpu_plan_default_plans_the_gpu_profile_from_compose(models, tmp_path):
     import os
+    import shutil
 
-    repo = Path(__file__).resolve().parents[1]
+    repo = tmp_path / "project"         # the real compose files, without a local compose/.env
+    shutil.copytree(Path(__file__).resolve().parents[1] / "compose", repo / "compose",
+                    ignore=shutil.ignore_patterns(".env", "images"))
     env = {**os.environ, "MODELS_DIR": str(models), "CHAT_MODEL_FILE": "l1b-q8.gguf",
            "CODE_MODEL_FILE": "l3b-q4.gguf"}
     r = subprocess.run([sys.executable, "-m", "llmops", "--project-dir", str(repo), "gpu-plan",

@@ -38,15 +38,28 @@ LLAMA_SHAPES: dict[str, LlamaShape] = {
 }
 
 
-def write_sparse_gguf(path: Path | str, shape: LlamaShape) -> Path:
-    """Write `path` as a GGUF of `shape` whose tensor data region is a hole (never written)."""
+def write_sparse_gguf(path: Path | str, shape: LlamaShape, vocab: Path | str | None = None) -> Path:
+    """Write `path` as a GGUF of `shape` whose tensor data region is a hole (never written).
+
+    The hole reads as zeros, so with `vocab` (a vocab-only GGUF such as llama.cpp's
+    models/ggml-vocab-llama-bpe.gguf, whose tokenizer is copied) the file is also a zero-weight
+    model a real llama-server loads, as `mkzero-gguf.py` makes, without writing gigabytes."""
     import numpy as np
-    from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFWriter
+    from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFReader, GGUFValueType, GGUFWriter
 
     out = Path(path)
     q = GGMLQuantizationType[shape.wtype]
     f32 = GGMLQuantizationType.F32
     w = GGUFWriter(str(out), shape.arch)
+    if vocab is not None:
+        for name, f in GGUFReader(str(vocab)).fields.items():
+            if not name.startswith("tokenizer."):
+                continue
+            vtype = f.types[0]
+            if vtype == GGUFValueType.ARRAY:
+                w.add_key_value(name, f.contents(), vtype, sub_type=f.types[-1])
+            else:
+                w.add_key_value(name, f.contents(), vtype)
     head_dim = shape.n_embd // shape.n_head
     w.add_name(f"sparse-{shape.arch}-{shape.n_embd}x{shape.n_layer}-{shape.wtype}")
     w.add_context_length(shape.n_ctx_train)
