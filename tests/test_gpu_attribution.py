@@ -102,13 +102,22 @@ def test_pids_missing_from_proc_reported_not_guessed(tmp_path):
     assert all(i.service is None for i in att.pids.values())
 
 
-def test_inside_a_container_says_so(tmp_path):
-    proc = make_proc(tmp_path, {100: (f"0::/docker/{CID}\n", "llama-server")},
+def test_inside_a_container_still_attributes_visible_pids(tmp_path):
+    """docker-in-docker: llmops runs in a container, yet the engine's containers are in our
+    /proc with Docker cgroups.  Attribute them; "unavailable" only when none is visible."""
+    proc = make_proc(tmp_path, {100: (f"0::/docker/{CID}\n", "llama-server"),
+                                101: (f"0::/docker/{CID2}\n", "llama-server")},
                      init=f"0::/system.slice/docker-{CID2}.scope\n")
-    assert "container" in detect_in_container(proc, tmp_path / "root")
-    att = Attributor(proc_root=proc, root=tmp_path / "root", known={CID: "x"}).attribute([100])
-    assert att.mode == "unavailable" and "inside a container" in att.reason
-    assert att.pids[100].service is None
+    (tmp_path / "root").mkdir(exist_ok=True)
+    (tmp_path / "root" / ".dockerenv").write_text("")
+    assert "dockerenv" in detect_in_container(proc, tmp_path / "root")
+    att = Attributor(proc_root=proc, root=tmp_path / "root",
+                     known={CID: "inference-chat", CID2: "inference-code"}).attribute([100, 101])
+    assert att.mode == "host" and att.reason is None
+    assert (att.pids[100].service, att.pids[101].service) == ("inference-chat", "inference-code")
+    # inside a container and none of the PIDs visible: unavailable, and it says both
+    att = Attributor(proc_root=proc, root=tmp_path / "root").attribute([555])
+    assert att.mode == "unavailable" and "inside a container" in att.reason and "/proc" in att.reason
 
     # /.dockerenv alone is enough
     proc2 = make_proc(tmp_path / "b", {})

@@ -99,3 +99,26 @@ def test_find_nvml_pid_across_namespaces():
     pid, how = mod.find_nvml_pid(10, {1}, {1: 5.0, 777: 7.0})
     assert pid == 777 and "namespace" in how
     assert mod.find_nvml_pid(10, {1}, {1: 5.0, 777: 7.0, 778: 1.0})[0] is None
+
+
+def test_three_way_table_from_real_llama_server_logs(tmp_path):
+    """The llama-server path's comparison, fed with the real H200 logs and NVML figures and a
+    real `gpu-plan` of sparse models of the same shapes."""
+    from llmops.gpu.plan import plan_servers, spec_from_args
+    from llmops.gpu.shapes import LLAMA_SHAPES, write_sparse_gguf
+
+    mod = load_script()
+    data = Path(__file__).parent / "data" / "gpu-truth"
+    runs = {json.loads(x)["name"]: json.loads(x) for x in (data / "results.jsonl").read_text().splitlines()}
+    pair = ["pair-chat-q8-1b-ngl99-c4096-np2", "pair-code-f16-3b-ngl12-c8192-np2"]
+    for shape in ("l1b-q8", "l3b-f16"):
+        write_sparse_gguf(tmp_path / f"{shape}.gguf", LLAMA_SHAPES[shape])
+    specs = [spec_from_args(runs[n]["args"].replace("models/", f"{tmp_path}/"), i) for i, n in enumerate(pair)]
+    plan = plan_servers(specs, gpu_mib=None, gpu_source="none")
+    names = [s["name"] for s in plan.to_json()["servers"]]
+    rows = mod.three_way(plan.to_json(), {n: (data / "logs" / f"{r}.log").read_text() for n, r in zip(names, pair)},
+                         {n: runs[r]["nvml_pid_mib"] for n, r in zip(names, pair)})
+    assert [r["engine_mib"] for r in rows] == pytest.approx([1446.42, 3327.77])
+    assert all(abs(r["plan_error_pct"]) < 2 and abs(r["total_error_pct"]) < 2 for r in rows)
+    assert [r["overhead_measured_mib"] for r in rows] == pytest.approx([2036 - 1446.42, 4018 - 3327.77], abs=0.1)
+    assert rows[1]["offloaded"] == [12, 29] and rows[0]["fit"] == "no changes"

@@ -56,7 +56,8 @@ def llama_services(ctx: Context) -> list[dict[str, Any]]:
             if host_model is None and cached.exists():
                 host_model = cached
         try:
-            logs = c.logs(tail=400).decode(errors="replace")
+            # the whole log: the buffer-size lines come at load, before any request lines
+            logs = c.logs(tail="all").decode(errors="replace")
         except Exception:  # noqa: BLE001 - logs only refine the budget
             logs = None
         out.append({"service": s.name, "container_id": s.container_id, "argv": argv,
@@ -117,12 +118,13 @@ def run_certify(ctx: Context, skip: list[str], emit: Callable[[CheckResult, str]
         return [r]
 
     def gpu() -> list[CheckResult]:
-        from .gpu.check import format_gpu_text, run_gpu_report
+        from .gpu.check import DEFAULT_TOLERANCE_PCT, run_gpu_report
 
-        kw = {"duration_s": 5.0, "interval_s": 0.1, "device": None, "tolerance_pct": 10.0, "budget_file": None,
-              **(gpu_kw or {})}
-        r = run_gpu_report(run, services=llama_services(ctx), **kw)
-        emit(r, format_gpu_text(r))
+        kw = {"duration_s": 5.0, "interval_s": 0.1, "device": None,
+              "tolerance_pct": DEFAULT_TOLERANCE_PCT, "budget_file": None, **(gpu_kw or {})}
+        r, text = run_gpu_report(run, services=llama_services(ctx), **kw)
+        ctx.extra["gpu_env"] = r.details.get("gpu_env")
+        emit(r, text)
         return [r]
 
     phase("verify", "status", verify)

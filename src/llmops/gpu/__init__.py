@@ -1,16 +1,22 @@
-"""GPU memory: NVML sampler, PID -> container -> service attribution, VRAM budget from GGUF.
+"""GPU memory: NVML sampler, PID -> container -> service attribution, VRAM budget and plan.
 
-Nothing here imports pynvml, gguf or docker at import time; each is loaded when first needed.
+Modules: `model` (GGUF shape), `llamaargs` (llama-server command line and defaults),
+`budget` (the terms), `llamalog` (the engine's own figures), `calibration` (per-process
+overhead), `fit` (what llama.cpp's -fit will do), `plan` (`llmops gpu-plan`), `sampling` /
+`analysis` / `text` / `check` (`llmops gpu-report`), `attribution`, `nvml`, `shapes` (sparse
+GGUF files of real shapes).  Nothing here imports pynvml, gguf or docker at import time.
 """
 
 from llmops.gpu.attribution import (
     Attribution, Attributor, container_id_from_cgroup, detect_in_container, docker_label_resolver,
 )
 from llmops.gpu.budget import (
-    Budget, BudgetFile, EngineReport, ModelInfo, ServerOptions, budget_for_llama,
-    budget_from_info, load_budget_file, parse_llama_log, parse_server_args, read_model_info,
+    Budget, BudgetFile, budget_for_llama, budget_from_info, load_budget_file,
 )
 from llmops.gpu.check import build_budgets, error_pct, format_gpu_text, run_gpu_report
+from llmops.gpu.llamaargs import ServerOptions, parse_server_args
+from llmops.gpu.llamalog import EngineReport, parse_llama_log
+from llmops.gpu.model import ModelInfo, read_model_info
 from llmops.gpu.nvml import NvmlSession, NvmlUnavailable, load_nvml, run_schedule, series_stats
 
 __all__ = [

@@ -5,8 +5,9 @@ container (cgroup v1 and v2; docker, containerd/CRI, podman path forms), then ma
 to its compose service: first through the containers the caller already knows, then through an
 injectable resolver (by default the Docker SDK's `com.docker.compose.service` label, imported
 lazily).  What cannot be mapped is reported as `unattributed`.  When PIDs cannot be resolved at
-all (llmops itself runs in a container, NVML PIDs are absent from our /proc: WSL, MIG, a PID
-namespace) we say so instead of guessing.
+all (NVML PIDs absent from our /proc: WSL, MIG, a PID namespace) we say so instead of
+guessing.  Running inside a container is not such a case by itself: with docker-in-docker the
+engine's containers are visible in our /proc with their Docker cgroups.
 """
 
 from __future__ import annotations
@@ -138,15 +139,11 @@ class Attributor:
 
     def attribute(self, pids: Iterable[int]) -> Attribution:
         pids = sorted(set(int(p) for p in pids))
+        # Running inside a container is no reason to give up: with docker-in-docker (CI runners)
+        # or a host /proc mount, the engine's containers are visible in our /proc with their
+        # Docker cgroups.  Attribute what is visible; "unavailable" only when nothing is.
         inside = detect_in_container(self.proc_root, self.root) if self._in_container is False \
             else self._in_container
-        if inside:
-            att = Attribution(mode="unavailable",
-                              reason=f"llmops runs inside a container ({inside}); NVML PIDs are "
-                                     "host PIDs and cannot be resolved here")
-            for p in pids:
-                att.pids[p] = PidInfo(pid=p, visible=False, note="not resolvable from a container")
-            return att
         att = Attribution(mode="host", reason=None)
         for p in pids:
             att.pids[p] = self._one(p)
@@ -154,7 +151,11 @@ class Attributor:
         if pids and len(invisible) == len(pids):
             att.mode = "unavailable"
             att.reason = ("none of the PIDs NVML reports exist in our /proc (a PID namespace, "
-                          "WSL or MIG); per-process attribution is not possible")
+                          "WSL or MIG); per-process attribution is not possible"
+                          + (f"; llmops runs inside a container ({inside})" if inside else ""))
+        elif pids and not any(i.container_id for i in att.pids.values()) and inside:
+            att.notes.append(f"llmops runs inside a container ({inside}) and no GPU PID carries a "
+                             "container cgroup")
         elif invisible:
             att.notes.append(f"PIDs not in our /proc: {', '.join(map(str, invisible))}")
         if self.resolver is not None:

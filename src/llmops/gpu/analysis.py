@@ -1,0 +1,336 @@
+"""Pure analysis of a GPU recording: budgets, per-service figures, verdict, calibration.
+
+No I/O: everything here takes what `sampling.record` returned and what the caller found about
+the services, and returns a `CheckResult`.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from llmops.errors import ConfigError
+from llmops.evidence import CheckResult, Criterion
+from llmops.gpu.attribution import Attribution
+from llmops.gpu.budget import TERMS, Budget, BudgetFile, apply_overrides, budget_for_llama
+from llmops.gpu.calibration import Calibration, measure_calibration
+from llmops.gpu.llamalog import EngineReport, parse_llama_log
+from llmops.gpu.nvml import series_stats
+from llmops.gpu.sampling import Recording
+from llmops.gpu.text import UNATTRIBUTED
+
+CHECK = "gpu"
+# The reference procedure's criterion: measured within 1 % of expected.  A real GPU that misses
+# it needs its calibration measured (gpu-report records one), not a wider tolerance.
+DEFAULT_TOLERANCE_PCT = 1.0
+
+
+def _r(v: float | None, nd: int = 1) -> float | None:
+    return None if v is None else round(float(v), nd)
+
+
+def error_pct(used_mib: float | None, expected_mib: float | None) -> float | None:
+    """100 * (used - expected) / expected, or None when either side is unknown or expected is 0."""
+    if used_mib is None or not expected_mib:
+        return None
+    return 100.0 * (used_mib - expected_mib) / expected_mib
+
+
+# ----------------------------------------------------------------------------- budgets
+
+def build_budgets(services: list[dict] | None, budget_file: BudgetFile | None,
+                  calibration: Calibration | None = None
+                  ) -> tuple[dict[str, Budget], dict[str, EngineReport], list[str]]:
+    """Formula budgets for the services that name a model and a command line, overridden by the
+    budget file; services only the budget file names are included with the terms it gives."""
+    notes: list[str] = []
+    budgets: dict[str, Budget] = {}
+    engines: dict[str, EngineReport] = {}
+    ctx_file = budget_file.cuda_context_mib if budget_file else None
+    for s in services or []:
+        name = str(s.get("service") or "?")
+        model, argv = s.get("model_path"), s.get("argv")
+        if model is None and not argv:
+            # not a llama-server (rag, qdrant, ...): budgeted only if the budget file names it;
+            # its GPU memory, if any, is still attributed and shown as "no budget"
+            continue
+        if model is not None:
+            try:
+                b = budget_for_llama(Path(model), argv, service=name, env=s.get("env"),
+                                     cuda_context_mib=ctx_file, calibration=calibration)
+            except ConfigError as exc:
+                b = Budget(service=name, error=str(exc))
+        else:
+            b = Budget(service=name, error="no host path of its model file is known")
+        if ctx_file is not None and b.error is None:
+            b.sources["cuda_context_mib"] = "budget-file"
+        budgets[name] = b
+        if s.get("log_text"):
+            rep = parse_llama_log(s["log_text"])
+            if not rep.empty:
+                engines[name] = rep
+            else:
+                notes.append(f"{name}: no buffer-size lines in the server log (current llama.cpp "
+                             "prints them only at -lv 4; the gpu profile passes it)")
+            if rep.fit_changes:
+                notes.append(f"{name}: llama.cpp's fit changed the command line: "
+                             + "; ".join(rep.fit_changes))
+    if budget_file:
+        for name, terms in budget_file.services.items():
+            b = budgets.get(name)
+            if b is None:
+                b = Budget(service=name)
+                for t in TERMS:                      # a file-only service: unspecified terms are 0
+                    setattr(b, t, 0.0)
+                    b.sources[t] = "budget-file (unset: 0)"
+                budgets[name] = b
+            apply_overrides(b, terms)
+            if b.error and b.total_mib is not None:
+                b.assumptions.append(f"formula unavailable ({b.error}); budget file supplies all terms")
+                b.error = None
+    return budgets, engines, notes
+
+
+def expected_total(budgets: dict[str, Budget], overhead: float) -> float | None:
+    totals = [b.total_mib for b in budgets.values()]
+    if any(t is None for t in totals) or (not budgets and not overhead):
+        return None
+    return float(sum(totals)) + overhead  # type: ignore[arg-type]
+
+
+def service_entry(b: Budget | None, eng: EngineReport | None, measured: dict | None,
+                  pids: list[int] | None) -> dict[str, Any]:
+    """One service's three columns: plan (formula buffers), engine-reported, NVML."""
+    exp = b.total_mib if b else None
+    m = measured or {}
+    return {
+        "expected_mib": _r(exp),
+        "terms": {t: _r(getattr(b, t)) for t in TERMS} if b else None,
+        "formula_buffers_mib": _r(b.buffers_mib) if b else None,
+        "engine_reported_mib": _r(eng.gpu_total_mib, 2) if eng else None,
+        "engine_projected_mib": eng.projected_mib if eng else None,
+        "engine_fit": eng.fit if eng else None,
+        "fit_changes": eng.fit_changes if eng else [],
+        "buffers_error_pct": _r(error_pct(b.buffers_mib if b else None,
+                                          eng.gpu_total_mib if eng else None), 2),
+        "measured_mib": _r(m.get("mean")),
+        "measured_peak_mib": _r(m.get("peak")),
+        "error_pct": _r(error_pct(m.get("mean"), exp), 2),
+        "pids": pids if pids is not None else [],
+    }
+
+
+def skipped_result(started: str, t0: float, reason: str, budgets: dict[str, Budget],
+                   engines: dict[str, EngineReport], overhead: float, notes: list[str],
+                   tolerance_pct: float, budget_path: Path | None) -> CheckResult:
+    per_service = {n: service_entry(b, engines.get(n), None, None) for n, b in budgets.items()}
+    return CheckResult(
+        check=CHECK, status="skipped", started_at=started, duration_s=time.monotonic() - t0,
+        metrics={"total_mib": None, "used_mib": None,
+                 "expected_mib": _r(expected_total(budgets, overhead)),
+                 "error_pct": None, "peak_used_mib": None, "per_service": per_service,
+                 "headroom_mib": None, "tolerance_pct": tolerance_pct},
+        details={"reason": reason, "budgets": {n: b.to_json() for n, b in budgets.items()},
+                 "engine_reported": {n: e.to_json() for n, e in engines.items()},
+                 "overhead_mib": overhead, "budget_file": str(budget_path) if budget_path else None,
+                 "notes": notes, "calibration": None, "gpu_env": None},
+    )
+
+
+# ----------------------------------------------------------------------------- the recording
+
+def _device_stats(rec: Recording, rel: Any) -> tuple[Any, float | None, float | None, list[dict]]:
+    ticks = rec.ticks
+    used = series_stats([(rel(t), sum(s.used_mib for s in row)) for t, row in ticks])
+    total_mib = sum(s.total_mib for s in ticks[-1][1]) if ticks else None
+    free_at_peak = None
+    if used.t_peak is not None:
+        for t, row in ticks:
+            if rel(t) == used.t_peak:
+                free_at_peak = sum(s.free_mib for s in row)
+                break
+    per_device = []
+    for i, dj in enumerate(rec.devices):
+        pts = [(rel(t), row[i].used_mib) for t, row in ticks]
+        ug = [(rel(t), row[i].util_gpu_pct) for t, row in ticks]
+        last = ticks[-1][1][i] if ticks else None
+        per_device.append({**dj, "total_mib": _r(last.total_mib) if last else None,
+                           "reserved_mib": _r(last.reserved_mib) if last else None,
+                           "used": series_stats(pts).to_json(),
+                           "util_gpu_pct": series_stats(ug).to_json(),
+                           "processes_error": last.processes_error if last else None})
+    return used, total_mib, free_at_peak, per_device
+
+
+def _pid_series(rec: Recording, rel: Any) -> tuple[dict[int, list], set[int]]:
+    """Per PID series (a process may hold memory on several GPUs: sum; unknown stays unknown)."""
+    pid_pts: dict[int, list[tuple[float, float | None]]] = {}
+    for t, row in rec.ticks:
+        seen: dict[int, float | None] = {}
+        for s in row:
+            for p in s.processes:
+                if p.pid not in seen:
+                    seen[p.pid] = p.used_mib
+                elif seen[p.pid] is not None and p.used_mib is not None:
+                    seen[p.pid] = seen[p.pid] + p.used_mib  # type: ignore[operator]
+                else:
+                    seen[p.pid] = None
+        for pid, v in seen.items():
+            pid_pts.setdefault(pid, []).append((rel(t), v))
+    unknown = {pid for pid, pts in pid_pts.items() if any(v is None for _, v in pts)}
+    return pid_pts, unknown
+
+
+def _group(att: Attribution, pids: Any) -> dict[str, list[int]]:
+    groups: dict[str, list[int]] = {}
+    for pid in pids:
+        info = att.pids.get(pid)
+        svc = info.service if (att.mode == "host" and info and info.service) else UNATTRIBUTED
+        groups.setdefault(svc, []).append(pid)
+    return groups
+
+
+def _group_series(rec: Recording, rel: Any, pids: list[int], unknown: set[int]
+                  ) -> dict[str, float | None] | None:
+    if any(p in unknown for p in pids):
+        return None
+    pts = []
+    for t, row in rec.ticks:
+        present = [pr.used_mib for s in row for pr in s.processes if pr.pid in pids]
+        pts.append((rel(t), float(sum(v for v in present if v is not None))))
+    st = series_stats(pts)
+    return {"mean": st.mean, "peak": st.peak, "p95": st.p95}
+
+
+def _per_service(rec: Recording, rel: Any, att: Attribution, budgets: dict[str, Budget],
+                 engines: dict[str, EngineReport], groups: dict[str, list[int]],
+                 unknown: set[int]) -> dict[str, Any]:
+    per_service: dict[str, Any] = {}
+    for name, b in budgets.items():
+        pids = sorted(groups.get(name, []))
+        measured = _group_series(rec, rel, pids, unknown) if att.mode == "host" else None
+        e = per_service[name] = service_entry(b, engines.get(name), measured, pids)
+        if att.mode != "host":
+            e["measured_note"] = att.reason
+        elif measured is None:
+            e["measured_note"] = "NVML did not report usedGpuMemory for its PIDs"
+        elif not pids:
+            e["measured_note"] = "no GPU process was attributed to this service"
+    for name, pids in groups.items():          # services on the GPU with no budget
+        if name not in per_service and name != UNATTRIBUTED:
+            m = _group_series(rec, rel, pids, unknown)
+            per_service[name] = service_entry(None, engines.get(name), m, sorted(pids))
+            per_service[name]["measured_note"] = "no budget for this service"
+    return per_service
+
+
+def _calibration(budgets: dict[str, Budget], engines: dict[str, EngineReport],
+                 per_service: dict[str, Any], name: str) -> Calibration | None:
+    """NVML minus the engine's own buffers, per service that has both."""
+    entries = {}
+    for svc, e in per_service.items():
+        eng, b = engines.get(svc), budgets.get(svc)
+        if eng is None or eng.empty or e.get("measured_note") or e.get("measured_mib") is None:
+            continue
+        src = (b.sources.get("cuda_context_mib", "") if b else "")
+        cls = src[src.rfind("(") + 1:-1] if src.endswith(")") else None
+        entries[svc] = {"class": cls, "nvml_mib": e["measured_mib"], "engine_mib": eng.gpu_total_mib}
+    return measure_calibration(entries, name)
+
+
+def _criteria(budgets: dict[str, Budget], expected: float | None, used_mean: float | None,
+              err: float | None, tolerance_pct: float) -> list[Criterion]:
+    dod: list[Criterion] = []
+    missing = [n for n, b in budgets.items() if b.total_mib is None]
+    if budgets:
+        why = "; ".join(f"{n}: {', '.join(f'{t} unknown ({r})' for t, r in budgets[n].unknown.items()) or budgets[n].error or 'unknown'}"
+                        for n in missing)
+        dod.append(Criterion("budget known for every service", f"all {len(budgets)}",
+                             f"{len(budgets) - len(missing)} of {len(budgets)}"
+                             + (f" (missing: {why})" if missing else ""), not missing))
+    if expected is not None and used_mean is not None and err is not None:
+        dod.append(Criterion("measured VRAM within tolerance of budget",
+                             f"{expected:.0f} MiB ±{tolerance_pct:g}%",
+                             f"{used_mean:.0f} MiB ({err:+.1f}%)", abs(err) <= tolerance_pct))
+    return dod
+
+
+def analyse(rec: Recording, att: Attribution, *, started: str, t0: float,
+            budgets: dict[str, Budget], engines: dict[str, EngineReport], overhead: float,
+            notes: list[str], tolerance_pct: float, budget_path: Path | None,
+            duration_s: float, interval_s: float) -> CheckResult:
+    """The 06_gpu_memory result from a recording and the attribution of its PIDs."""
+    t_first = rec.ticks[0][0] if rec.ticks else 0.0
+
+    def rel(t: float) -> float:
+        return t - t_first
+
+    used, total_mib, free_at_peak, per_device = _device_stats(rec, rel)
+    pid_pts, pid_unknown = _pid_series(rec, rel)
+    groups = _group(att, pid_pts)
+    per_service = _per_service(rec, rel, att, budgets, engines, groups, pid_unknown)
+    un_pids = sorted(groups.get(UNATTRIBUTED, []))
+    un = _group_series(rec, rel, un_pids, pid_unknown) if un_pids else {"mean": 0.0, "peak": 0.0}
+    known_proc_mean = None
+    if not pid_unknown and rec.ticks:
+        known_proc_mean = series_stats([(rel(t), float(sum(p.used_mib or 0 for s in row
+                                                           for p in s.processes)))
+                                        for t, row in rec.ticks]).mean
+    expected = expected_total(budgets, overhead)
+    err = error_pct(used.mean, expected)
+    dod = _criteria(budgets, expected, used.mean, err, tolerance_pct)
+
+    reason = None
+    if rec.sample_error:
+        status, reason = "error", rec.sample_error
+    elif not rec.ticks:
+        status, reason = "error", "no sample was taken"
+    elif expected is None and not budgets:
+        status, reason = "skipped", ("nothing to compare with: no service with a model file and "
+                                     "no --budget file")
+    else:
+        status = CheckResult.status_from(dod)
+    gpu_names = ", ".join(sorted({str(d["name"]) for d in rec.devices})) or "GPU"
+    cal = _calibration(budgets, engines, per_service,
+                       f"{gpu_names} driver {rec.driver.get('driver_version') or '?'}")
+    sched = rec.schedule
+    metrics = {
+        "total_mib": _r(total_mib), "used_mib": _r(used.mean), "expected_mib": _r(expected),
+        "error_pct": _r(err, 2), "peak_used_mib": _r(used.peak), "per_service": per_service,
+        "p95_used_mib": _r(used.p95), "peak_t_s": _r(used.t_peak, 3),
+        "headroom_mib": _r(free_at_peak), "unattributed_mib": _r(un["mean"]) if un else None,
+        "tolerance_pct": tolerance_pct,
+    }
+    details = {
+        "reason": reason,
+        "memory_api": sorted({d["memory_api"] for d in rec.devices if d["memory_api"]}),
+        "devices": per_device, **rec.driver,
+        "used_definition": "mean over the window of NVML device 'used' (v2 excludes driver-"
+                           "reserved memory; v1 includes it), summed over the selected GPUs",
+        "sampling": {"duration_s": duration_s, "interval_s": interval_s,
+                     "samples": sched.samples, "missed": sched.missed,
+                     "max_lateness_ms": round(sched.max_lateness_s * 1000, 1),
+                     "wall_s": round(rec.wall_s, 3), "cpu_s": round(rec.cpu_s, 4),
+                     "cpu_pct_of_one_core": round(100 * rec.cpu_s / rec.wall_s, 3)
+                     if rec.wall_s > 0 else None},
+        "attribution": att.to_json(),
+        "processes": {str(pid): {"service": next((n for n, ps in groups.items() if pid in ps),
+                                                 UNATTRIBUTED),
+                                 "used": series_stats(pts).to_json(),
+                                 "used_unknown": pid in pid_unknown}
+                      for pid, pts in sorted(pid_pts.items())},
+        "unattributed": {"pids": un_pids, "mean_mib": _r(un["mean"]) if un else None},
+        "non_process_mib": _r(used.mean - known_proc_mean)
+        if (used.mean is not None and known_proc_mean is not None) else None,
+        "budgets": {n: b.to_json() for n, b in budgets.items()},
+        "engine_reported": {n: e.to_json() for n, e in engines.items()},
+        "calibration": cal.to_json() if cal else None,
+        "overhead_mib": overhead,
+        "budget_file": str(budget_path) if budget_path else None,
+        "unsupported": rec.unsupported,
+        "gpu_env": rec.gpu_env(),
+        "notes": notes,
+    }
+    return CheckResult(check=CHECK, status=status, started_at=started,
+                       duration_s=time.monotonic() - t0, metrics=metrics, dod=dod, details=details)

@@ -1,0 +1,210 @@
+"""`llmops gpu-plan`: will these llama-servers fit on this GPU?  No GPU and no Docker needed.
+
+For each server (a llama-server command line with `-m FILE`, or the gpu profile's model servers
+from compose/gpu.yml), the budget is computed from the GGUF file with llama.cpp's own defaults,
+then the `-fit` step is predicted in start order against the card's free memory.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from llmops.errors import ConfigError
+from llmops.gpu.budget import Budget, BudgetFile, apply_overrides, budget_from_info
+from llmops.gpu.calibration import Calibration, default_calibration
+from llmops.gpu.fit import fit_server
+from llmops.gpu.llamaargs import parse_server_args
+from llmops.gpu.model import read_model_info
+
+
+@dataclass
+class ServerSpec:
+    name: str
+    argv: list[str]
+    model_path: Path                       # on this machine
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Plan:
+    servers: list[dict[str, Any]]
+    total_mib: float | None
+    gpu_mib: float | None
+    gpu_source: str
+    fits: bool | None
+    calibration: Calibration
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.fits is False else 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"servers": self.servers, "total_mib": _r(self.total_mib), "gpu_mib": self.gpu_mib,
+                "fits": self.fits, "gpu_source": self.gpu_source,
+                "calibration": {"name": self.calibration.name, "source": self.calibration.source,
+                                "overhead_mib": self.calibration.overhead_mib}}
+
+
+def _r(v: float | None, nd: int = 1) -> float | None:
+    return None if v is None else round(float(v), nd)
+
+
+def spec_from_args(args: str, index: int) -> ServerSpec:
+    """`--server "ARGS"`: a llama-server command line with `-m FILE`."""
+    opts = parse_server_args(args)
+    if not opts.model_arg:
+        raise ConfigError(f"--server {args!r}: no -m MODEL_FILE")
+    return ServerSpec(name=f"server-{index + 1}", argv=shlex.split(args),
+                      model_path=Path(opts.model_arg).expanduser())
+
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}")
+
+
+def _interpolate(text: str, env: Mapping[str, str], where: str) -> str:
+    def sub(m: re.Match[str]) -> str:
+        name, op, arg = m.group(1), m.group(2), m.group(3) or ""
+        val = env.get(name)
+        if op in (":-", "-"):
+            return val if val not in (None, "") or (op == "-" and val is not None) else arg
+        if op in (":?", "?") and not val:
+            raise ConfigError(f"{where}: {arg or name + ' is not set'} (set {name} in "
+                              "compose/.env or the environment)")
+        return val or ""
+    return _VAR.sub(sub, text)
+
+
+def _dotenv(path: Path) -> dict[str, str]:
+    out: dict[str, str] = {}
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            line = line.strip()
+            if line and not line.startswith("#") and "=" in line:
+                k, v = line.split("=", 1)
+                out[k.strip()] = v.strip().strip("'\"")
+    return out
+
+
+def specs_from_compose(project_dir: Path, env: Mapping[str, str] | None = None) -> list[ServerSpec]:
+    """The gpu profile's model servers: services of compose/gpu.yml whose command has -m."""
+    import yaml
+
+    f = project_dir / "compose" / "gpu.yml"
+    try:
+        doc = yaml.safe_load(f.read_text(encoding="utf-8")) or {}
+    except OSError as exc:
+        raise ConfigError(f"{f}: {exc.strerror or exc}") from None
+    e = {**_dotenv(project_dir / "compose" / ".env"), **(env if env is not None else os.environ)}
+    specs = []
+    for name, svc in (doc.get("services") or {}).items():
+        cmd = (svc or {}).get("command")
+        if not isinstance(cmd, list) or not any(a in ("-m", "--model") for a in map(str, cmd)):
+            continue
+        where = f"{f} services.{name}"
+        argv = [_interpolate(str(a), e, where) for a in cmd]
+        opts = parse_server_args(argv)
+        inside = opts.model_arg or ""
+        host = None
+        for vol in svc.get("volumes") or []:
+            parts = _interpolate(str(vol), e, where).split(":")
+            if len(parts) >= 2 and inside.startswith(parts[1].rstrip("/") + "/"):
+                host = Path(parts[0]) / inside[len(parts[1].rstrip("/")) + 1:]
+        if host is None:
+            raise ConfigError(f"{where}: model {inside} is not under a mounted host folder")
+        specs.append(ServerSpec(name=str(name), argv=argv, model_path=host))
+    if not specs:
+        raise ConfigError(f"{f}: no service runs a model (-m) there")
+    return specs
+
+
+def plan_servers(specs: list[ServerSpec], *, gpu_mib: float | None, gpu_source: str,
+                 calibration: Calibration | None = None,
+                 budget_file: BudgetFile | None = None) -> Plan:
+    """Budget every server, then predict fit in start order.  Raises ConfigError for bad input."""
+    cal = calibration or default_calibration()
+    ctx_file = budget_file.cuda_context_mib if budget_file else None
+    rows: list[dict[str, Any]] = []
+    free = gpu_mib
+    totals: list[float | None] = []
+    all_fit: bool | None = True if gpu_mib is not None else None
+    for spec in specs:
+        opts = parse_server_args(spec.argv, spec.env)
+        info = read_model_info(spec.model_path)
+        b = budget_from_info(info, opts, service=spec.name, cuda_context_mib=ctx_file,
+                             calibration=cal)
+        if budget_file and spec.name in budget_file.services:
+            apply_overrides(b, budget_file.services[spec.name])
+        changes: list[str] = []
+        if free is not None and b.total_mib is not None:
+            out = fit_server(info, opts, b, free, spec.name, cal)
+            changes, b = out.changes, out.budget
+            if changes or not out.fits:
+                all_fit = False
+            free -= b.total_mib or 0.0
+        elif free is not None:
+            all_fit = None if all_fit is not False else False
+        totals.append(b.total_mib)
+        rows.append(server_row(spec, b, changes))
+    total = None if any(t is None for t in totals) else float(sum(totals))  # type: ignore[arg-type]
+    if gpu_mib is not None and total is not None and total > gpu_mib:
+        all_fit = False
+    return Plan(servers=rows, total_mib=total, gpu_mib=gpu_mib, gpu_source=gpu_source,
+                fits=all_fit, calibration=cal)
+
+
+def server_row(spec: ServerSpec, b: Budget, fit_changes: list[str]) -> dict[str, Any]:
+    p = b.params
+    return {
+        "name": spec.name, "model": str(spec.model_path), "n_layer": p.get("n_layer"),
+        "n_gpu_layers": p.get("n_gpu_layers"), "output_on_gpu": p.get("output_on_gpu"),
+        "n_ctx": p.get("n_ctx"), "n_parallel": p.get("n_parallel"),
+        "flash_attn": p.get("flash_attn"),
+        "weights_mib": _r(b.weights_mib, 2), "kv_cache_mib": _r(b.kv_cache_mib, 2),
+        "compute_mib": _r(b.compute_mib, 2), "buffers_mib": _r(b.buffers_mib, 2),
+        "overhead_mib": _r(b.cuda_context_mib), "total_mib": _r(b.total_mib),
+        "fit_changes": fit_changes,
+        "unknown": dict(b.unknown), "assumptions": list(b.assumptions),
+        "overhead_source": b.sources.get("cuda_context_mib"),
+    }
+
+
+def detect_free_mib() -> tuple[float | None, str]:
+    """Free memory of GPU 0 by NVML, or (None, why not)."""
+    from llmops.gpu.nvml import NvmlSession, NvmlUnavailable, load_nvml
+
+    try:
+        nvml, _ = load_nvml()
+        with NvmlSession(nvml) as s:
+            d = s.devices[0]
+            smp = s.sample(d, 0.0)
+            return float(smp.free_mib), f"free memory of GPU 0 ({d.name}) by NVML"
+    except (NvmlUnavailable, IndexError) as exc:
+        return None, f"no GPU detected ({str(exc).splitlines()[0] if str(exc) else 'no device'}); no fit check"
+    except Exception as exc:  # noqa: BLE001 - a driver error must not stop a plan
+        return None, f"NVML failed ({type(exc).__name__}); no fit check"
+
+
+def format_plan(plan: Plan) -> Any:
+    """A Rich table of the plan."""
+    from rich.table import Table
+
+    def f(v: Any, fmt: str = "{:.0f}") -> str:
+        return "unknown" if v is None else fmt.format(v)
+
+    t = Table(title="GPU plan (MiB)", title_justify="left")
+    for col in ("server", "layers", "ctx", "slots", "FA", "weights", "KV", "compute", "buffers",
+                "overhead", "total", "fit"):
+        t.add_column(col, justify="left" if col in ("server", "fit") else "right")
+    for s in plan.servers:
+        t.add_row(s["name"], f"{s['n_gpu_layers']}/{s['n_layer'] + 1}"
+                  + ("" if s["output_on_gpu"] else " (no output)"),
+                  str(s["n_ctx"]), str(s["n_parallel"]), "on" if s["flash_attn"] else "off",
+                  f(s["weights_mib"]), f(s["kv_cache_mib"]), f(s["compute_mib"]),
+                  f(s["buffers_mib"]), f(s["overhead_mib"]), f(s["total_mib"]),
+                  "; ".join(s["fit_changes"]) or ("as asked" if plan.gpu_mib is not None else "-"))
+    return t
