@@ -1,0 +1,55 @@
+"""The LiteLLM master key never reaches a run folder (issue 14, item 7): every file a real
+`certify` run writes - evidence, events, manifest, HTML, JUnit, charts - is searched for it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+
+def files_holding(folder: Path, secret: str) -> list[str]:
+    """Files under `folder` (recursively, links followed) whose bytes hold the secret, or the random
+    part of it on its own (a key shown without its `sk-llmops-` prefix is still a leak)."""
+    needles = {secret.encode()}
+    if secret.startswith("sk-llmops-"):
+        needles.add(secret.removeprefix("sk-llmops-").encode())
+    hits = []
+    for p in sorted(folder.rglob("*")):
+        if p.is_file() and any(n in p.read_bytes() for n in needles):
+            hits.append(str(p.relative_to(folder)))
+    return hits
+
+
+def test_files_holding_finds_a_planted_key(tmp_path: Path) -> None:
+    key = "sk-llmops-AbCdEfGhIjKlMnOpQrStUvWxYz012345"
+    (tmp_path / "evidence").mkdir()
+    (tmp_path / "evidence" / "04_failover_test.json").write_text('{"status": "pass"}')
+    (tmp_path / "events.ndjson").write_text('{"event": "start"}\n')
+    assert files_holding(tmp_path, key) == []
+    (tmp_path / "evidence" / "04_failover_test.json").write_text(f'{{"auth": "Bearer {key}"}}')
+    (tmp_path / "events.ndjson").write_bytes(b"\x89PNG" + key.removeprefix("sk-llmops-").encode())
+    assert files_holding(tmp_path, key) == ["events.ndjson", "evidence/04_failover_test.json"]
+
+
+def test_certify_run_folder_holds_no_master_key(llmops: Any, healthy_stack: dict[str, Any], tmp_path: Path) -> None:
+    key = healthy_stack["key"]  # read from compose/.env by the stack fixture
+    assert key.startswith("sk-llmops-") or len(key) >= 16, "a key this short would match by chance"
+    p = llmops("--evidence-dir", str(tmp_path / "evidence"), "certify", "--skip", "gpu", timeout=900)
+    run = (tmp_path / "evidence" / "latest").resolve()
+    assert p.returncode in (0, 1, 3), p.stderr[-2000:]
+    files = {str(f.relative_to(run)) for f in run.rglob("*") if f.is_file()}
+    for name in ("manifest.json", "events.ndjson", "summary.html", "summary.md", "junit.xml",
+                 "02_functional_check.json", "04_failover_test.json"):
+        assert name in files, (name, sorted(files))
+    # the key was really in use: the gateway accepted it for the functional check
+    assert json.loads((run / "02_functional_check.json").read_text())["status"] == "pass"
+    assert files_holding(run, key) == []
+    assert key not in p.stdout + p.stderr
+    # and the search would have seen it: plant the key in a copy of this run's own files
+    copy = tmp_path / "planted"
+    shutil.copytree(run, copy)
+    with (copy / "events.ndjson").open("a") as f:
+        f.write(json.dumps({"event": "oops", "headers": {"Authorization": f"Bearer {key}"}}) + "\n")
+    assert files_holding(copy, key) == ["events.ndjson"]
