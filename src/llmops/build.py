@@ -72,7 +72,10 @@ APT_SOURCES = (Path("/etc/apt/sources.list.d"), Path("/etc/apt/sources.list"))
 def _apt_source_files(sources: Sequence[Path]) -> list[Path]:
     files: list[Path] = []
     for s in sources:
-        files += sorted(p for p in s.glob("*") if p.is_file()) if s.is_dir() else [s] if s.is_file() else []
+        if s.is_dir():
+            files += sorted(p for p in s.glob("*") if p.is_file())
+        elif s.is_file():
+            files.append(s)
     return files
 
 
