@@ -114,6 +114,7 @@ def run_lifecycle(tmp_path: Path) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, env=env, cwd=str(tmp_path), timeout=3600)
 
 
+@pytest.mark.timeout(3600)  # the inner session may bring a cold stack up and down
 def test_operator_stack_untouched_by_suite_lifecycle(operator_stack: dict[str, Any], llmops: Any,
                                                      leftovers: Any, tmp_path: Path) -> None:
     client = operator_stack["client"]

@@ -8,6 +8,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 
 def files_holding(folder: Path, secret: str) -> list[str]:
     """Files under `folder` (recursively, links followed) whose bytes hold the secret, or the random
@@ -33,6 +35,7 @@ def test_files_holding_finds_a_planted_key(tmp_path: Path) -> None:
     assert files_holding(tmp_path, key) == ["events.ndjson", "evidence/04_failover_test.json"]
 
 
+@pytest.mark.timeout(1800)  # a certify run, on a stack that may need bringing up first
 def test_certify_run_folder_holds_no_master_key(llmops: Any, healthy_stack: dict[str, Any], tmp_path: Path) -> None:
     key = healthy_stack["key"]  # read from compose/.env by the stack fixture
     assert key.startswith("sk-llmops-") or len(key) >= 16, "a key this short would match by chance"
