@@ -20,6 +20,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -83,13 +84,15 @@ def operator_stack(docker_engine: Any) -> Iterator[dict[str, Any]]:
 
         def read_marker() -> str:
             # read through a throw-away container: the decoy itself may be gone if the test failed
-            out = client.containers.run(DECOY_IMAGE, ["cat", MARKER], remove=True, network_mode="none",
+            out = client.containers.run(DECOY_IMAGE, ["sh", "-c", f"cat {MARKER} 2>/dev/null || true"],
+                                        remove=True, network_mode="none",
                                         volumes={volume.name: {"bind": "/data", "mode": "ro"}})
             return out.decode().strip()
 
-        for _ in range(50):  # the marker is written as the decoy starts
+        for _ in range(30):  # the marker is written as the decoy starts
             if read_marker() == f"operator-data-{tag}":
                 break
+            time.sleep(0.5)
         yield {"client": client, "decoy": True, "reader": read_marker, "tag": tag}
     finally:
         # only what this fixture made, by id and name
