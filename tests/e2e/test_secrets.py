@@ -41,13 +41,18 @@ def test_certify_run_folder_holds_no_master_key(llmops: Any, healthy_stack: dict
     assert key.startswith("sk-llmops-") or len(key) >= 16, "a key this short would match by chance"
     p = llmops("--evidence-dir", str(tmp_path / "evidence"), "certify", "--skip", "gpu", timeout=900)
     run = (tmp_path / "evidence" / "latest").resolve()
-    assert p.returncode in (0, 1, 3), p.stderr[-2000:]
+    # Whatever the verdict (on a loaded machine a check may fail or a pre-flight give up, exit 4),
+    # every phase wrote its files, and none of them may hold the key.
+    assert p.returncode in (0, 1, 3, 4), p.stderr[-2000:]
     files = {str(f.relative_to(run)) for f in run.rglob("*") if f.is_file()}
-    for name in ("manifest.json", "events.ndjson", "summary.html", "summary.md", "junit.xml",
-                 "02_functional_check.json", "04_failover_test.json"):
+    for name in ("manifest.json", "events.ndjson", "summary.html", "summary.md", "summary.json", "junit.xml",
+                 "01_services_status.json", "02_functional_check.json", "03_health_check.json",
+                 "04_failover_test.json", "05_qdrant_retry_test.json"):
         assert name in files, (name, sorted(files))
-    # the key was really in use: the gateway accepted it for the functional check
-    assert json.loads((run / "02_functional_check.json").read_text())["status"] == "pass"
+    # the key was really in use: it is the one the running gateway was started with
+    gw = healthy_stack["client"].containers.list(filters={"label": [
+        f"com.docker.compose.project={healthy_stack['project']}", "com.docker.compose.service=api-gateway"]})
+    assert len(gw) == 1 and f"LITELLM_MASTER_KEY={key}" in gw[0].attrs["Config"]["Env"]
     assert files_holding(run, key) == []
     assert key not in p.stdout + p.stderr
     # and the search would have seen it: plant the key in a copy of this run's own files
