@@ -79,7 +79,9 @@ def operator_stack(docker_engine: Any) -> Iterator[dict[str, Any]]:
         container = client.containers.run(
             DECOY_IMAGE, ["sh", "-c", f"echo operator-data-{tag} > {MARKER} && exec sleep infinity"],
             name=f"{OPERATOR_PROJECT}_isolation-decoy-{tag}_1", detach=True, init=True,
-            labels={**labels, "com.docker.compose.service": f"isolation-decoy-{tag}"},
+            # the labels compose itself writes, so compose would see it as one of the project's containers
+            labels={**labels, "com.docker.compose.service": f"isolation-decoy-{tag}",
+                    "com.docker.compose.oneoff": "False", "com.docker.compose.container-number": "1"},
             volumes={volume.name: {"bind": "/data", "mode": "rw"}}, network_mode="none")
 
         def read_marker() -> str:
@@ -93,7 +95,7 @@ def operator_stack(docker_engine: Any) -> Iterator[dict[str, Any]]:
             if read_marker() == f"operator-data-{tag}":
                 break
             time.sleep(0.5)
-        yield {"client": client, "decoy": True, "reader": read_marker, "tag": tag}
+        yield {"client": client, "decoy": True, "reader": read_marker, "tag": tag, "name": container.name}
     finally:
         # only what this fixture made, by id and name
         if container is not None:
@@ -124,7 +126,7 @@ def test_operator_stack_untouched_by_suite_lifecycle(operator_stack: dict[str, A
     before = snapshot(client, OPERATOR_PROJECT, operator_stack["reader"])
     if operator_stack["decoy"]:
         assert before["marker"] == f"operator-data-{operator_stack['tag']}"
-        assert [s for _, s, _ in before["containers"].values()] == ["running"]
+        assert before["containers"][operator_stack["name"]][1] == "running"
     inner = run_lifecycle(tmp_path)
     assert inner.returncode == 0, inner.stdout[-3000:] + inner.stderr[-3000:]
     assert "1 passed" in inner.stdout, inner.stdout[-2000:]
