@@ -24,6 +24,13 @@ phase() {  # phase NAME CMD...: run a step and print how long it took
   return $rc
 }
 
+pytest_verdict() {  # pytest_verdict CODE: the test command's exit status for pytest's exit CODE
+  # pytest exits 5 when it collected nothing (a -k or path that matched no test): nothing was
+  # tested, so that is a failure, never a pass.
+  if [ "$1" -eq 5 ]; then echo "!! pytest collected no tests (exit 5): nothing was tested" >&2; fi
+  return "$1"
+}
+
 retry() {  # retry CMD...: network steps get three tries with backoff
   local n=1
   until "$@"; do

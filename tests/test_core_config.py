@@ -179,7 +179,7 @@ def test_mounted_config_path_from_real_mounts() -> None:
 def test_read_env_file(tmp_path: Path) -> None:
     p = tmp_path / ".env"
     p.write_text("# llmops\n\nLITELLM_MASTER_KEY=sk-llmops-a=b==\n GATEWAY_PORT = 18000 \n"
-                 "QUOTED=\"two words\"\nSINGLE='x'\nnot a pair\nEMPTY=\n")
+                 "QUOTED=\"two words\"\nSINGLE='x'\nEMPTY=\n")
     assert read_env_file(p) == {"LITELLM_MASTER_KEY": "sk-llmops-a=b==", "GATEWAY_PORT": "18000",
                                 "QUOTED": "two words", "SINGLE": "x", "EMPTY": ""}
     assert read_env_file(tmp_path / "missing.env") == {}
@@ -242,3 +242,66 @@ def test_compose_missing_profile_file_is_config_error(project: Path) -> None:
     (project / "compose" / "gpu.yml").unlink()
     with pytest.raises(ConfigError, match="gpu.yml"):
         _ = Compose(project, "gpu").files
+
+
+# ---- compose/.env: decoding, malformed lines, the key's file mode ----------------------------------
+
+def test_read_env_file_not_utf8_is_config_error(tmp_path: Path) -> None:
+    p = tmp_path / ".env"
+    p.write_bytes(b"GATEWAY_PORT=18000\nLITELLM_MASTER_KEY=sk-\xff\xfe\n")
+    with pytest.raises(ConfigError) as e:
+        read_env_file(p)
+    assert e.value.exit_code == ExitCode.USAGE
+    assert str(p) in str(e.value) and "UTF-8" in str(e.value) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("bad, line", [("not a pair\n", 1), ("A=1\n=no-key\n", 2), ("A=1\nTWO WORDS=x\n", 2),
+                                       ("# ok\nexport\n", 2), ("9LIVES=x\n", 1)])
+def test_read_env_file_malformed_line_is_config_error(tmp_path: Path, bad: str, line: int) -> None:
+    p = tmp_path / ".env"
+    p.write_text(bad)
+    with pytest.raises(ConfigError) as e:
+        read_env_file(p)
+    assert str(e.value).startswith(f"{p}:{line}: not a KEY=VALUE line")
+
+
+def test_read_env_file_bad_line_does_not_echo_a_secret(tmp_path: Path) -> None:
+    p = tmp_path / ".env"
+    p.write_text("LITELLM_MASTER_KEY sk-llmops-secretsecretsecret\n")
+    with pytest.raises(ConfigError) as e:
+        read_env_file(p)
+    assert "secretsecret" not in str(e.value)
+
+
+def test_read_env_file_accepts_export_prefix(tmp_path: Path) -> None:
+    p = tmp_path / ".env"
+    p.write_text("export GATEWAY_PORT=18000\nA.B-c=1\n")
+    assert read_env_file(p) == {"GATEWAY_PORT": "18000", "A.B-c": "1"}
+
+
+def test_ensure_env_is_0600_from_creation_under_umask_022(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The file must never exist with a wider mode: catch its mode at the first write, before any chmod."""
+    old = os.umask(0o022)
+    seen: list[int] = []
+    real_fdopen = os.fdopen
+
+    def spy_fdopen(fd: int, *a: object, **kw: object) -> object:
+        seen.append(stat.S_IMODE(os.fstat(fd).st_mode))  # the mode os.open created the file with
+        return real_fdopen(fd, *a, **kw)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(os, "fdopen", spy_fdopen)
+    try:
+        c = Compose(project, "cpu", "llmops-unit")
+        c.ensure_env()
+    finally:
+        os.umask(old)
+    assert seen == [0o600]
+    assert stat.S_IMODE(os.stat(c.env_file).st_mode) == 0o600
+
+
+def test_ensure_env_narrows_an_operator_made_env(project: Path) -> None:
+    c = Compose(project, "cpu", "llmops-unit")
+    c.env_file.write_text("GATEWAY_PORT=18000\n")
+    os.chmod(c.env_file, 0o644)
+    c.ensure_env()
+    assert stat.S_IMODE(os.stat(c.env_file).st_mode) == 0o600

@@ -15,7 +15,7 @@ import subprocess
 import tempfile
 import time
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -65,17 +65,28 @@ RECIPE_DIRS = {"llama-cpu": "llama"}
 Say = Callable[[str], None]
 
 
-def debian_mirror() -> str:
-    """The mirror apt already uses here; never hard-coded, so a site's own mirror is honoured."""
-    candidates = sorted(Path("/etc/apt/sources.list.d").glob("*")) + [Path("/etc/apt/sources.list")]
-    for p in candidates:
-        if not p.is_file():
-            continue
+MIRROR_VAR = "LLMOPS_DEBIAN_MIRROR"
+APT_SOURCES = (Path("/etc/apt/sources.list.d"), Path("/etc/apt/sources.list"))
+
+
+def _apt_source_files(sources: Sequence[Path]) -> list[Path]:
+    files: list[Path] = []
+    for s in sources:
+        if s.is_dir():
+            files += sorted(p for p in s.glob("*") if p.is_file())
+        elif s.is_file():
+            files.append(s)
+    return files
+
+
+def mirror_from_apt_sources(sources: Sequence[Path] = APT_SOURCES) -> str | None:
+    """The Debian/Ubuntu archive apt already uses here, or None."""
+    for p in _apt_source_files(sources):
         for line in p.read_text(errors="replace").splitlines():
             line = line.strip()
             # Other repositories (nodesource, say) sit beside Debian's: only a Debian/Ubuntu archive will do.
             if line.startswith("URIs:"):
-                uri = line.split()[1]
+                uri = line.split()[1] if len(line.split()) > 1 else ""
             elif line.startswith("deb "):
                 parts = [x for x in line.split() if not x.startswith("[")]
                 uri = parts[1] if len(parts) > 1 else ""
@@ -83,7 +94,49 @@ def debian_mirror() -> str:
                 continue
             if "security" not in uri and uri.rstrip("/").endswith(("/debian", "/ubuntu")):
                 return uri
-    return "http://deb.debian.org/debian"
+    return None
+
+
+def debian_mirror(env: Mapping[str, str] | None = None, sources: Sequence[Path] = APT_SOURCES) -> str:
+    """The mirror debootstrap pulls from: LLMOPS_DEBIAN_MIRROR, else the one apt uses here.  No
+    package host is named in this code, so an air-gapped site's own mirror is the only one used."""
+    env = os.environ if env is None else env
+    if env.get(MIRROR_VAR, "").strip():
+        return env[MIRROR_VAR].strip()
+    found = mirror_from_apt_sources(sources)
+    if found:
+        return found
+    raise EnvironmentProblem(f"no Debian mirror: set {MIRROR_VAR} (e.g. your site's mirror of the Debian archive); "
+                             f"none found in the apt sources either")
+
+
+def debootstrap_argv(suite: str, root: Path, mirror: str) -> list[str]:
+    """debootstrap behind a shell that clears a half-made rootfs first, so a retry starts clean.
+    The path travels as an argument ("$1"), never interpolated into the script."""
+    argv = ["debootstrap", "--variant=minbase", f"--include={BASE_PACKAGES[suite]}", suite, str(root), mirror]
+    return ["sh", "-c", 'rm -rf -- "$1" && shift && exec "$@"', "sh", str(root), *argv]
+
+
+# Constant: the only inputs (find-links folders) reach pip as PIP_FIND_LINKS in the environment.
+WHEEL_SCRIPT = ("python3 -m venv /v && /v/bin/pip install -q wheel && "
+                "/v/bin/pip wheel -q --retries 5 --timeout 60 -w /wheels -r /req.txt")
+
+
+def wheelhouse_argv(req: Path, house: Path, ca: Path | None, links: Sequence[str]) -> list[str]:
+    """`docker run` resolving wheels inside the target base image; host paths appear only as mount
+    sources in argv, never in the shell script."""
+    mounts = ["-v", f"{req}:/req.txt:ro", "-v", f"{house}:/wheels"]
+    env = ["-e", "PIP_DISABLE_PIP_VERSION_CHECK=1"]
+    if ca is not None:  # the host may trust an extra CA (a TLS-intercepting proxy, say)
+        mounts += ["-v", f"{ca}:/host-ca.crt:ro"]
+        env += ["-e", "PIP_CERT=/host-ca.crt"]
+    inside = []
+    for i, d in enumerate(x for x in links if Path(x).is_dir()):
+        mounts += ["-v", f"{d}:/links{i}:ro"]
+        inside.append(f"/links{i}")
+    if inside:
+        env += ["-e", "PIP_FIND_LINKS=" + " ".join(inside)]
+    return ["docker", "run", "--rm", *mounts, *env, "llmops/base-bookworm:latest", "sh", "-c", WHEEL_SCRIPT]
 
 
 class Builder:
@@ -130,10 +183,7 @@ class Builder:
                 raise EnvironmentProblem("debootstrap missing: apt-get install -y debootstrap")
             shutil.rmtree(root, ignore_errors=True)
             root.parent.mkdir(parents=True, exist_ok=True)
-            argv = ["debootstrap", "--variant=minbase", f"--include={BASE_PACKAGES[suite]}",
-                    suite, str(root), debian_mirror()]
-            # a half-made rootfs must not be retried into: clear it before each attempt
-            run_with_retries(["sh", "-c", f'rm -rf "{root}" && exec "$@"', "sh", *argv],
+            run_with_retries(debootstrap_argv(suite, root, debian_mirror()),
                              log=str(self.log), what=f"debootstrap {suite}")
             stamp.write_text(want)
         tar = subprocess.Popen(["tar", "-C", str(root), "-c", "."], stdout=subprocess.PIPE)
@@ -170,21 +220,9 @@ class Builder:
         if stamp.exists() and stamp.read_text() == want:
             return house
         house.mkdir(parents=True, exist_ok=True)
-        mounts = ["-v", f"{req}:/req.txt:ro", "-v", f"{house}:/wheels"]
-        env = []
         ca = Path("/etc/ssl/certs/ca-certificates.crt")
-        if ca.exists():  # the host may trust an extra CA (a TLS-intercepting proxy, say)
-            mounts += ["-v", f"{ca}:/host-ca.crt:ro"]
-            env += ["-e", "PIP_CERT=/host-ca.crt"]
-        links = os.environ.get("PIP_FIND_LINKS", "")
-        find = []
-        for i, d in enumerate(x for x in links.split() if Path(x).is_dir()):
-            mounts += ["-v", f"{d}:/links{i}:ro"]
-            find += ["--find-links", f"/links{i}"]
-        script = ("python3 -m venv /v && /v/bin/pip install -q wheel && "
-                  f"/v/bin/pip wheel -q --retries 5 --timeout 60 {' '.join(find)} -w /wheels -r /req.txt")
-        run_with_retries(["docker", "run", "--rm", *mounts, *env, "-e", "PIP_DISABLE_PIP_VERSION_CHECK=1",
-                          "llmops/base-bookworm:latest", "sh", "-c", script],
+        run_with_retries(wheelhouse_argv(req, house, ca if ca.exists() else None,
+                                         os.environ.get("PIP_FIND_LINKS", "").split()),
                          log=str(self.log), what=f"wheelhouse {name}")
         stamp.write_text(want)
         return house

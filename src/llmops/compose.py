@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -97,9 +98,11 @@ class Compose:
         env = read_env_file(self.env_file)
         if "LITELLM_MASTER_KEY" not in env:
             key = "sk-llmops-" + secrets.token_urlsafe(24)
-            with self.env_file.open("a") as f:
+            # 0o600 at creation: the key is never readable by others, not even between create and chmod.
+            fd = os.open(self.env_file, os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o600)
+            with os.fdopen(fd, "a") as f:
+                os.fchmod(fd, 0o600)  # an operator-made .env may be wider: narrow it before the key goes in
                 f.write(f"LITELLM_MASTER_KEY={key}\n")
-            os.chmod(self.env_file, 0o600)
             env["LITELLM_MASTER_KEY"] = key
         return env
 
@@ -132,14 +135,31 @@ class Compose:
         return h.hexdigest()[:16]
 
 
+_ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
+
+
 def read_env_file(path: Path) -> dict[str, str]:
+    """compose/.env as KEY=VALUE pairs.  Bytes that are not UTF-8 or a line that is not a pair
+    (compose would misread it or refuse it later, less clearly) are a ConfigError naming the line."""
     out: dict[str, str] = {}
     if not path.exists():
         return out
-    for raw in path.read_text().splitlines():
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path} is not UTF-8 text (byte {e.start}); rewrite it as UTF-8") from None
+    except OSError as e:
+        raise ConfigError(f"{path} cannot be read: {e.strerror or e}") from None
+    for n, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
-        if not line or line.startswith("#") or "=" not in line:
+        if not line or line.startswith("#"):
             continue
-        k, v = line.split("=", 1)
-        out[k.strip()] = v.strip().strip('"').strip("'")
+        if line.startswith("export "):  # compose accepts shell-style `export KEY=VALUE`
+            line = line[len("export "):].lstrip()
+        k, sep, v = line.partition("=")
+        k = k.strip()
+        if not sep or not _ENV_KEY.fullmatch(k):
+            shown = line if len(line) <= 12 else line[:12] + "..."  # a bad line may still hold a secret
+            raise ConfigError(f"{path}:{n}: not a KEY=VALUE line: {shown!r}")
+        out[k] = v.strip().strip('"').strip("'")
     return out
