@@ -90,4 +90,7 @@ class Context:
         """manifest.json's content: a :class:`llmops.manifest.Manifest`, as JSON."""
         from .manifest import collect
 
-        return collect(self).to_json()
+        return collect(project_dir=self.project_dir, project=self.project, profile=self.profile,
+                       compose=self.compose, docker=lambda: self.client, services=self.services,
+                       git_sha=self.git_sha(), gpu_env=self.extra.get("gpu_env"),
+                       run_path=self.run.path if self.run else None).to_json()

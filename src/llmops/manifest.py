@@ -14,13 +14,14 @@ import os
 import platform
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from . import __version__
 from .errors import LlmopsError
 
-if TYPE_CHECKING:   # context imports this module; the collector only needs the type
-    from .context import Context
+if TYPE_CHECKING:
+    from .compose import Compose
+    from .stack import Service
 
 SCHEMA = "llmops.manifest/1"
 
@@ -200,20 +201,27 @@ def gpu_env_from_run(run_path: Path | None) -> GpuEnv | None:
     return GpuEnv.from_json(_dict(check).get("details"))
 
 
-def collect(ctx: "Context") -> Manifest:
+def collect(*, project_dir: Path, project: str, profile: str, compose: "Compose",
+            docker: Callable[[], Any], services: Callable[[], "list[Service]"], git_sha: str | None,
+            gpu_env: Any = None, run_path: Path | None = None) -> Manifest:
     """Everything the run ran on.  Each part is best-effort: no engine, no compose binary or no GPU
-    still gives a manifest (a GPU box may run gpu-report with no Docker at all)."""
+    still gives a manifest (a GPU box may run gpu-report with no Docker at all).
+
+    ``docker`` and ``services`` are called only here, so that a missing engine is caught here;
+    ``gpu_env`` is what the GPU code left in ``Context.extra["gpu_env"]``, if anything, else the
+    versions come from the run's 06_gpu_memory.json."""
     from .evidence import utc_now_iso
     from .gateway_config import mounted_config_path, summarize
 
-    m = Manifest(version=__version__, git_sha=ctx.git_sha(), project=ctx.project, profile=ctx.profile,
-                 compose_files=[str(f.relative_to(ctx.project_dir)) for f in ctx.compose.files],
-                 compose_config_hash=ctx.compose.config_hash(), host=host_info(), created_at=utc_now_iso())
+    m = Manifest(version=__version__, git_sha=git_sha, project=project, profile=profile,
+                 compose_files=[str(f.relative_to(project_dir)) for f in compose.files],
+                 compose_config_hash=compose.config_hash(), host=host_info(), created_at=utc_now_iso())
     try:
-        info = ctx.client.version()
+        client = docker()
+        info = client.version()
         m.engine = Engine(docker=_str(info.get("Version")), api=_str(info.get("ApiVersion")))
-        for s in ctx.services():
-            c = ctx.client.containers.get(s.container_id)
+        for s in services():
+            c = client.containers.get(s.container_id)
             m.images[s.name] = Image(image=c.attrs["Config"]["Image"], id=c.attrs["Image"],
                                      build_hash=(c.labels or {}).get("llmops.build-hash"))
             if s.role == "gateway":
@@ -223,8 +231,8 @@ def collect(ctx: "Context") -> Manifest:
     except LlmopsError:
         pass
     try:
-        m.compose_binary = " ".join(ctx.compose.binary)
+        m.compose_binary = " ".join(compose.binary)
     except LlmopsError:
         pass
-    m.gpu = GpuEnv.from_json(ctx.extra.get("gpu_env")) or gpu_env_from_run(ctx.run.path if ctx.run else None)
+    m.gpu = GpuEnv.from_json(gpu_env) or gpu_env_from_run(run_path)
     return m
