@@ -372,10 +372,17 @@ def report(run_dir: Optional[Path] = typer.Argument(None, help="Run folder (defa
     """Render summary.md/.html/.json, junit.xml and charts from a run's JSON files only."""
     from .report import render_report
 
-    c = ctx()
-    path = run_dir or c.evidence_dir / "latest"
+    # A run folder is all a report needs: no checkout, no compose files, no engine.  Only the
+    # default (the evidence folder's `latest`) needs to know where the evidence folder is.
+    o = _state["opts"]
+    if run_dir is not None:
+        path = run_dir
+    elif o["evidence_dir"] is not None:
+        path = Path(o["evidence_dir"]) / "latest"
+    else:
+        path = ctx().evidence_dir / "latest"
     res = render_report(path)
-    if c.json_out:
+    if o["json"]:
         print(json.dumps({"exit_code": res.exit_code, "status": res.status,
                           "files": [str(p) for p in res.paths]}))
     else:

@@ -87,36 +87,10 @@ class Context:
         return out.stdout.strip() or None
 
     def manifest(self) -> dict[str, Any]:
-        from .gateway_config import mounted_config_path, summarize
+        """manifest.json's content: a :class:`llmops.manifest.Manifest`, as JSON."""
+        from .manifest import collect
 
-        images: dict[str, Any] = {}
-        router: dict[str, Any] | None = None
-        engine: dict[str, Any] = {}
-        try:
-            info = self.client.version()
-            engine = {"docker": info.get("Version"), "api": info.get("ApiVersion")}
-            for s in self.services():
-                c = self.client.containers.get(s.container_id)
-                images[s.name] = {"image": c.attrs["Config"]["Image"], "id": c.attrs["Image"],
-                                  "build_hash": (c.labels or {}).get("llmops.build-hash")}
-                if s.role == "gateway":
-                    p = mounted_config_path(c.attrs)
-                    if p and p.exists():
-                        router = summarize(p).to_json()
-        except EnvironmentProblem:
-            pass
-        try:   # a GPU box may run gpu-report with no Docker at all: the manifest still gets written
-            compose_binary: str | None = " ".join(self.compose.binary)
-        except EnvironmentProblem:
-            compose_binary = None
-        return {
-            "tool": "llmops", "version": __version__, "git_sha": self.git_sha(),
-            "project": self.project, "profile": self.profile,
-            "compose_files": [str(f.relative_to(self.project_dir)) for f in self.compose.files],
-            "compose_config_hash": self.compose.config_hash(),
-            "compose_binary": compose_binary,
-            "host": {"name": platform.node(), "kernel": platform.release(), "machine": platform.machine(),
-                     "python": platform.python_version(), "cpus": os.cpu_count()},
-            "engine": engine, "images": images, "router": router,
-            "gpu": self.extra.get("gpu_env"),
-        }
+        return collect(project_dir=self.project_dir, project=self.project, profile=self.profile,
+                       compose=self.compose, docker=lambda: self.client, services=self.services,
+                       git_sha=self.git_sha(), gpu_env=self.extra.get("gpu_env"),
+                       run_path=self.run.path if self.run else None).to_json()

@@ -1,6 +1,6 @@
 """summary.html: one self-contained file (inline CSS, charts as base64 data URIs).
 
-It renders the same :class:`llmops.report.Doc` as summary.md, so the two carry the same
+It renders the same :class:`llmops.report.model.Doc` as summary.md, so the two carry the same
 content and the same figures.  Links to the evidence files stay relative: they sit next
 to the summary in the run folder.
 """
@@ -11,7 +11,7 @@ import base64
 from html import escape
 from pathlib import Path
 
-from llmops.report import Bullets, Code, Doc, Heading, Image, Link, Para, Strong, Table, Text
+from .model import Bullets, Code, Doc, Heading, Image, Link, Para, Strong, Table, Text
 
 CSS = """
 :root { --fg:#1b1f24; --muted:#5b636d; --line:#d6dbe1; --pass:#1a7f37; --fail:#cf222e;

@@ -10,6 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+# The chart files a run folder may hold, by chart name.
+CHART_FILES: dict[str, str] = {
+    "failover": "chart_failover.png",
+    "qdrant": "chart_qdrant.png",
+    "gpu": "chart_gpu.png",
+}
+
 # Colours that read on white and in grey scale; the error colour is kept for failures.
 _PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf",
             "#bcbd22", "#7f7f7f"]

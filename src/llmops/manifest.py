@@ -1,0 +1,238 @@
+"""manifest.json: what a run ran on, written once per run and read back by the report.
+
+One dataclass serves the writer (:func:`collect`, via ``Context.manifest()``) and the reader
+(:meth:`Manifest.from_json`, in the report), so the two cannot drift apart on key names again.
+The JSON layout is the one earlier versions wrote (``host``, ``engine``, ``images``, ``router``,
+``gpu``), plus ``host.os`` and ``created_at``; ``from_json`` takes older and partial files and
+never raises on a missing or mistyped field: the report must render whatever a run left behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+from . import __version__
+from .errors import LlmopsError
+
+if TYPE_CHECKING:
+    from .compose import Compose
+    from .stack import Service
+
+SCHEMA = "llmops.manifest/1"
+
+
+def _str(v: Any) -> str | None:
+    if v is None or isinstance(v, (dict, list)):
+        return None
+    s = str(v).strip()
+    return s or None
+
+
+def _int(v: Any) -> int | None:
+    return v if isinstance(v, int) and not isinstance(v, bool) else None
+
+
+def _dict(v: Any) -> dict[str, Any]:
+    return v if isinstance(v, dict) else {}
+
+
+@dataclass
+class Host:
+    name: str | None = None
+    os: str | None = None          # "Debian GNU/Linux 12 (bookworm)", else platform.platform()
+    kernel: str | None = None
+    machine: str | None = None
+    python: str | None = None
+    cpus: int | None = None
+
+    @classmethod
+    def from_json(cls, d: Any) -> "Host":
+        if isinstance(d, str):      # a bare host name, as some hand-made files have it
+            return cls(name=_str(d))
+        d = _dict(d)
+        return cls(name=_str(d.get("name") or d.get("hostname")), os=_str(d.get("os") or d.get("platform")),
+                   kernel=_str(d.get("kernel")), machine=_str(d.get("machine")),
+                   python=_str(d.get("python")), cpus=_int(d.get("cpus")))
+
+
+@dataclass
+class Engine:
+    docker: str | None = None      # the engine's version, as `docker version` says
+    api: str | None = None
+
+    @classmethod
+    def from_json(cls, d: Any) -> "Engine":
+        d = _dict(d)
+        return cls(docker=_str(d.get("docker") or d.get("version")), api=_str(d.get("api")))
+
+    def to_json(self) -> dict[str, Any]:
+        # No engine answered: `{}`, as before (gpu-report on a GPU box without Docker).
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+@dataclass
+class Image:
+    image: str | None = None       # the tag the container was created from
+    id: str | None = None          # sha256:...
+    build_hash: str | None = None  # our llmops.build-hash label, when we built it
+
+    @classmethod
+    def from_json(cls, d: Any) -> "Image":
+        if isinstance(d, str):      # older/hand-made files: just an id
+            return cls(id=_str(d))
+        d = _dict(d)
+        return cls(image=_str(d.get("image")), id=_str(d.get("id")), build_hash=_str(d.get("build_hash")))
+
+
+@dataclass
+class GpuEnv:
+    """The GPU environment NVML reported; every field is None where it was not known."""
+
+    driver_version: str | None = None
+    cuda_driver_version: str | None = None
+    nvml_version: str | None = None
+    devices: list[str] = field(default_factory=list)    # device names, in index order
+
+    @classmethod
+    def from_json(cls, d: Any) -> "GpuEnv | None":
+        if not isinstance(d, dict):
+            return None
+        devs = d.get("devices")
+        names = [(_str(x.get("name")) if isinstance(x, dict) else _str(x)) for x in devs] \
+            if isinstance(devs, list) else []
+        if not names and _str(d.get("name")):
+            names = [str(d["name"])]
+        env = cls(driver_version=_str(d.get("driver_version") or d.get("driver")),
+                  cuda_driver_version=_str(d.get("cuda_driver_version") or d.get("cuda_version")
+                                           or d.get("cuda")),
+                  nvml_version=_str(d.get("nvml_version")),
+                  devices=[n for n in names if n])
+        return env if env != cls() else None
+
+
+@dataclass
+class Manifest:
+    tool: str = "llmops"
+    version: str | None = None
+    git_sha: str | None = None
+    project: str | None = None
+    profile: str | None = None
+    compose_files: list[str] = field(default_factory=list)
+    compose_config_hash: str | None = None
+    compose_binary: str | None = None
+    host: Host = field(default_factory=Host)
+    engine: Engine = field(default_factory=Engine)
+    images: dict[str, Image] = field(default_factory=dict)
+    router: dict[str, Any] | None = None     # gateway_config.summarize(...).to_json()
+    gpu: GpuEnv | None = None
+    created_at: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA, "tool": self.tool, "version": self.version, "git_sha": self.git_sha,
+            "project": self.project, "profile": self.profile, "compose_files": list(self.compose_files),
+            "compose_config_hash": self.compose_config_hash, "compose_binary": self.compose_binary,
+            "host": asdict(self.host), "engine": self.engine.to_json(),
+            "images": {n: asdict(i) for n, i in self.images.items()},
+            "router": self.router, "gpu": asdict(self.gpu) if self.gpu else None,
+            "created_at": self.created_at,
+        }
+
+    @classmethod
+    def from_json(cls, d: Any) -> "Manifest":
+        d = _dict(d)
+        images = d.get("images")
+        files = d.get("compose_files")
+        return cls(
+            tool=_str(d.get("tool")) or "llmops",
+            version=_str(d.get("version") or d.get("tool_version")),
+            git_sha=_str(d.get("git_sha")),
+            project=_str(d.get("project") or d.get("compose_project")),
+            profile=_str(d.get("profile")),
+            compose_files=[str(f) for f in files] if isinstance(files, list) else [],
+            compose_config_hash=_str(d.get("compose_config_hash")),
+            compose_binary=_str(d.get("compose_binary")),
+            host=Host.from_json(d.get("host")),
+            engine=Engine.from_json(d.get("engine")),
+            images={str(n): Image.from_json(i) for n, i in images.items()} if isinstance(images, dict) else {},
+            router=d.get("router") if isinstance(d.get("router"), dict) else None,
+            gpu=GpuEnv.from_json(d.get("gpu")),
+            created_at=_str(d.get("created_at")),
+        )
+
+    @classmethod
+    def read(cls, path: Path) -> "Manifest":
+        """Parse a manifest.json; ValueError (JSONDecodeError, UnicodeDecodeError) when unreadable."""
+        return cls.from_json(json.loads(Path(path).read_text(encoding="utf-8")))
+
+
+def os_name(os_release: Path = Path("/etc/os-release")) -> str:
+    """The distribution's PRETTY_NAME, else what Python's platform module says."""
+    try:
+        for line in os_release.read_text(encoding="utf-8", errors="replace").splitlines():
+            key, _, value = line.partition("=")
+            if key.strip() == "PRETTY_NAME" and value.strip():
+                return value.strip().strip("'\"")
+    except OSError:
+        pass
+    return platform.platform()
+
+
+def host_info() -> Host:
+    return Host(name=platform.node() or None, os=os_name(), kernel=platform.release() or None,
+                machine=platform.machine() or None, python=platform.python_version(), cpus=os.cpu_count())
+
+
+def gpu_env_from_run(run_path: Path | None) -> GpuEnv | None:
+    """The driver/CUDA versions and device names the GPU check recorded in 06_gpu_memory.json."""
+    if run_path is None:
+        return None
+    from .evidence import CHECK_FILES
+
+    try:
+        check = json.loads((Path(run_path) / f"{CHECK_FILES['gpu']}.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return GpuEnv.from_json(_dict(check).get("details"))
+
+
+def collect(*, project_dir: Path, project: str, profile: str, compose: "Compose",
+            docker: Callable[[], Any], services: Callable[[], "list[Service]"], git_sha: str | None,
+            gpu_env: Any = None, run_path: Path | None = None) -> Manifest:
+    """Everything the run ran on.  Each part is best-effort: no engine, no compose binary or no GPU
+    still gives a manifest (a GPU box may run gpu-report with no Docker at all).
+
+    ``docker`` and ``services`` are called only here, so that a missing engine is caught here;
+    ``gpu_env`` is what the GPU code left in ``Context.extra["gpu_env"]``, if anything, else the
+    versions come from the run's 06_gpu_memory.json."""
+    from .evidence import utc_now_iso
+    from .gateway_config import mounted_config_path, summarize
+
+    m = Manifest(version=__version__, git_sha=git_sha, project=project, profile=profile,
+                 compose_files=[str(f.relative_to(project_dir)) for f in compose.files],
+                 compose_config_hash=compose.config_hash(), host=host_info(), created_at=utc_now_iso())
+    try:
+        client = docker()
+        info = client.version()
+        m.engine = Engine(docker=_str(info.get("Version")), api=_str(info.get("ApiVersion")))
+        for s in services():
+            c = client.containers.get(s.container_id)
+            m.images[s.name] = Image(image=c.attrs["Config"]["Image"], id=c.attrs["Image"],
+                                     build_hash=(c.labels or {}).get("llmops.build-hash"))
+            if s.role == "gateway":
+                p = mounted_config_path(c.attrs)
+                if p and p.exists():
+                    m.router = summarize(p).to_json()
+    except LlmopsError:
+        pass
+    try:
+        m.compose_binary = " ".join(compose.binary)
+    except LlmopsError:
+        pass
+    m.gpu = GpuEnv.from_json(gpu_env) or gpu_env_from_run(run_path)
+    return m

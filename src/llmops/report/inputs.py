@@ -1,0 +1,69 @@
+"""Reading a run folder leniently: the check files (strictly: they are the verdict), the events
+(for the charts) and manifest.json (for the environment)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from llmops.errors import UsageError
+from llmops.evidence import CHECK_FILES, STATUSES, load_checks, read_events
+
+
+class ReportError(UsageError):
+    """The run folder cannot be reported on (missing, empty, unreadable).  Exit 2."""
+
+
+def read_events_tolerant(run_dir: Path, warnings: list[str]) -> list[dict[str, Any]]:
+    try:
+        return read_events(run_dir)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        pass
+    out, bad = [], 0
+    for line in (run_dir / "events.ndjson").read_text(errors="replace").splitlines():
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            bad += 1
+            continue
+        if isinstance(rec, dict):
+            out.append(rec)
+    warnings.append(f"events.ndjson: skipped {bad} unreadable line(s)")
+    return out
+
+
+def read_manifest(run_dir: Path, warnings: list[str]) -> dict[str, Any] | None:
+    p = run_dir / "manifest.json"
+    if not p.exists():
+        return None
+    try:
+        data = json.loads(p.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        warnings.append(f"manifest.json is unreadable: {e}")
+        return None
+    return data if isinstance(data, dict) else {"manifest": data}
+
+
+def load_run_checks(run_dir: Path) -> dict[str, dict[str, Any]]:
+    try:
+        checks = load_checks(run_dir)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ReportError(f"a check file in {run_dir} is not valid JSON: {e}") from None
+    for cid, c in checks.items():
+        if not isinstance(c, dict):
+            raise ReportError(f"{CHECK_FILES[cid]}.json is not a JSON object")
+        c.setdefault("check", cid)
+        if c.get("status") not in STATUSES:
+            raise ReportError(f"{CHECK_FILES[cid]}.json: status must be one of "
+                              f"{', '.join(STATUSES)}, not {c.get('status')!r}")
+        c.setdefault("metrics", {})
+        c.setdefault("dod", [])
+        c.setdefault("details", {})
+        if not isinstance(c["metrics"], dict):
+            c["metrics"] = {}
+        if not isinstance(c["details"], dict):
+            c["details"] = {}
+    return checks
