@@ -166,9 +166,11 @@ def gpu_check(run: RunDir, tmp: Path, *, gpu: bool = True) -> CheckResult:
     fake = (FakeNvml([FakeGpu(total_mib=8192, used_mib=[5360, 5374, 5381, 5374, 5366], name="NVIDIA L4")])
             if gpu else FakeNvml([], init_error=NVML_ERROR_DRIVER_NOT_LOADED))
     clock = FakeClock(CLOCK0 + 50)
-    return run_gpu_report(run, duration_s=2.0, interval_s=0.1, device=None, tolerance_pct=10.0,
-                          budget_file=budget, services=None, nvml=fake, resolver=lambda cid: None,
-                          clock=clock, sleep=clock.sleep)
+    r, text = run_gpu_report(run, duration_s=2.0, interval_s=0.1, device=None, tolerance_pct=10.0,
+                             budget_file=budget, services=None, nvml=fake, resolver=lambda cid: None,
+                             clock=clock, sleep=clock.sleep)
+    run.write_check(r, text)   # the GPU check returns its evidence; the caller writes it once
+    return r
 
 
 def recorded_check(run: RunDir, check: str) -> None:
@@ -351,7 +353,7 @@ def test_environment_rows_come_from_the_written_manifest(full_run):
     assert rows["OS / platform"] == f"`{written['host']['os']}`"
     assert rows["Host"] == f"`{written['host']['name']}`"
     assert rows["NVIDIA driver"] == "`550.54.15`" == f"`{written['gpu']['driver_version']}`"
-    assert rows["CUDA"] == "`12.4`" and rows["GPU"] == "`NVIDIA L4`"
+    assert rows["CUDA"] == "`12.4`" and rows["GPU"] == "`NVIDIA L4, 8 GiB`"   # the fake card: 8192 MiB
     assert rows["Profile"] == "`cpu`" and rows["Git SHA"] == "`3f2c1e9a7b`"
     settings = written["router"]["router_settings"]
     assert settings and rows["Router settings"] == ", ".join(f"`{k}: {fmt(v)}`" for k, v in settings.items())

@@ -89,6 +89,39 @@ class Image:
         return cls(image=_str(d.get("image")), id=_str(d.get("id")), build_hash=_str(d.get("build_hash")))
 
 
+def _float(v: Any) -> float | None:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+
+@dataclass
+class GpuDevice:
+    """One GPU as the GPU check saw it (`gpu.sampling.Recording.gpu_env`)."""
+
+    name: str
+    index: int | None = None
+    uuid: str | None = None
+    total_mib: float | None = None
+    memory_api: str | None = None
+    mig_enabled: bool | None = None
+
+    @classmethod
+    def from_json(cls, d: Any) -> "GpuDevice | None":
+        if isinstance(d, str):      # older files: just the name
+            return cls(name=d) if d.strip() else None
+        d = _dict(d)
+        name = _str(d.get("name"))
+        if not name:
+            return None
+        mig = d.get("mig_enabled")
+        return cls(name=name, index=_int(d.get("index")), uuid=_str(d.get("uuid")),
+                   total_mib=_float(d.get("total_mib")), memory_api=_str(d.get("memory_api")),
+                   mig_enabled=mig if isinstance(mig, bool) else None)
+
+    def label(self) -> str:
+        size = f", {self.total_mib / 1024:.0f} GiB" if self.total_mib else ""
+        return f"{self.name}{size}"
+
+
 @dataclass
 class GpuEnv:
     """The GPU environment NVML reported; every field is None where it was not known."""
@@ -96,22 +129,21 @@ class GpuEnv:
     driver_version: str | None = None
     cuda_driver_version: str | None = None
     nvml_version: str | None = None
-    devices: list[str] = field(default_factory=list)    # device names, in index order
+    devices: list[GpuDevice] = field(default_factory=list)    # in index order
 
     @classmethod
     def from_json(cls, d: Any) -> "GpuEnv | None":
         if not isinstance(d, dict):
             return None
         devs = d.get("devices")
-        names = [(_str(x.get("name")) if isinstance(x, dict) else _str(x)) for x in devs] \
-            if isinstance(devs, list) else []
-        if not names and _str(d.get("name")):
-            names = [str(d["name"])]
+        devices = [g for g in (GpuDevice.from_json(x) for x in devs) if g] if isinstance(devs, list) else []
+        if not devices and _str(d.get("name")):
+            devices = [GpuDevice(name=str(d["name"]))]
         env = cls(driver_version=_str(d.get("driver_version") or d.get("driver")),
                   cuda_driver_version=_str(d.get("cuda_driver_version") or d.get("cuda_version")
                                            or d.get("cuda")),
                   nvml_version=_str(d.get("nvml_version")),
-                  devices=[n for n in names if n])
+                  devices=devices)
         return env if env != cls() else None
 
 

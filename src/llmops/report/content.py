@@ -45,7 +45,7 @@ def environment_rows(manifest: dict[str, Any] | None) -> list[tuple[str, Any]]:
         ("NVIDIA driver", gpu.driver_version if gpu else None),
         ("CUDA", gpu.cuda_driver_version if gpu else None),
         ("NVML", gpu.nvml_version if gpu else None),
-        ("GPU", gpu.devices or None if gpu else None),
+        ("GPU", [d.label() for d in gpu.devices] or None if gpu else None),
         ("Images", images or None),
         ("Router settings", router if isinstance(router, dict) and router else None),
     ]
