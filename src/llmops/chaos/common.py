@@ -30,10 +30,11 @@ def check_range(name: str, value: float, lo: float, hi: float) -> None:
 def preflight(ctx: Context, target: str) -> tuple[dict[str, Service], list[str]]:
     """The target must be a declared, running service (else exit 2); the whole stack must be
     healthy before we break anything (else exit 4)."""
-    declared = ctx.declared()
+    stack = ctx.stack()
+    declared = stack.declared
     if target not in declared:
         raise UsageError(f"unknown target {target}; valid: {', '.join(declared)}")
-    svcs = {s.name: s for s in ctx.services()}
+    svcs = stack.by_name
     if not svcs:
         raise EnvironmentProblem(f"stack `{ctx.project}` is not up: run `llmops up`")
     t = svcs.get(target)
