@@ -11,11 +11,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from llmops.compose import Compose, read_env_file
+from llmops.compose import Compose, published_ports, read_env_file
 from llmops.errors import ConfigError, ExitCode
 from llmops.gateway_config import (LITELLM_DEFAULT_TIMEOUT_S, load_config, lint, mounted_config_path,
                                    summarize)
-from llmops.lifecycle import published_ports
 
 ROOT = Path(__file__).resolve().parents[1]
 LITELLM = ROOT / "compose" / "litellm"

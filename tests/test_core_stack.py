@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from llmops.errors import ConfigError, ExitCode, UsageError
-from llmops.stack import (PROJECT_LABEL, SERVICE_LABEL, Service, backend_of, declared_services,
-                          parse_docker_time, select, service_from_attrs)
+from llmops.compose import declared_services, load_compose_files
+from llmops.stack import (PROJECT_LABEL, SERVICE_LABEL, Service, backend_of, parse_docker_time, select,
+                          service_from_attrs)
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = ROOT / "compose"
@@ -182,7 +183,7 @@ def _svc(name: str) -> Service:
 
 
 def test_select_filters_and_rejects_unknown_with_valid_names() -> None:
-    valid = declared_services([COMPOSE / "docker-compose.yml", COMPOSE / "cpu.yml"])
+    valid = declared_services(load_compose_files([COMPOSE / "docker-compose.yml", COMPOSE / "cpu.yml"]))
     svcs = [_svc("rag"), _svc("qdrant"), _svc("embedding")]
     assert select(svcs, None, valid) == svcs
     assert [s.name for s in select(svcs, ["qdrant", "rag"], valid)] == ["rag", "qdrant"]
@@ -197,10 +198,10 @@ def test_select_filters_and_rejects_unknown_with_valid_names() -> None:
 
 
 def test_declared_services_real_compose_files() -> None:
-    names = declared_services([COMPOSE / "docker-compose.yml", COMPOSE / "cpu.yml"])
+    names = declared_services(load_compose_files([COMPOSE / "docker-compose.yml", COMPOSE / "cpu.yml"]))
     assert names == sorted(names)
     assert set(names) == {"inference-chat", "inference-code", "api-gateway", "rag", "embedding", "qdrant"}
-    gpu = declared_services([COMPOSE / "docker-compose.yml", COMPOSE / "gpu.yml"])
+    gpu = declared_services(load_compose_files([COMPOSE / "docker-compose.yml", COMPOSE / "gpu.yml"]))
     assert gpu == names  # the profile file only overrides
 
 
@@ -209,14 +210,14 @@ def test_declared_services_union_without_duplicates(tmp_path: Path) -> None:
     b = tmp_path / "b.yml"
     a.write_text("services:\n  web: {image: x}\n  db: {image: y}\n")
     b.write_text("services:\n  web: {ports: ['1:1']}\n  cache: {image: z}\n")
-    assert declared_services([a, b]) == ["cache", "db", "web"]
+    assert declared_services(load_compose_files([a, b])) == ["cache", "db", "web"]
 
 
 def test_declared_services_malformed_yaml_is_config_error(tmp_path: Path) -> None:
     f = tmp_path / "docker-compose.yml"
     f.write_text("services:\n  rag:\n    image: [unclosed\n  qdrant: {}\n")
     with pytest.raises(ConfigError) as ei:
-        declared_services([f])
+        declared_services(load_compose_files([f]))
     assert "docker-compose.yml" in str(ei.value)
     assert "line " in str(ei.value)
     assert ei.value.exit_code == ExitCode.USAGE
@@ -227,7 +228,7 @@ def test_declared_services_wrong_shape_is_config_error(tmp_path: Path, text: str
     f = tmp_path / "cpu.yml"
     f.write_text(text)
     with pytest.raises(ConfigError, match="cpu.yml"):
-        declared_services([f])
+        declared_services(load_compose_files([f]))
 
 
 @pytest.mark.parametrize("api_base, backend", [

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 
 from .context import Context
+from .errors import ExitCode, LlmopsError
 from .evidence import CheckResult, Criterion, utc_now_iso
 from .probes import ProbeResult, complete, run_health
-from .stack import Service
+from .runner import Check, Phase
+from .stack import Role, Service, Stack, select
 
 
 def _fmt_uptime(s: float | None) -> str:
@@ -87,14 +90,55 @@ def health_text(r: CheckResult) -> str:
 
 
 def run_status(ctx: Context, names: list[str] | None = None) -> tuple[CheckResult, str]:
-    from .stack import select
-
     t, at = time.perf_counter(), utc_now_iso()
-    declared = ctx.declared()
-    services = select(ctx.services(), names, declared)
-    declared = [d for d in declared if not names or d in names]
+    stack = ctx.stack()
+    services = select(stack.services, names, stack.declared)
+    declared = [d for d in stack.declared if not names or d in names]
     r = status_result(declared, services, t, at)
+    if not stack.services:   # nothing there at all: the environment, not a failed check
+        r.details["exit_code"] = int(ExitCode.ENVIRONMENT)
     return r, status_text(r)
+
+
+def status_phase(ctx: Context, names: list[str] | None = None) -> Phase:
+    """`llmops status`: 01 alone, also when the stack is not up (it then says so, exit 4)."""
+    return Phase("status", [Check("status", lambda: run_status(ctx, names))])
+
+
+def verify_phase(ctx: Context, names: list[str] | None = None,
+                 say: Callable[[str], None] = print) -> Phase:
+    """01, 02 and 03, as `llmops verify` and certify's verify phase both run them.  With
+    `names` (--service) only those services, and no functional check (it needs the whole stack)."""
+
+    def selected() -> list[Service]:
+        stack = ctx.stack()
+        return [s for s in select(stack.services, names, stack.declared) if s.state == "running"]
+
+    def status() -> tuple[CheckResult, str]:
+        ctx.stack().require_up()
+        return run_status(ctx, names)
+
+    def health() -> tuple[CheckResult, str]:
+        out = run_health_check(ctx, selected())
+        lint_gateway(ctx.stack(), say)
+        return out
+
+    checks = [Check("status", status)]
+    if not names:
+        checks.append(Check("functional", lambda: run_functional(ctx, selected())))
+    checks.append(Check("health", health))
+    return Phase("verify", checks)
+
+
+def lint_gateway(stack: Stack, say: Callable[[str], None]) -> None:
+    """Say what the gateway's router settings predict about failover (a warning, not a verdict)."""
+    try:
+        router = stack.router
+    except LlmopsError as e:
+        say(f"[yellow]gateway config warning:[/] {e}")
+        return
+    for w in router.warnings if router else []:
+        say(f"[yellow]gateway config warning:[/] {w}")
 
 
 def run_health_check(ctx: Context, services: list[Service]) -> tuple[CheckResult, str]:
@@ -112,10 +156,11 @@ def run_functional(ctx: Context, services: list[Service]) -> tuple[CheckResult, 
     """02: a real completion through the gateway (backend named by header), an embedding, a RAG query."""
     t, at = time.perf_counter(), utc_now_iso()
     by_role = {s.role: s for s in services}
-    gw, emb, rag = by_role.get("gateway"), by_role.get("embedding"), by_role.get("rag")
-    primary = by_role.get("inference-primary")
+    gw, emb, rag = by_role.get(Role.GATEWAY), by_role.get(Role.EMBEDDING), by_role.get(Role.RAG)
+    primary = by_role.get(Role.PRIMARY)
+    alias = ctx.stack().alias or ""
     details: dict[str, Any] = {}
-    comp = complete(gw.url, ctx.master_key or "") if gw else None
+    comp = complete(gw.url, ctx.master_key or "", alias) if gw else None
     if comp and ctx.run:
         ctx.run.event("request", phase="verify", status=comp.status_code, latency_s=round(comp.latency_s, 4),
                       backend=comp.backend, error=comp.error)
@@ -139,7 +184,7 @@ def run_functional(ctx: Context, services: list[Service]) -> tuple[CheckResult, 
                                   "attempts": body.get("attempts")}
             except (httpx.HTTPError, ValueError) as e:
                 details["rag"] = {"error": f"{e.__class__.__name__}: {e}"}
-    want = primary.name if primary else "inference-chat"
+    want = primary.name if primary else f"a service with role {Role.PRIMARY}"
     backend = comp.backend if comp else None
     dod = [
         Criterion("completion through the gateway", "HTTP 200", str(comp.status_code if comp else None),
@@ -154,10 +199,10 @@ def run_functional(ctx: Context, services: list[Service]) -> tuple[CheckResult, 
     r = CheckResult("functional", CheckResult.status_from(dod), at, time.perf_counter() - t, metrics, dod, details)
     text = "\n".join([
         "Functional check: real requests through the stack", "",
-        f"1. POST /v1/chat/completions via api-gateway (alias chat-7b): HTTP {comp.status_code if comp else '-'} "
-        f"in {comp.latency_s:.3f} s, served by {backend} (model id {comp.model_id})" if comp else "1. no gateway",
+        f"1. POST /v1/chat/completions via {gw.name} (alias {alias}): HTTP {comp.status_code} "
+        f"in {comp.latency_s:.3f} s, served by {backend} (model id {comp.model_id})" if comp and gw else "1. no gateway",
         f"   reply: {(comp.text or comp.error or '')[:100]!r}" if comp else "",
-        f"2. POST /embed via embedding: dim {dim}",
-        f"3. POST /query via rag: HTTP {rag_status}, {rag_hits} hits",
+        f"2. POST /embed via {emb.name if emb else 'no embedding service'}: dim {dim}",
+        f"3. POST /query via {rag.name if rag else 'no rag service'}: HTTP {rag_status}, {rag_hits} hits",
     ])
     return r, text

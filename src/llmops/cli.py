@@ -18,6 +18,7 @@ from .errors import ExitCode, LlmopsError, UsageError
 if TYPE_CHECKING:
     from .context import Context
     from .evidence import CheckResult
+    from .runner import Phase, RunOutcome, Show
 
 app = typer.Typer(help="Bring up a self-hosted dual-LLM stack and prove, with evidence, that it survives faults.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -65,31 +66,30 @@ def main_options(
                       "project": project, "json": json_out}
 
 
-def emit(result: "CheckResult", text: str) -> None:
-    """Write the check's evidence and show it."""
-    c = ctx()
-    path = c.open_run().write_check(result, text)
-    if c.json_out:
+def show(result: "CheckResult", text: str, path: Path) -> None:
+    """Render one check the runner has just written."""
+    if ctx().json_out:
         print(json.dumps(result.to_json(), default=str))
-    else:
-        colour = {"pass": "green", "fail": "red", "skipped": "yellow", "error": "red"}[result.status]
-        _console().print(text, highlight=False, markup=False, soft_wrap=True)
-        _console().print(f"[{colour}]{result.check}: {result.status.upper()}[/]  evidence: {path}")
-        for d in result.dod:
-            if not d.passed:
-                _console().print(f"  [red]FAIL[/] {d.criterion}: expected {d.expected}, measured {d.measured}")
+        return
+    colour = {"pass": "green", "fail": "red", "skipped": "yellow", "error": "red"}[result.status]
+    _console().print(text, highlight=False, markup=False, soft_wrap=True)
+    _console().print(f"[{colour}]{result.check}: {result.status.upper()}[/]  evidence: {path}")
+    for d in result.dod:
+        if not d.passed:
+            _console().print(f"  [red]FAIL[/] {d.criterion}: expected {d.expected}, measured {d.measured}")
 
 
-def finish_run(codes: list[int]) -> None:
-    from .errors import aggregate_exit
+def run_checks(*phases: "Phase", render: "Show" = show) -> "RunOutcome":
+    """Run a command's checks; the runner writes the evidence and hands each result to `render`."""
+    from .runner import run_checks as run
 
-    c = ctx()
-    run = c.open_run()
-    run.write_json("manifest.json", c.manifest())
-    code = aggregate_exit(codes)
-    if not c.json_out:
-        say(f"run folder: {run.path}  (exit {code})")
-    raise typer.Exit(code)
+    return run(ctx(), list(phases), show=render, say=say)
+
+
+def done(out: "RunOutcome") -> None:
+    if not ctx().json_out:
+        say(f"run folder: {out.path}  (exit {out.code})")
+    raise typer.Exit(out.code)
 
 
 # ---- engine and build ----------------------------------------------------------------------
@@ -160,7 +160,7 @@ def up(
     if warm:
         from .warmup import warm_routes
 
-        warmed = warm_routes(c)
+        warmed = warm_routes(c, c.stack(refresh=True))   # compose may have recreated containers
         out["warmup"] = [w.to_json() for w in warmed]
         for w in warmed:
             if w.ok:
@@ -186,59 +186,29 @@ def down(volumes: bool = typer.Option(False, "--volumes", help="Also delete name
 @app.command()
 def status(service: Optional[list[str]] = typer.Option(None, "--service", help="Only these services.")) -> None:
     """01_services_status: state, health, uptime and ports per service."""
-    from .checks import run_status
+    from .checks import status_phase
 
     c = ctx()
     c.client  # noqa: B018 - fail fast with exit 4 when the engine is down
-    r, text = run_status(c, service)
-    emit(r, text)
-    if not any(row["container"] for row in r.details["services"]):
+    out = run_checks(status_phase(c, service))
+    if out.code == ExitCode.ENVIRONMENT:
         say(f"[red]stack `{c.project}` is not up: run `llmops up`[/]")
-        finish_run([ExitCode.ENVIRONMENT])   # nothing there at all: not a failed check
-    finish_run([r.exit_code()])
+    done(out)
 
 
 @app.command()
 def verify(service: Optional[list[str]] = typer.Option(None, "--service", help="Only these services.")) -> None:
     """Status, every health endpoint (concurrently) and real requests through the stack."""
-    from .checks import run_functional, run_health_check, run_status
-    from .stack import select
+    from .checks import verify_phase
 
-    c = ctx()
-    c.running_services()
-    codes = []
-    c.open_run()
-    r, text = run_status(c, service)
-    emit(r, text)
-    codes.append(r.exit_code())
-    services = [s for s in select(c.services(), service, c.declared()) if s.state == "running"]
-    if not service:
-        fr, ftext = run_functional(c, services)
-        emit(fr, ftext)
-        codes.append(fr.exit_code())
-    hr, htext = run_health_check(c, services)
-    emit(hr, htext)
-    codes.append(hr.exit_code())
-    _lint_gateway(c)
-    finish_run(codes)
-
-
-def _lint_gateway(c: "Context") -> None:
-    from .gateway_config import mounted_config_path, summarize
-
-    for s in c.services():
-        if s.role == "gateway":
-            p = mounted_config_path(c.client.containers.get(s.container_id).attrs)
-            if p and p.exists():
-                for w in summarize(p).warnings:
-                    say(f"[yellow]gateway config warning:[/] {w}")
+    done(run_checks(verify_phase(ctx(), service, say)))
 
 
 # ---- chaos -----------------------------------------------------------------------------------------
 
 @chaos_app.command("failover")
 def chaos_failover(
-    target: str = typer.Option("inference-chat", "--target", help="The model server to break."),
+    target: Optional[str] = typer.Option(None, "--target", help="The model server to break (default: the primary)."),
     mode: str = typer.Option("stop", "--mode", help="stop | kill | pause"),
     rps: float = typer.Option(10.0, "--rps", help="Constant request rate through the gateway (0.5-50)."),
     duration: float = typer.Option(60.0, "--duration", help="Upper bound on the whole load phase, seconds."),
@@ -253,11 +223,11 @@ def chaos_failover(
 ) -> None:
     """Stop/kill/pause the primary under load; time the gateway's failover and failback."""
     from .chaos.failover import FailoverOptions, run_failover
+    from .runner import Check, Phase
 
-    r, text = run_failover(ctx(), FailoverOptions(target, mode, rps, duration, fault_at, outage, not no_restore,
-                                                  max_tokens=max_tokens, warm=not no_warm), say)
-    emit(r, text)
-    finish_run([5 if not r.metrics.get("restored") else r.exit_code()])
+    o = FailoverOptions(target, mode, rps, duration, fault_at, outage, not no_restore, max_tokens=max_tokens,
+                        warm=not no_warm)
+    done(run_checks(Phase("failover", [Check("failover", lambda: run_failover(ctx(), o, say))])))
 
 
 @chaos_app.command("qdrant")
@@ -271,11 +241,10 @@ def chaos_qdrant(
 ) -> None:
     """Take Qdrant away; measure rag's degraded health, 503s, reconnect and data safety."""
     from .chaos.qdrant import QdrantOptions, run_qdrant
+    from .runner import Check, Phase
 
-    r, text = run_qdrant(ctx(), QdrantOptions(mode, outage, not no_restore, data_safety=data_safety,
-                                              safety_points=points), say)
-    emit(r, text)
-    finish_run([5 if not r.metrics.get("restored") else r.exit_code()])
+    o = QdrantOptions(mode, outage, not no_restore, data_safety=data_safety, safety_points=points)
+    done(run_checks(Phase("qdrant", [Check("qdrant", lambda: run_qdrant(ctx(), o, say))])))
 
 
 @chaos_app.command("restore")
@@ -301,9 +270,9 @@ def gpu_report(
     device: Optional[int] = typer.Option(None, "--device", help="Only this GPU index."),
 ) -> None:
     """06_gpu_memory: NVML memory over time, per service: plan, engine-reported and NVML side by side."""
-    from .certify import llama_services
+    from .certify import gpu_check, llama_services
     from .gpu.calibration import load_calibration
-    from .gpu.check import run_gpu_report
+    from .runner import Phase
     from .stack import docker_client
 
     c = ctx()
@@ -314,14 +283,15 @@ def gpu_report(
     except LlmopsError as e:   # no engine or no stack: still report the GPU itself
         say(f"[yellow]no stack to attribute to ({e}); reporting the GPU alone[/]")
         services = []
-    r, text = run_gpu_report(c.open_run(), duration_s=duration, interval_s=interval, device=device,
-                             tolerance_pct=tolerance, budget_file=budget, services=services,
-                             calibration=cal)
-    c.extra["gpu_env"] = r.details.get("gpu_env")
-    emit(r, text)
-    if r.status == "skipped":
-        say(f"[yellow]skipped:[/] {r.details.get('reason')}")
-    finish_run([r.exit_code()])
+
+    def render(r: "CheckResult", text: str, path: Path) -> None:
+        show(r, text, path)
+        if r.status == "skipped":
+            say(f"[yellow]skipped:[/] {r.details.get('reason')}")
+
+    check = gpu_check(c, lambda: services, duration_s=duration, interval_s=interval, device=device,
+                      tolerance_pct=tolerance, budget_file=budget, calibration=cal)
+    done(run_checks(Phase("gpu", [check]), render=render))
 
 
 @app.command("gpu-plan")
@@ -427,7 +397,7 @@ def certify(
             states[name] = st
             live.update(board())
 
-        code, outcomes = run_certify(c, skip, emit, say, on_phase, FailoverOptions(mode=failover_mode),
+        code, outcomes = run_certify(c, skip, show, say, on_phase, FailoverOptions(mode=failover_mode),
                                      QdrantOptions(mode=qdrant_mode))
     for o in outcomes:
         say(f"{o.phase:9} exit {o.code}  {o.seconds:6.1f} s" + (f"  {o.error}" if o.error else ""))

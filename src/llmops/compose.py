@@ -128,11 +128,69 @@ class Compose:
         except yaml.YAMLError as e:
             raise ConfigError(f"compose config is not YAML: {e}") from None
 
+    @cached_property
+    def documents(self) -> list[dict[str, Any]]:
+        """The compose files as written (before interpolation), each read once."""
+        return load_compose_files(self.files)
+
+    def declared(self) -> list[str]:
+        """Service names as the compose files declare them (a later file only overrides)."""
+        return declared_services(self.documents)
+
+    def port_variables(self) -> dict[str, str]:
+        """service -> the variable that sets its host port (`"${CHAT_PORT:-8001}:8080"`)."""
+        out = {}
+        for doc in self.documents:
+            for name, svc in (doc.get("services") or {}).items():
+                for p in (svc or {}).get("ports") or []:
+                    m = re.search(r":\$\{(\w+)(?::-[^}]*)?\}:", str(p))
+                    if m:
+                        out[name] = m.group(1)
+        return out
+
     def config_hash(self) -> str:
         h = hashlib.sha256()
         for f in self.files:
             h.update(f.read_bytes())
         return h.hexdigest()[:16]
+
+
+def load_compose_files(files: list[Path]) -> list[dict[str, Any]]:
+    """Each compose file parsed, or ConfigError naming the file and line."""
+    import yaml
+
+    docs = []
+    for f in files:
+        try:
+            doc = yaml.safe_load(f.read_text()) or {}
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f" line {mark.line + 1}" if mark else ""
+            raise ConfigError(f"{f.name}{where}: malformed YAML") from None
+        if not isinstance(doc, dict) or not isinstance(doc.get("services", {}), dict):
+            raise ConfigError(f"{f.name}: `services` must be a mapping")
+        docs.append(doc)
+    return docs
+
+
+def declared_services(docs: list[dict[str, Any]]) -> list[str]:
+    """Service names as compose documents declare them (a later one only overrides)."""
+    return sorted({n for doc in docs for n in doc.get("services") or {}})
+
+
+def published_ports(config: dict[str, Any]) -> dict[int, str]:
+    """host port -> service, from the resolved compose config (v1 short or v2 long syntax)."""
+    out: dict[int, str] = {}
+    for name, svc in (config.get("services") or {}).items():
+        for p in svc.get("ports") or []:
+            if isinstance(p, dict):
+                pub = p.get("published")
+            else:  # "127.0.0.1:8001:8080/tcp" or "8001:8080"
+                parts = str(p).split("/")[0].split(":")
+                pub = parts[-2] if len(parts) >= 2 else None
+            if pub not in (None, ""):
+                out[int(pub)] = name
+    return out
 
 
 _ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")

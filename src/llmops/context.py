@@ -14,7 +14,7 @@ from . import __version__
 from .compose import Compose, read_env_file, resolve_profile
 from .errors import ConfigError, EnvironmentProblem
 from .evidence import RunDir
-from .stack import Service, declared_services, discover, docker_client
+from .stack import Service, Stack, discover, docker_client
 
 
 def find_project_dir(start: Path | None = None) -> Path:
@@ -35,6 +35,7 @@ class Context:
     json_out: bool = False
     run: RunDir | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    _stack: Stack | None = field(default=None, init=False, repr=False)
 
     @cached_property
     def profile(self) -> str:
@@ -53,23 +54,26 @@ class Context:
         return read_env_file(self.compose.env_file).get("LITELLM_MASTER_KEY")
 
     def declared(self) -> list[str]:
-        return declared_services(self.compose.files)
+        return self.compose.declared()
 
     def services(self) -> list[Service]:
+        """The containers now: for loops that wait on state.  Lookups use `stack()`."""
         return discover(self.client, self.project)
 
-    def running_services(self) -> list[Service]:
-        """The stack's services, or exit 4 when it is not up at all."""
-        svcs = self.services()
-        if not svcs:
-            raise EnvironmentProblem(f"stack `{self.project}` is not up: run `llmops up`")
-        return svcs
+    def stack(self, refresh: bool = False) -> Stack:
+        """The stack snapshot this command works on, taken on first use; `refresh` takes a new one
+        (after `up` recreated the containers, or at the start of a certify phase)."""
+        if refresh or self._stack is None:
+            self._stack = Stack.snapshot(self.client, self.project, self.declared())
+        return self._stack
 
     def by_role(self, role: str) -> Service:
-        for s in self.services():
-            if s.role == role:
-                return s
-        raise EnvironmentProblem(f"no service with role {role} in stack `{self.project}`: run `llmops up`")
+        """The snapshot's service with this role, or exit 4."""
+        return self.stack().require(role)
+
+    def forget_stack(self) -> None:
+        """The next `stack()` takes a new snapshot (the runner calls this at each phase)."""
+        self._stack = None
 
     def open_run(self) -> RunDir:
         """One run folder per invocation; `certify` shares one across its phases via LLMOPS_RUN_DIR."""

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import IntEnum
+from typing import Any
 
 
 class ExitCode(IntEnum):
@@ -12,11 +16,14 @@ class ExitCode(IntEnum):
     SKIPPED = 3
     ENVIRONMENT = 4
     RESTORE_FAILED = 5
+    INTERRUPTED = 130
 
 
 def aggregate_exit(codes: list[int]) -> int:
-    """Fold several check outcomes into one: 5 beats 4 beats 2 beats 1 beats 3 beats 0."""
-    rank = {5: 6, 4: 5, 2: 4, 1: 3, 3: 2, 0: 1}
+    """Fold several check outcomes into one: 130 beats 5 beats 4 beats 2 beats 1 beats 3 beats 0.
+
+    An interrupt dominates: whatever ran before it, the run did not finish."""
+    rank = {130: 7, 5: 6, 4: 5, 2: 4, 1: 3, 3: 2, 0: 1}
     return max(codes, key=lambda c: rank.get(c, 0), default=0)
 
 
@@ -49,4 +56,23 @@ class RestoreFailed(LlmopsError):
 class Aborted(LlmopsError):
     """Ctrl-C or SIGTERM: whatever was faulted has been restored first."""
 
-    exit_code = 130
+    exit_code = ExitCode.INTERRUPTED
+
+
+class Interrupted(BaseException):
+    """Raised from a signal handler so that `finally` blocks run the restore.  A BaseException:
+    no `except Exception` on the way may swallow it."""
+
+
+@contextmanager
+def signals_raise() -> Iterator[None]:
+    """While active, SIGINT and SIGTERM raise Interrupted instead of killing us mid-fault."""
+    def handler(signum: int, _frame: Any) -> None:
+        raise Interrupted(signal.Signals(signum).name)
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .errors import ExitCode, aggregate_exit
+
 # The reference procedure's file names, by check id.  Order matters: it is the report's order.
 CHECK_FILES: dict[str, str] = {
     "status": "01_services_status",
@@ -70,7 +72,27 @@ class CheckResult:
                 "dod": [c.to_json() for c in self.dod], "details": self.details}
 
     def exit_code(self) -> int:
-        return {"pass": 0, "fail": 1, "skipped": 3, "error": 1}[self.status]
+        """The one exit-code rule for a check.
+
+        `details.exit_code` (an error's own code, 130 when interrupted, 4 when nothing was there to
+        check) overrides the status's code; a fault left in place (`metrics.restored` is False)
+        makes it 5, unless the run was interrupted."""
+        code = int(self.details.get("exit_code", _STATUS_EXIT[self.status]))
+        if self.metrics.get("restored") is False:
+            code = aggregate_exit([code, ExitCode.RESTORE_FAILED])
+        return int(code)
+
+    @classmethod
+    def error(cls, check: str, reason: str, exit_code: int, started_at: str, duration_s: float,
+              restored: bool | None = None) -> "CheckResult":
+        """A check that could not run (or was cut short): its one-line reason and exit code."""
+        metrics: dict[str, Any] = {} if restored is None else {"restored": restored}
+        return cls(check, "error", started_at, duration_s, dict(metrics), [],
+                   {"reason": reason, "exit_code": int(exit_code), **metrics})
+
+
+_STATUS_EXIT = {"pass": ExitCode.OK, "fail": ExitCode.CHECK_FAILED, "skipped": ExitCode.SKIPPED,
+                "error": ExitCode.CHECK_FAILED}
 
 
 def dod_lines(result: CheckResult) -> str:

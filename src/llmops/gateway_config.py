@@ -44,8 +44,16 @@ def load_config(path: Path) -> dict[str, Any]:
     return doc
 
 
-def lint(doc: dict[str, Any], alias: str = "chat-7b") -> list[str]:
-    """Warnings for router settings that predict a slow or lossy failover (pure)."""
+def main_alias(doc: dict[str, Any]) -> str | None:
+    """The model_name most deployments share: the alias that has a failover (the first on a tie)."""
+    names = [m.get("model_name") for m in doc.get("model_list", []) if isinstance(m, dict) and m.get("model_name")]
+    return max(names, key=names.count) if names else None
+
+
+def lint(doc: dict[str, Any], alias: str | None = None) -> list[str]:
+    """Warnings for router settings that predict a slow or lossy failover (pure).  `alias` is the
+    gateway's `llmops.model-alias` label; without it, the config's main alias."""
+    alias = alias or main_alias(doc)
     rs = doc.get("router_settings") or {}
     warnings: list[str] = []
     deps = [m for m in doc.get("model_list", []) if m.get("model_name") == alias]
@@ -78,8 +86,9 @@ def lint(doc: dict[str, Any], alias: str = "chat-7b") -> list[str]:
     return warnings
 
 
-def summarize(path: Path, alias: str = "chat-7b") -> RouterSummary:
+def summarize(path: Path, alias: str | None = None) -> RouterSummary:
     doc = load_config(path)
+    alias = alias or main_alias(doc)
     deps = []
     for m in doc.get("model_list", []):
         if m.get("model_name") != alias:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
+from .compose import published_ports
 from .context import Context
 from .errors import EnvironmentProblem
 from .ports import holder, is_free
@@ -39,39 +38,10 @@ def compose_env(ctx: Context) -> dict[str, str]:
     return env
 
 
-def published_ports(config: dict[str, Any]) -> dict[int, str]:
-    """host port -> service, from the resolved compose config (v1 short or v2 long syntax)."""
-    out: dict[int, str] = {}
-    for name, svc in (config.get("services") or {}).items():
-        for p in svc.get("ports") or []:
-            if isinstance(p, dict):
-                pub = p.get("published")
-            else:  # "127.0.0.1:8001:8080/tcp" or "8001:8080"
-                parts = str(p).split("/")[0].split(":")
-                pub = parts[-2] if len(parts) >= 2 else None
-            if pub not in (None, ""):
-                out[int(pub)] = name
-    return out
-
-
-def port_variables(compose_file: Path) -> dict[str, str]:
-    """service -> the variable that sets its host port, read from the compose file itself."""
-    import yaml
-
-    doc = yaml.safe_load(compose_file.read_text()) or {}
-    out = {}
-    for name, svc in (doc.get("services") or {}).items():
-        for p in (svc or {}).get("ports") or []:
-            m = re.search(r":\$\{(\w+)(?::-[^}]*)?\}:", str(p))
-            if m:
-                out[name] = m.group(1)
-    return out
-
-
 def check_ports(ctx: Context, config: dict[str, Any], ours: list[Service]) -> None:
     """Refuse before starting anything when a port is held by someone else, naming the holder."""
     mine = {s.host_port for s in ours if s.host_port and s.state in ("running", "paused")}
-    variables = port_variables(ctx.compose.files[0])
+    variables = ctx.compose.port_variables()
     for port, svc in sorted(published_ports(config).items()):
         if port in mine:
             continue

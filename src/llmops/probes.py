@@ -159,7 +159,7 @@ def completion_payload(alias: str, prompt: str = "Say hello in three words.", ma
             "max_tokens": max_tokens, "temperature": 0}
 
 
-def complete(gateway_url: str, master_key: str, alias: str = "chat-7b", timeout: float = 30.0,
+def complete(gateway_url: str, master_key: str, alias: str, timeout: float = 30.0,
              max_tokens: int = 8) -> Completion:
     """`alias` may also be a deployment's model_info.id: LiteLLM then routes to it alone."""
     payload = completion_payload(alias, max_tokens=max_tokens)

@@ -1,24 +1,47 @@
-"""Discover the running stack from container labels (never from container names).
+"""The running stack, from container labels (never from container names): a `Stack` snapshot.
 
 Compose v1 names containers `proj_svc_1`, v2 `proj-svc-1`; both set the same labels, so the
-labels are the contract.  The list of services a stack *should* have comes from the compose files.
+labels are the contract.  This module is the ONE place that maps labels to roles: code elsewhere
+asks the `Stack` for "the gateway" or "the primary", never for a service name or an alias.  The
+list of services a stack *should* have comes from the compose files (`Compose.declared()`).
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-import yaml
+from .errors import EnvironmentProblem, UsageError
 
-from .errors import ConfigError, EnvironmentProblem, UsageError
+if TYPE_CHECKING:
+    from .gateway_config import RouterSummary
 
 PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
 ONEOFF_LABEL = "com.docker.compose.oneoff"
+# The labels our compose files put on every service (docker-compose.yml is their only source).
+ROLE_LABEL = "llmops.role"
+ALIAS_LABEL = "llmops.model-alias"       # on the gateway: the alias clients ask for
+MODEL_LABEL = "llmops.model"             # on a model server: the model file inside the container
+HEALTH_LABEL = "llmops.health"
+PORT_LABEL = "llmops.port"
+EXPECT_LABEL = "llmops.expect"
+
+
+class Role:
+    """The values of the `llmops.role` label: what each service is for."""
+
+    GATEWAY = "gateway"
+    PRIMARY = "inference-primary"
+    SECONDARY = "inference-secondary"
+    RAG = "rag"
+    EMBEDDING = "embedding"
+    VECTORDB = "vectordb"
+    MODEL_SERVERS = (PRIMARY, SECONDARY)
 
 
 @dataclass
@@ -35,6 +58,8 @@ class Service:
     host_port: int | None          # the published host port, if any
     host_ip: str = "127.0.0.1"
     labels: dict[str, str] = field(default_factory=dict)
+    # `docker inspect` as discovered: mounts, argv and env without asking the engine again
+    attrs: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def url(self) -> str:
@@ -43,7 +68,11 @@ class Service:
 
     @property
     def expect(self) -> str:
-        return self.labels.get("llmops.expect", "")
+        return self.labels.get(EXPECT_LABEL, "")
+
+    @property
+    def is_model_server(self) -> bool:
+        return self.role in Role.MODEL_SERVERS
 
     @property
     def up_healthy(self) -> bool:
@@ -73,7 +102,7 @@ def service_from_attrs(attrs: dict[str, Any]) -> Service:
     st = attrs.get("State", {}) or {}
     state = "paused" if st.get("Paused") else (st.get("Status") or "unknown")
     health = (st.get("Health") or {}).get("Status")
-    port = int(labels.get("llmops.port", "0") or 0)
+    port = int(labels.get(PORT_LABEL, "0") or 0)
     host_port, host_ip = None, "127.0.0.1"
     ports = ((attrs.get("NetworkSettings") or {}).get("Ports") or {})
     bindings = ports.get(f"{port}/tcp") or []
@@ -86,17 +115,18 @@ def service_from_attrs(attrs: dict[str, Any]) -> Service:
             break
     return Service(
         name=labels.get(SERVICE_LABEL, "?"),
-        role=labels.get("llmops.role", ""),
+        role=labels.get(ROLE_LABEL, ""),
         container_id=attrs.get("Id", ""),
         container_name=(attrs.get("Name") or "").lstrip("/"),
         state=state,
         health=health,
         started_at=st.get("StartedAt"),
-        health_path=labels.get("llmops.health", "/health"),
+        health_path=labels.get(HEALTH_LABEL, "/health"),
         port=port,
         host_port=host_port,
         host_ip=host_ip,
         labels=dict(labels),
+        attrs=attrs,
     )
 
 
@@ -134,24 +164,6 @@ def discover(client: Any, project: str) -> list[Service]:
     return [out[k] for k in sorted(out)]
 
 
-def declared_services(compose_files: list[Path]) -> list[str]:
-    """Service names as the compose files declare them (the later file only overrides)."""
-    names: list[str] = []
-    for f in compose_files:
-        try:
-            doc = yaml.safe_load(f.read_text()) or {}
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            where = f" line {mark.line + 1}" if mark else ""
-            raise ConfigError(f"{f.name}{where}: malformed YAML") from None
-        if not isinstance(doc, dict) or not isinstance(doc.get("services", {}), dict):
-            raise ConfigError(f"{f.name}: `services` must be a mapping")
-        for n in doc.get("services", {}) or {}:
-            if n not in names:
-                names.append(n)
-    return sorted(names)
-
-
 def select(services: list[Service], names: list[str] | None, valid: list[str]) -> list[Service]:
     """Filter by --service; an unknown name is a usage error that lists the valid ones."""
     if not names:
@@ -168,3 +180,79 @@ def backend_of(api_base: str | None) -> str | None:
         return None
     host = urlparse(api_base).hostname
     return host or None
+
+
+@dataclass
+class Stack:
+    """One snapshot of the stack, taken once per command (per certify phase): its services by
+    role, the gateway's alias and the router settings it really runs.
+
+    Polling loops (waiting for health) still list containers themselves: they want the state now,
+    not the state at the snapshot."""
+
+    project: str
+    declared: list[str]
+    services: list[Service]
+
+    @classmethod
+    def snapshot(cls, client: Any, project: str, declared: list[str]) -> "Stack":
+        return cls(project, list(declared), discover(client, project))
+
+    @property
+    def by_name(self) -> dict[str, Service]:
+        return {s.name: s for s in self.services}
+
+    def role(self, role: str) -> Service | None:
+        return next((s for s in self.services if s.role == role), None)
+
+    def require(self, role: str) -> Service:
+        """The service with this role, or exit 4 naming the fix."""
+        s = self.role(role)
+        if s is None:
+            raise EnvironmentProblem(f"no service with role {role} in stack `{self.project}`: run `llmops up`")
+        return s
+
+    def require_up(self) -> "Stack":
+        """Itself, or exit 4 when the stack is not up at all."""
+        if not self.services:
+            raise EnvironmentProblem(f"stack `{self.project}` is not up: run `llmops up`")
+        return self
+
+    @property
+    def gateway(self) -> Service | None:
+        return self.role(Role.GATEWAY)
+
+    @property
+    def primary(self) -> Service | None:
+        return self.role(Role.PRIMARY)
+
+    @property
+    def model_servers(self) -> list[Service]:
+        return [s for s in self.services if s.is_model_server]
+
+    @property
+    def running(self) -> list[Service]:
+        return [s for s in self.services if s.state == "running"]
+
+    @property
+    def alias(self) -> str | None:
+        """The model alias clients ask the gateway for (its `llmops.model-alias` label)."""
+        gw = self.gateway
+        return gw.labels.get(ALIAS_LABEL) if gw else None
+
+    @property
+    def router_path(self) -> Path | None:
+        from .gateway_config import mounted_config_path
+
+        gw = self.gateway
+        return mounted_config_path(gw.attrs) if gw else None
+
+    @cached_property
+    def router(self) -> "RouterSummary | None":
+        """The gateway's router settings, read once from the config file it has mounted (None when
+        there is no gateway or its config is not on this host).  Lazy: a malformed config fails
+        only the commands that need it."""
+        from .gateway_config import summarize
+
+        p = self.router_path
+        return summarize(p, self.alias) if p and p.exists() else None

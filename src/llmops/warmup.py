@@ -19,9 +19,8 @@ from typing import Any
 import httpx
 
 from .context import Context
-from .gateway_config import mounted_config_path, summarize
 from .probes import complete
-from .stack import backend_of
+from .stack import Role, Stack, backend_of
 
 MAX_SLOTS = 16
 
@@ -53,17 +52,18 @@ def slots_of(url: str) -> int:
     return max(1, min(n, MAX_SLOTS))
 
 
-def warm_routes(ctx: Context, alias: str = "chat-7b", timeout_s: float = 30.0) -> list[Warmed]:
-    """Warm each deployment of `alias` in the config the gateway really has mounted; failures
+def warm_routes(ctx: Context, stack: Stack | None = None, timeout_s: float = 30.0) -> list[Warmed]:
+    """Warm each deployment of the gateway's alias in the config it really has mounted; failures
     are returned, not raised."""
-    gw = ctx.by_role("gateway")
-    path = mounted_config_path(ctx.client.containers.get(gw.container_id).attrs)
-    if path is None or not path.exists():
+    stack = stack or ctx.stack()
+    gw = stack.require(Role.GATEWAY)
+    router = stack.router
+    if router is None:
         return []
-    by_name = {s.name: s for s in ctx.services()}
+    by_name = stack.by_name
     key = ctx.master_key or ""
     out = []
-    for dep in summarize(path, alias).deployments:
+    for dep in router.deployments:
         dep_id, svc = dep.get("id"), by_name.get(backend_of(dep.get("api_base")) or "")
         if not dep_id:
             continue

@@ -54,3 +54,46 @@ def test_certify_fails_without_secondary(llmops: Any, healthy_stack: dict[str, A
     finally:
         back = llmops("--json", "up", "--wait-timeout", "300", timeout=600)
         assert back.returncode == 0, back.stderr
+
+
+def test_certify_sigterm_mid_fault_restores_stops_and_still_reports(healthy_stack: dict[str, Any],
+                                                                    tmp_path: Path) -> None:
+    """SIGTERM while the failover phase has the primary paused: the primary comes back, no later
+    phase injects anything, the report is rendered from what ran, and the exit code is 130."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import ROOT, STACK_PROJECT, cli_env
+
+    client = healthy_stack["client"]
+    only_ours = [f"com.docker.compose.project={STACK_PROJECT}", "com.docker.compose.service=inference-chat"]
+    proc = subprocess.Popen([sys.executable, "-m", "llmops.cli", "--project-dir", str(ROOT), "--profile", "cpu",
+                             "--project-name", STACK_PROJECT, "--evidence-dir", str(tmp_path), "certify",
+                             "--failover-mode", "pause"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env())
+    deadline = time.monotonic() + 300
+    chat = client.containers.list(all=True, filters={"label": only_ours})[0]
+    while time.monotonic() < deadline and proc.poll() is None:
+        chat.reload()
+        if chat.status == "paused":
+            break
+        time.sleep(0.1)
+    else:
+        proc.kill()
+        raise AssertionError(f"the failover fault was never injected: {proc.communicate()[1][-2000:]}")
+    proc.send_signal(signal.SIGTERM)
+    _out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, err[-2000:]
+    assert "Traceback" not in err
+    run = (tmp_path / "latest").resolve()
+    fo = json.loads((run / "04_failover_test.json").read_text())
+    assert fo["status"] == "error" and fo["details"]["exit_code"] == 130
+    assert "SIGTERM" in fo["details"]["reason"] and "restored" in fo["details"]["reason"]
+    assert not (run / "05_qdrant_retry_test.json").exists() and not (run / "06_gpu_memory.json").exists()
+    assert (run / "manifest.json").exists() and (run / "summary.md").stat().st_size > 0
+    events = [json.loads(x) for x in (run / "events.ndjson").read_text().splitlines() if x.strip()]
+    assert [e["phase"] for e in events if e["kind"] == "fault"] == ["failover"], "a later phase injected a fault"
+    chat.reload()
+    assert chat.status == "running"

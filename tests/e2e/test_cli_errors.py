@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from llmops.stack import declared_services
+from llmops.compose import declared_services, load_compose_files
 
 pytestmark = pytest.mark.e2e
 
@@ -35,7 +35,7 @@ def test_unknown_service_lists_valid_names(docker_engine, run_llmops, one_line_e
     line = one_line_error(p, 2)
     assert "nope" in line
     valid = line.split("valid:", 1)[1]
-    for name in declared_services([ROOT / "compose" / "docker-compose.yml", ROOT / "compose" / "cpu.yml"]):
+    for name in declared_services(load_compose_files([ROOT / "compose" / "docker-compose.yml", ROOT / "compose" / "cpu.yml"])):
         assert name in valid
     assert _runs(ev) == []  # a usage error writes no evidence
 

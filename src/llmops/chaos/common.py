@@ -30,10 +30,11 @@ def check_range(name: str, value: float, lo: float, hi: float) -> None:
 def preflight(ctx: Context, target: str) -> tuple[dict[str, Service], list[str]]:
     """The target must be a declared, running service (else exit 2); the whole stack must be
     healthy before we break anything (else exit 4)."""
-    declared = ctx.declared()
+    stack = ctx.stack()
+    declared = stack.declared
     if target not in declared:
         raise UsageError(f"unknown target {target}; valid: {', '.join(declared)}")
-    svcs = {s.name: s for s in ctx.services()}
+    svcs = stack.by_name
     if not svcs:
         raise EnvironmentProblem(f"stack `{ctx.project}` is not up: run `llmops up`")
     t = svcs.get(target)
@@ -47,10 +48,17 @@ def preflight(ctx: Context, target: str) -> tuple[dict[str, Service], list[str]]
 
 
 @contextmanager
-def signals_ignored() -> Iterator[None]:
-    old = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
+def signals_deferred() -> Iterator[list[str]]:
+    """While restoring, SIGINT and SIGTERM wait: the restore finishes, then the signal counts (the
+    caller stops after it instead of losing it)."""
+    got: list[str] = []
+
+    def handler(signum: int, _frame: Any) -> None:
+        got.append(signal.Signals(signum).name)
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        yield
+        yield got
     finally:
         for s, h in old.items():
             signal.signal(s, h)
@@ -103,7 +111,7 @@ class FaultFrame:
         except Interrupted as e:
             self.interrupted = str(e)
         finally:
-            with signals_ignored():
+            with signals_deferred() as late:
                 if self.entry is not None and self.restore:
                     say(f"restoring {self.service.name} ({self.mode}) ...")
                     self.undo()
@@ -113,6 +121,7 @@ class FaultFrame:
                 elif self.entry is not None:
                     self.notes.append(f"--no-restore: {self.service.name} left {self.mode}ped; "
                                       "run `llmops chaos restore`")
+            self.interrupted = self.interrupted or (late[0] if late else None)
         if self.interrupted:
             raise Aborted(f"interrupted by {self.interrupted}; {self.service.name} restored and the stack is healthy")
         return out

@@ -11,9 +11,8 @@ from typing import Any
 from ..context import Context
 from ..errors import EnvironmentProblem, UsageError
 from ..evidence import CheckResult, Criterion, utc_now_iso
-from ..gateway_config import mounted_config_path, summarize
 from ..probes import complete
-from ..stack import Service
+from ..stack import ALIAS_LABEL, Role, Service
 from .common import FaultFrame, check_mode, check_range, preflight
 from .loadgen import MAX_DURATION_S, MAX_RPS, MAX_TOKENS_LIMIT, LoadGenerator, Request
 from .restore import wait_http_ok
@@ -25,7 +24,7 @@ PENALTY_LIMIT_S = 0.1
 
 @dataclass
 class FailoverOptions:
-    target: str = "inference-chat"
+    target: str | None = None     # None: the stack's primary model server
     mode: str = "stop"
     rps: float = 10.0
     duration_s: float = 60.0       # hard cap on the whole load phase
@@ -51,25 +50,28 @@ class FailoverOptions:
 def run_failover(ctx: Context, o: FailoverOptions, say: Callable[[str], None]) -> tuple[CheckResult, str]:
     o.validate()
     started_at, t_wall = utc_now_iso(), time.perf_counter()
-    svcs, _declared = preflight(ctx, o.target)
-    target = svcs[o.target]
-    if not target.role.startswith("inference"):
-        raise UsageError(f"target {o.target} is not a model server; valid: "
-                         + ", ".join(s.name for s in svcs.values() if s.role.startswith("inference")))
-    others = [s for s in svcs.values() if s.role.startswith("inference") and s.name != o.target]
-    gateway = next((s for s in svcs.values() if s.role == "gateway"), None)
+    stack = ctx.stack()
+    target_name = o.target or stack.require(Role.PRIMARY).name
+    svcs, _declared = preflight(ctx, target_name)
+    target = svcs[target_name]
+    if not target.is_model_server:
+        raise UsageError(f"target {target_name} is not a model server; valid: "
+                         + ", ".join(s.name for s in stack.model_servers))
+    others = [s for s in stack.model_servers if s.name != target_name]
+    gateway = stack.gateway
     if not others or gateway is None:
         raise EnvironmentProblem("no secondary model server or no gateway in the stack")
     secondary = others[0]
     key = ctx.master_key
     if not key:
         raise EnvironmentProblem("no LITELLM_MASTER_KEY in compose/.env: run `llmops up`")
-    cfg_path = mounted_config_path(ctx.client.containers.get(gateway.container_id).attrs)
-    router = summarize(cfg_path) if cfg_path and cfg_path.exists() else None
+    router = stack.router
     for w in (router.warnings if router else ["gateway config not found: cannot lint router settings"]):
         say(f"[yellow]gateway config warning:[/] {w}")
     attempt_timeout = router.per_attempt_timeout_s() if router else None
-    alias = gateway.labels.get("llmops.model-alias", "chat-7b")
+    alias = stack.alias
+    if not alias:
+        raise EnvironmentProblem(f"{gateway.name} has no {ALIAS_LABEL} label: which alias to load?")
     warmed = preflight_requests(ctx, gateway, key, alias, o)
     if warmed:
         say("pre-flight: " + ", ".join(f"{w['deployment']} answered through the gateway" for w in warmed))
@@ -125,7 +127,8 @@ def run_failover(ctx: Context, o: FailoverOptions, say: Callable[[str], None]) -
     metrics["restored"] = frame.restored
     metrics["latency"] = a["latency"]
     dod = failover_dod(a, o.mode, frame.restored, attempt_timeout)
-    details = {"mode": o.mode, "target": target.name, "secondary": secondary.name, "rps": o.rps,
+    details = {"mode": o.mode, "target": target.name, "secondary": secondary.name, "gateway": gateway.name,
+               "rps": o.rps,
                "max_tokens": o.max_tokens, "fault_at_s": o.fault_at_s, "outage_s": o.outage_s,
                "per_attempt_timeout_s": attempt_timeout, "preflight_warm": warmed,
                "router": router.to_json() if router else None, "analysis": a, "timeline": rows,
@@ -148,7 +151,7 @@ def preflight_requests(ctx: Context, gateway: Service, key: str, alias: str,
     if o.warm:
         from ..warmup import warm_routes
 
-        done = warm_routes(ctx, alias)
+        done = warm_routes(ctx)
         bad = next((w for w in done if not w.ok), None)
         if bad is not None:
             raise EnvironmentProblem(f"pre-flight: a completion through {gateway.name} to {bad.deployment} failed "
@@ -202,7 +205,7 @@ def failover_text(r: CheckResult, rows: list[dict[str, Any]]) -> str:
         "  1. Pre-flight: every service Up (healthy)"
         + ("; the load's request answered by " + " and ".join(w["deployment"] for w in d["preflight_warm"])
            + " through the gateway." if d.get("preflight_warm") else "."),
-        f"  2. Steady state: {d['rps']:g} requests/s of max_tokens={d['max_tokens']} (open loop) through api-gateway; "
+        f"  2. Steady state: {d['rps']:g} requests/s of max_tokens={d['max_tokens']} (open loop) through {d.get('gateway')}; "
         f"p50 {fmt(lat['before']['p50_s'])}, served {a['served'].get(d['target'], 0)} by {d['target']} overall.",
         f"  3. Fault at t={fmt(mk['fault'])}: docker {d['mode']} {d['target']}.",
         f"  4. Failover: first HTTP 200 from {d['secondary']} {fmt(m['failover_time_s'])} after the fault "

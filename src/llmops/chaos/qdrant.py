@@ -15,7 +15,7 @@ import httpx
 from ..context import Context
 from ..errors import EnvironmentProblem
 from ..evidence import CheckResult, Criterion, utc_now_iso
-from ..stack import Service
+from ..stack import Role, Service
 from .common import FaultFrame, check_mode, check_range, preflight
 from .restore import wait_http_ok
 
@@ -78,11 +78,11 @@ async def _query(client: httpx.AsyncClient, rag: Service) -> dict[str, Any]:
 def run_qdrant(ctx: Context, o: QdrantOptions, say: Callable[[str], None]) -> tuple[CheckResult, str]:
     o.validate()
     started_at, t_wall = utc_now_iso(), time.perf_counter()
-    svcs, _ = preflight(ctx, "qdrant")
-    qdrant = next((s for s in svcs.values() if s.role == "vectordb"), None)
-    rag = next((s for s in svcs.values() if s.role == "rag"), None)
+    stack = ctx.stack()
+    qdrant, rag = stack.role(Role.VECTORDB), stack.role(Role.RAG)
     if qdrant is None or rag is None:
-        raise EnvironmentProblem("the stack has no vectordb or rag service")
+        raise EnvironmentProblem(f"the stack has no {Role.VECTORDB} or {Role.RAG} service")
+    preflight(ctx, qdrant.name)
     run = ctx.open_run()
     baseline = httpx.get(f"{rag.url}/health", timeout=5).json()
     collection = baseline.get("collection", "docs")
@@ -182,7 +182,7 @@ def run_qdrant(ctx: Context, o: QdrantOptions, say: Callable[[str], None]) -> tu
         dod.append(Criterion("acknowledged writes survive SIGKILL", f"{safety['acked_writes']} found",
                              f"{safety['found_after_kill']} found", safety["lost_writes"] == 0))
     details = {"mode": o.mode, "outage_s": o.outage_s, "collection": collection, "retry_policy": policy,
-               "baseline": {"health": baseline, "query": q0}, "queries": queries, "after": q1,
+               "service": qdrant.name, "baseline": {"health": baseline, "query": q0}, "queries": queries, "after": q1,
                "health_samples": len(out_h), "data_safety": safety, "restored": frame.restored,
                "restore_action": frame.restore_how, "notes": frame.notes,
                "marks": {"qdrant_ready_after_restore_s": _r(marks["ready"] - frame.t_restore)
@@ -236,7 +236,7 @@ def qdrant_text(r: CheckResult) -> str:
         "  1. Pre-flight: every service Up (healthy).",
         f"  2. Baseline: rag /health qdrant={b['health'].get('qdrant')}; query HTTP {b['query']['status_code']} "
         f"with {b['query']['hits']} hits; {m['points_before']} points in `{d['collection']}`.",
-        f"  3. Fault: docker {d['mode']} qdrant.",
+        f"  3. Fault: docker {d['mode']} {d.get('service')}.",
         f"  4. Outage: {d['health_samples']} rag /health samples, slowest {m['degraded_health_latency_s']} s "
         f"(reference: 4 s); {len(d['queries'])} queries, statuses "
         f"{', '.join(str(q['status_code']) for q in d['queries'])}, Retry-After "

@@ -3,37 +3,23 @@ replay after a crash, and a restore that counts only once health checks pass aga
 
 from __future__ import annotations
 
-import signal
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from ..errors import RestoreFailed
+# Interrupted and signals_raise live in errors.py: the check runner turns signals into the same
+# exception between faults, so one handler covers a whole certify run.
+from ..errors import Interrupted, RestoreFailed, signals_raise
 from ..stack import Service, discover
 from .faults import undo, wait_running
 from .ledger import Entry, Ledger
 
 
-class Interrupted(BaseException):
-    """Raised from a signal handler so that `finally` blocks run the restore."""
-
-
-@contextmanager
-def signals_raise() -> Iterator[None]:
-    """While a fault is active, SIGINT and SIGTERM raise instead of killing us mid-fault."""
-    def handler(signum: int, _frame: Any) -> None:
-        raise Interrupted(signal.Signals(signum).name)
-
-    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
+__all__ = ["Interrupted", "signals_raise", "ledger_path", "http_ok", "wait_http_ok", "wait_stack_healthy",
+           "restore_entry", "replay"]
 
 
 def ledger_path(project_dir: Path) -> Path:

@@ -1,0 +1,170 @@
+"""The check runner: runs a command's checks, writes their evidence, and decides the exit code.
+
+This is the one module that writes a run folder's `NN_*.txt/.json` files and its `manifest.json`
+(each once); checks only measure and return `(CheckResult, text)`, and the CLI only renders what
+the runner hands its `show` callback.
+
+Two modes:
+- a single command (`contain=False`): an error propagates to the CLI as one line and its exit code,
+  as it always has;
+- `certify` (`contain=True`): SIGINT/SIGTERM stop the run (the fault frame of the phase in progress
+  restores first; no later phase starts; exit 130), and any other exception becomes that check's
+  `error` result with a one-line reason while the other phases still run.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .errors import ExitCode, Interrupted, LlmopsError, RestoreFailed, aggregate_exit, signals_raise
+from .evidence import CheckResult, utc_now_iso
+
+if TYPE_CHECKING:
+    from .context import Context
+
+Show = Callable[[CheckResult, str, Path], None]
+
+
+@dataclass
+class Check:
+    """One evidence file's worth of work: `id` is its CHECK_FILES key."""
+
+    id: str
+    run: Callable[[], tuple[CheckResult, str]]
+
+
+@dataclass
+class Phase:
+    """Checks that run together; an exception ends the phase, not the run."""
+
+    name: str
+    checks: list[Check]
+
+
+@dataclass
+class PhaseOutcome:
+    phase: str
+    code: int
+    seconds: float
+    checks: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+@dataclass
+class RunOutcome:
+    code: int
+    path: Path
+    phases: list[PhaseOutcome]
+    interrupted: bool
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as the one line an evidence file and a terminal can hold."""
+    if isinstance(exc, LlmopsError):
+        return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    first = str(exc).splitlines()[0][:300] if str(exc) else ""
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+class Runner:
+    def __init__(self, ctx: "Context", *, show: Show | None = None, say: Callable[[str], None] = print,
+                 on_phase: Callable[[str, str], None] | None = None, contain: bool = False) -> None:
+        self.ctx = ctx
+        self.show = show
+        self.say = say
+        self.on_phase = on_phase or (lambda _name, _state: None)
+        self.contain = contain
+        self.results: list[CheckResult] = []
+        self.outcomes: list[PhaseOutcome] = []
+        self.interrupted = False
+
+    def run(self, phases: Iterable[Phase], skip: Iterable[str] = ()) -> RunOutcome:
+        """Run the phases in order, then write the manifest; the run's exit code is every check's."""
+        skip = set(skip)
+        # Between faults too, a signal must end the run in order, not kill it mid-phase.
+        with signals_raise() if self.contain else nullcontext():
+            try:
+                for ph in phases:
+                    if ph.name in skip or self.interrupted:
+                        self.on_phase(ph.name, "skipped")
+                        continue
+                    self.run_phase(ph)
+            except Interrupted:   # between two phases
+                self.interrupted = True
+        return self.finish()
+
+    def run_phase(self, ph: Phase) -> PhaseOutcome:
+        self.on_phase(ph.name, "running")
+        self.ctx.forget_stack()   # each phase looks at the stack as the last one left it
+        t = time.perf_counter()
+        results: list[CheckResult] = []
+        error = None
+        for check in ph.checks:
+            r, error = self._one(check)
+            results.append(r)
+            if error is not None:
+                break
+        out = PhaseOutcome(ph.name, aggregate_exit([r.exit_code() for r in results]), time.perf_counter() - t,
+                           [r.check for r in results], error)
+        self.outcomes.append(out)
+        self.on_phase(ph.name, f"exit {out.code}")
+        return out
+
+    def _one(self, check: Check) -> tuple[CheckResult, str | None]:
+        t, at = time.perf_counter(), utc_now_iso()
+        try:
+            r, text = check.run()
+            error = None
+        except (Interrupted, KeyboardInterrupt) as e:
+            if not self.contain:
+                raise
+            self.interrupted = True
+            error = f"interrupted by {e or 'SIGINT'}"
+            r = CheckResult.error(check.id, error, ExitCode.INTERRUPTED, at, time.perf_counter() - t)
+        except LlmopsError as e:
+            if not self.contain:
+                raise
+            self.interrupted = self.interrupted or int(e.exit_code) == ExitCode.INTERRUPTED
+            error = one_line(e)
+            r = CheckResult.error(check.id, error, int(e.exit_code), at, time.perf_counter() - t,
+                                  restored=False if isinstance(e, RestoreFailed) else None)
+        except Exception as e:  # noqa: BLE001 - certify: one phase's surprise must not lose the others
+            if not self.contain:
+                raise
+            error = one_line(e)
+            r = CheckResult.error(check.id, error, ExitCode.CHECK_FAILED, at, time.perf_counter() - t)
+        if error is not None:
+            self.say(f"[red]{check.id}: {error}[/]")
+            text = f"{check.id} could not run: {error}"
+        self.record(r, text)
+        return r, error
+
+    def record(self, r: CheckResult, text: str) -> Path:
+        path = self.ctx.open_run().write_check(r, text)
+        self.results.append(r)
+        if self.show:
+            self.show(r, text, path)
+        return path
+
+    def finish(self) -> RunOutcome:
+        run = self.ctx.open_run()
+        run.write_json("manifest.json", self.ctx.manifest())
+        return RunOutcome(self.code, run.path, self.outcomes, self.interrupted)
+
+    @property
+    def code(self) -> int:
+        return aggregate_exit([r.exit_code() for r in self.results])
+
+
+def run_checks(ctx: "Context", phases: list[Phase], *, show: Show | None = None,
+               say: Callable[[str], None] = print) -> RunOutcome:
+    """A single command's run: its checks' evidence, the manifest, one exit code."""
+    return Runner(ctx, show=show, say=say).run(phases)
+
+
+__all__ = ["Check", "Phase", "PhaseOutcome", "RunOutcome", "Runner", "run_checks", "one_line"]
