@@ -202,3 +202,43 @@ def test_real_qdrant_client_and_sigkill_durability(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_retrieve_points_by_id_as_qdrant_does(client: TestClient) -> None:
+    client.put("/collections/r", json={"vectors": {"size": 4, "distance": "Cosine"}})
+    u = str(uuid.uuid4())
+    pts = [{"id": 7, "vector": angle(7), "payload": {"i": 7}}, {"id": u, "vector": angle(8), "payload": {"i": 8}}]
+    assert client.put("/collections/r/points", params={"wait": "true"}, json={"points": pts}).status_code == 200
+    missing = str(uuid.uuid4())
+    r = client.post("/collections/r/points", json={"ids": [u, 7, missing, 99]})
+    assert r.status_code == 200
+    body = r.json()
+    assert body["status"] == "ok" and isinstance(body["time"], float)
+    # Unknown ids are left out; payload comes by default, the vector only when asked for.
+    got = {p["id"]: p for p in body["result"]}
+    assert set(got) == {7, u}
+    assert got[7]["payload"] == {"i": 7} and got[u]["payload"] == {"i": 8} and got[7]["vector"] is None
+    r = client.post("/collections/r/points", json={"ids": [7], "with_payload": False, "with_vector": True})
+    [rec] = r.json()["result"]
+    assert rec["payload"] in ({}, None) and rec["vector"] == pytest.approx(angle(7), abs=1e-6)
+    for bad in ({}, {"ids": 7}, {"ids": [-1]}, {"ids": ["not-a-uuid"]}, {"ids": [7], "with_vector": 3}):
+        r = client.post("/collections/r/points", json=bad)
+        assert r.status_code == 400 and r.json()["status"]["error"].startswith("Wrong input"), bad
+    r = client.post("/collections/nope/points", json={"ids": [1]})
+    assert r.status_code == 404 and "doesn't exist" in r.json()["status"]["error"]
+
+
+def test_qdrant_client_retrieve(tmp_path: Path) -> None:
+    port = free_port()
+    proc = start_standin(tmp_path, port)
+    try:
+        qc = QdrantClient(url=f"http://127.0.0.1:{port}", check_compatibility=False)
+        qc.create_collection("k", vectors_config=models.VectorParams(size=4, distance=models.Distance.COSINE))
+        ids = [str(uuid.uuid4()) for _ in range(3)]
+        qc.upsert("k", points=[models.PointStruct(id=i, vector=angle(n), payload={"n": n}) for n, i in enumerate(ids)],
+                  wait=True)
+        recs = qc.retrieve("k", ids=[ids[0], ids[2], str(uuid.uuid4())], with_payload=True)
+        assert sorted((str(r.id), r.payload["n"]) for r in recs) == sorted([(ids[0], 0), (ids[2], 2)])
+    finally:
+        proc.kill()
+        proc.wait(5)
