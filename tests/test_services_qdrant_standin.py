@@ -242,3 +242,72 @@ def test_qdrant_client_retrieve(tmp_path: Path) -> None:
     finally:
         proc.kill()
         proc.wait(5)
+
+
+# ------------------------------------------------------------------ chaos qdrant's data-safety lines, on a real stand-in
+
+
+def test_data_safety_lines_pass_after_sigkill_and_fail_when_they_should(tmp_path: Path) -> None:
+    from llmops.chaos.qdrant import (
+        MIN_SAFETY_POINTS,
+        QdrantOptions,
+        compare_writes,
+        read_back,
+        safety_criteria,
+        write_points,
+    )
+    from llmops.errors import UsageError
+
+    with pytest.raises(UsageError, match="--points 99 out of range"):
+        QdrantOptions(safety_points=MIN_SAFETY_POINTS - 1).validate()
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = start_standin(tmp_path, port)
+    try:
+        for name in ("a", "b", "small"):
+            httpx.put(f"{url}/collections/{name}", json={"vectors": {"size": 4, "distance": "Cosine"}}).raise_for_status()
+        acked, errors = write_points(f"{url}/collections/a", 120)
+        assert len(acked) == 120 and errors == []
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(5)
+        proc = start_standin(tmp_path, port)
+        found, err = read_back(f"{url}/collections/a", list(acked))
+        good = compare_writes(120, acked, found, err, errors)
+        assert good["lost_writes"] == 0 and good["found_after_kill"] == 120
+        assert [c.passed for c in safety_criteria(good)] == [True, True]
+
+        # Same count, other IDs: a count comparison passes, the ID read-back must not.
+        other, _ = write_points(f"{url}/collections/b", 120)
+        assert httpx.post(f"{url}/collections/b/points/count", json={}).json()["result"]["count"] == 120
+        swapped = compare_writes(120, acked, *read_back(f"{url}/collections/b", list(acked)))
+        assert swapped["lost_writes"] == 120 and swapped["found_after_kill"] == 0
+        assert [c.passed for c in safety_criteria(swapped)] == [True, False]
+
+        # An acknowledged point that comes back with another payload is not safe either.
+        some_id = next(iter(acked))
+        httpx.put(f"{url}/collections/a/points", params={"wait": "true"},
+                  json={"points": [{"id": some_id, "vector": [1.0, 0.0, 0.0, 0.5], "payload": {"i": -1}}]}).raise_for_status()
+        changed = compare_writes(120, acked, *read_back(f"{url}/collections/a", list(acked)))
+        assert changed["changed_writes"] == 1 and changed["changed_ids"] == [some_id]
+        assert safety_criteria(changed)[1].passed is False
+
+        # Writes that are never acknowledged (no such collection): both lines fail.
+        none_acked, errs = write_points(f"{url}/collections/missing", 120)
+        assert none_acked == {} and len(errs) == 6 and "HTTP 404" in errs[0]
+        nothing = compare_writes(120, none_acked, {}, None, errs)
+        assert [c.passed for c in safety_criteria(nothing)] == [False, False]
+
+        # Fewer than 100 writes, all acknowledged and all found, still fail the first line.
+        few, _ = write_points(f"{url}/collections/small", 50)
+        few_r = compare_writes(50, few, *read_back(f"{url}/collections/small", list(few)))
+        assert few_r["lost_writes"] == 0 and [c.passed for c in safety_criteria(few_r)] == [False, True]
+    finally:
+        proc.kill()
+        proc.wait(5)
+
+    # A read-back that cannot reach Qdrant is a failure, not "nothing lost".
+    found, err = read_back(f"{url}/collections/a", list(acked))
+    assert found is None and err is not None and err.startswith("ConnectError")
+    unread = compare_writes(120, acked, found, err)
+    assert unread["lost_writes"] == 120 and safety_criteria(unread)[1].passed is False
