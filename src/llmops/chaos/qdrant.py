@@ -23,7 +23,7 @@ REFERENCE_HEALTH_S = 4.0
 HEALTH_LIMIT_S = 0.5
 RECONNECT_LIMIT_S = 2.0
 # rag's /health may lag the truth by the lag its body declares; never grant more than this.
-MAX_HEALTH_LAG_S = 1.0
+MAX_HEALTH_LAG_S = 1.5
 MIN_HEALTH_SAMPLES = 3
 MIN_SAFETY_POINTS = 100
 WRITE_BATCH = 20

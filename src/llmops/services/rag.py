@@ -74,7 +74,7 @@ class Settings:
     backoff_max_s: float = 1.0
     qdrant_timeout_s: float = 1.0
     embedding_timeout_s: float = 2.0
-    health_probe_timeout_s: float = 0.5
+    health_probe_timeout_s: float = 1.0
     health_interval_s: float = 0.2
     breaker_threshold: int = 2
     breaker_reset_s: float = 5.0
