@@ -84,13 +84,16 @@ def test_qdrant_points_below_100_is_a_usage_error(llmops: Any, tmp_path: Path, o
 
 
 def _start_and_kill_mid_fault(args: list[str], tmp_path: Path, target: str, client: Any) -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "llmops.cli", "--project-dir", str(ROOT), "--evidence-dir",
-                             str(tmp_path), *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # The suite's own project: without it the CLI would break the operator's `llmops` stack.
+    proc = subprocess.Popen([sys.executable, "-m", "llmops.cli", "--project-dir", str(ROOT), "--profile", "cpu",
+                             "--project-name", STACK_PROJECT, "--evidence-dir", str(tmp_path), *args],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=cli_env())
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         entries = json.loads(LEDGER.read_text() or "[]") if LEDGER.exists() else []
         if any(e["service"] == target for e in entries):
-            c = [c for c in client.containers.list(all=True, filters={"label": "com.docker.compose.service=" + target})][0]
+            mine = {"label": ["com.docker.compose.service=" + target, "com.docker.compose.project=" + STACK_PROJECT]}
+            c = client.containers.list(all=True, filters=mine)[0]
             if c.status in ("exited", "paused"):
                 break
         time.sleep(0.1)
@@ -109,7 +112,8 @@ def test_sigkill_mid_fault_then_restore(llmops: Any, healthy_stack: dict[str, An
                                         args: list[str], target: str) -> None:
     client = healthy_stack["client"]
     _start_and_kill_mid_fault(args, tmp_path, target, client)
-    c = client.containers.list(all=True, filters={"label": "com.docker.compose.service=" + target})[0]
+    c = client.containers.list(all=True, filters={"label": ["com.docker.compose.service=" + target,
+                                                            "com.docker.compose.project=" + STACK_PROJECT]})[0]
     assert c.status in ("exited", "paused"), "SIGKILL leaves the fault in place: that is what restore is for"
     p = llmops("chaos", "restore", timeout=300)
     assert p.returncode == 0, p.stderr
