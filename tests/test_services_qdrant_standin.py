@@ -202,3 +202,112 @@ def test_real_qdrant_client_and_sigkill_durability(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_retrieve_points_by_id_as_qdrant_does(client: TestClient) -> None:
+    client.put("/collections/r", json={"vectors": {"size": 4, "distance": "Cosine"}})
+    u = str(uuid.uuid4())
+    pts = [{"id": 7, "vector": angle(7), "payload": {"i": 7}}, {"id": u, "vector": angle(8), "payload": {"i": 8}}]
+    assert client.put("/collections/r/points", params={"wait": "true"}, json={"points": pts}).status_code == 200
+    missing = str(uuid.uuid4())
+    r = client.post("/collections/r/points", json={"ids": [u, 7, missing, 99]})
+    assert r.status_code == 200
+    body = r.json()
+    assert body["status"] == "ok" and isinstance(body["time"], float)
+    # Unknown ids are left out; payload comes by default, the vector only when asked for.
+    got = {p["id"]: p for p in body["result"]}
+    assert set(got) == {7, u}
+    assert got[7]["payload"] == {"i": 7} and got[u]["payload"] == {"i": 8} and got[7]["vector"] is None
+    r = client.post("/collections/r/points", json={"ids": [7], "with_payload": False, "with_vector": True})
+    [rec] = r.json()["result"]
+    assert rec["payload"] in ({}, None) and rec["vector"] == pytest.approx(angle(7), abs=1e-6)
+    for bad in ({}, {"ids": 7}, {"ids": [-1]}, {"ids": ["not-a-uuid"]}, {"ids": [7], "with_vector": 3}):
+        r = client.post("/collections/r/points", json=bad)
+        assert r.status_code == 400 and r.json()["status"]["error"].startswith("Wrong input"), bad
+    r = client.post("/collections/nope/points", json={"ids": [1]})
+    assert r.status_code == 404 and "doesn't exist" in r.json()["status"]["error"]
+
+
+def test_qdrant_client_retrieve(tmp_path: Path) -> None:
+    port = free_port()
+    proc = start_standin(tmp_path, port)
+    try:
+        qc = QdrantClient(url=f"http://127.0.0.1:{port}", check_compatibility=False)
+        qc.create_collection("k", vectors_config=models.VectorParams(size=4, distance=models.Distance.COSINE))
+        ids = [str(uuid.uuid4()) for _ in range(3)]
+        qc.upsert("k", points=[models.PointStruct(id=i, vector=angle(n), payload={"n": n}) for n, i in enumerate(ids)],
+                  wait=True)
+        recs = qc.retrieve("k", ids=[ids[0], ids[2], str(uuid.uuid4())], with_payload=True)
+        assert sorted((str(r.id), r.payload["n"]) for r in recs) == sorted([(ids[0], 0), (ids[2], 2)])
+    finally:
+        proc.kill()
+        proc.wait(5)
+
+
+# ------------------------------------------------------------------ chaos qdrant's data-safety lines, on a real stand-in
+
+
+def test_data_safety_lines_pass_after_sigkill_and_fail_when_they_should(tmp_path: Path) -> None:
+    from llmops.chaos.qdrant import (
+        MIN_SAFETY_POINTS,
+        QdrantOptions,
+        compare_writes,
+        read_back,
+        safety_criteria,
+        write_points,
+    )
+    from llmops.errors import UsageError
+
+    with pytest.raises(UsageError, match="--points 99 out of range"):
+        QdrantOptions(safety_points=MIN_SAFETY_POINTS - 1).validate()
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = start_standin(tmp_path, port)
+    try:
+        for name in ("a", "b", "small"):
+            httpx.put(f"{url}/collections/{name}", json={"vectors": {"size": 4, "distance": "Cosine"}}).raise_for_status()
+        acked, errors = write_points(f"{url}/collections/a", 120)
+        assert len(acked) == 120 and errors == []
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(5)
+        proc = start_standin(tmp_path, port)
+        found, err = read_back(f"{url}/collections/a", list(acked))
+        good = compare_writes(120, acked, found, err, errors)
+        assert good["lost_writes"] == 0 and good["found_after_kill"] == 120
+        assert [c.passed for c in safety_criteria(good)] == [True, True]
+
+        # Same count, other IDs: a count comparison passes, the ID read-back must not.
+        other, _ = write_points(f"{url}/collections/b", 120)
+        assert httpx.post(f"{url}/collections/b/points/count", json={}).json()["result"]["count"] == 120
+        swapped = compare_writes(120, acked, *read_back(f"{url}/collections/b", list(acked)))
+        assert swapped["lost_writes"] == 120 and swapped["found_after_kill"] == 0
+        assert [c.passed for c in safety_criteria(swapped)] == [True, False]
+
+        # An acknowledged point that comes back with another payload is not safe either.
+        some_id = next(iter(acked))
+        httpx.put(f"{url}/collections/a/points", params={"wait": "true"},
+                  json={"points": [{"id": some_id, "vector": [1.0, 0.0, 0.0, 0.5], "payload": {"i": -1}}]}).raise_for_status()
+        changed = compare_writes(120, acked, *read_back(f"{url}/collections/a", list(acked)))
+        assert changed["changed_writes"] == 1 and changed["changed_ids"] == [some_id]
+        assert safety_criteria(changed)[1].passed is False
+
+        # Writes that are never acknowledged (no such collection): both lines fail.
+        none_acked, errs = write_points(f"{url}/collections/missing", 120)
+        assert none_acked == {} and len(errs) == 6 and "HTTP 404" in errs[0]
+        nothing = compare_writes(120, none_acked, {}, None, errs)
+        assert [c.passed for c in safety_criteria(nothing)] == [False, False]
+
+        # Fewer than 100 writes, all acknowledged and all found, still fail the first line.
+        few, _ = write_points(f"{url}/collections/small", 50)
+        few_r = compare_writes(50, few, *read_back(f"{url}/collections/small", list(few)))
+        assert few_r["lost_writes"] == 0 and [c.passed for c in safety_criteria(few_r)] == [False, True]
+    finally:
+        proc.kill()
+        proc.wait(5)
+
+    # A read-back that cannot reach Qdrant is a failure, not "nothing lost".
+    found, err = read_back(f"{url}/collections/a", list(acked))
+    assert found is None and err is not None and err.startswith("ConnectError")
+    unread = compare_writes(120, acked, found, err)
+    assert unread["lost_writes"] == 120 and safety_criteria(unread)[1].passed is False

@@ -13,6 +13,7 @@ import math
 import os
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import threading
@@ -35,6 +36,7 @@ from llmops.services.rag import (  # noqa: E402
     ID_NAMESPACE,
     DependencyDown,
     DependencyRejected,
+    DependencyWatch,
     Settings,
     call_with_deadline,
     create_app,
@@ -42,6 +44,9 @@ from llmops.services.rag import (  # noqa: E402
 
 DIM = 384
 HEALTH_BOUND_S = 0.5
+# /health reads cached state, so even with Qdrant hung it must answer far below the 0.25 s probe
+# timeout that bounded it when it probed inline (measured at 0.26 s under SIGSTOP then).
+HUNG_HEALTH_BOUND_S = 0.2
 DEADLINE_S = 1.5
 
 
@@ -180,6 +185,20 @@ def timed_get(url: str) -> tuple[httpx.Response, float]:
     t = time.monotonic()
     r = httpx.get(url, timeout=5)
     return r, time.monotonic() - t
+
+
+def health_until(url: str, want_qdrant: bool, within_s: float) -> tuple[float, float, int]:
+    """Poll /health until it reports qdrant == want_qdrant: (seconds taken, slowest call, calls).
+    Fails if that takes longer than `within_s`."""
+    t0, slowest, calls = time.monotonic(), 0.0, 0
+    while True:
+        r, elapsed = timed_get(url)
+        slowest, calls = max(slowest, elapsed), calls + 1
+        assert r.status_code == 200
+        if r.json()["qdrant"] is want_qdrant:
+            return time.monotonic() - t0, slowest, calls
+        assert time.monotonic() - t0 < within_s, f"/health did not report qdrant={want_qdrant} in {within_s} s"
+        time.sleep(0.01)
 
 
 def timed_post(url: str, body: dict[str, Any]) -> tuple[httpx.Response, float]:
@@ -375,11 +394,12 @@ def test_qdrant_stopped_then_restarted(rag: ThreadServer, healthy_standin: Stand
     assert before >= len(DEMO_CORPUS)
     healthy_standin.stop()
 
-    r, elapsed = timed_get(f"{rag.url}/health")
-    assert elapsed < HEALTH_BOUND_S, elapsed
-    assert r.status_code == 200
-    body = r.json()
+    max_lag = httpx.get(f"{rag.url}/health").json()["health_policy"]["max_lag_s"]
+    _, slowest, _ = health_until(f"{rag.url}/health", False, max_lag + 0.2)
+    assert slowest < HEALTH_BOUND_S, slowest
+    body = httpx.get(f"{rag.url}/health").json()
     assert body["qdrant"] is False and body["embedding"] is True and body["status"] == "degraded"
+    assert body["errors"]["qdrant"] and body["checks"]["qdrant"]["ok"] is False
 
     r, elapsed = timed_post(f"{rag.url}/query", {"query": "llama.cpp"})
     assert r.status_code == 503
@@ -409,11 +429,20 @@ def test_qdrant_stopped_then_restarted(rag: ThreadServer, healthy_standin: Stand
 def test_qdrant_hung_sigstop(rag: ThreadServer, healthy_standin: Standin) -> None:
     before = httpx.get(f"{rag.url}/stats").json()["points"]
     assert healthy_standin.proc is not None
+    max_lag = httpx.get(f"{rag.url}/health").json()["health_policy"]["max_lag_s"]
     healthy_standin.proc.send_signal(signal.SIGSTOP)
     try:
-        r, elapsed = timed_get(f"{rag.url}/health")
-        assert elapsed < HEALTH_BOUND_S, elapsed
-        assert r.json()["qdrant"] is False and r.json()["status"] == "degraded"
+        health_until(f"{rag.url}/health", False, max_lag + 0.2)
+        # Once down, it stays down while the stand-in is hung, and no answer waits on the hung
+        # probe. The median, not the max: the max measures this shared machine's load.
+        latencies = []
+        for _ in range(20):
+            r, elapsed = timed_get(f"{rag.url}/health")
+            latencies.append(elapsed)
+            assert r.json()["qdrant"] is False and r.json()["status"] == "degraded"
+            assert r.json()["errors"]["qdrant"].startswith(("no answer", "timed out")), r.json()["errors"]
+            time.sleep(0.05)
+        assert statistics.median(latencies) < HUNG_HEALTH_BOUND_S, latencies
 
         r, elapsed = timed_post(f"{rag.url}/query", {"query": "gpu memory"})
         assert r.status_code == 503
@@ -456,9 +485,16 @@ def black_hole() -> Iterator[str]:
 
 def test_black_hole_qdrant_bounded(black_hole: str, deps: ThreadServer) -> None:
     with ThreadServer(create_app(settings_for(black_hole, deps.url))) as srv:
+        # The first call may wait (bounded) for the first probes; later ones never wait.
         r, elapsed = timed_get(f"{srv.url}/health")
         assert elapsed < HEALTH_BOUND_S, elapsed
         assert r.status_code == 200 and r.json()["qdrant"] is False and r.json()["corpus_ready"] is False
+        latencies = []
+        for _ in range(5):
+            r, elapsed = timed_get(f"{srv.url}/health")
+            latencies.append(elapsed)
+            assert r.json()["qdrant"] is False
+        assert statistics.median(latencies) < HUNG_HEALTH_BOUND_S, latencies
         r, elapsed = timed_post(f"{srv.url}/query", {"query": "x"})
         assert r.status_code == 503 and elapsed < DEADLINE_S + 0.5, elapsed
         assert r.json()["attempts"] >= 2
@@ -476,3 +512,94 @@ def test_embedding_down_is_503(standin: Standin) -> None:
         assert int(r.headers["Retry-After"]) >= 1
         r = httpx.post(f"{srv.url}/ingest", json={"documents": [{"text": "a"}]})
         assert r.status_code == 503 and "unavailable" in r.json()["error"]
+
+
+# ------------------------------------------------------------------ health readings
+
+
+def test_dependency_watch_reading() -> None:
+    within, max_age = 0.25, 3.0
+    w = DependencyWatch("http://x/readyz")
+    assert w.reading(100.0, within, max_age) == (False, "not probed yet")
+    w.started(100.0)
+    assert w.reading(100.2, within, max_age) == (False, "not probed yet")
+    w.finished(True, None, 100.01)
+    assert w.reading(100.02, within, max_age) == (True, None)
+    assert w.latency_s is not None and abs(w.latency_s - 0.01) < 1e-9
+    # A probe in flight reads as down only once it has gone unanswered past `within`.
+    w.started(101.0)
+    assert w.reading(101.2, within, max_age) == (True, None)
+    ok, err = w.reading(101.3, within, max_age)
+    assert ok is False and err is not None and err.startswith("no answer for 0.30 s")
+    # Its late answer (a slow but alive dependency) turns the reading back to up.
+    w.finished(True, None, 101.6)
+    assert w.reading(101.7, within, max_age) == (True, None)
+    # A watcher that stopped probing cannot keep reporting its last "up".
+    ok, err = w.reading(101.6 + max_age + 0.1, within, max_age)
+    assert ok is False and err is not None and "stalled" in err
+    w.finished(False, "ConnectError: refused", 110.0)
+    assert w.reading(110.1, within, max_age) == (False, "ConnectError: refused")
+
+
+def test_healthy_stack_never_reads_down(rag: ThreadServer, healthy_standin: Standin) -> None:
+    """No false "down" on a healthy stack: 3 s of tight polling, all qdrant:true, all fast."""
+    readings, latencies, t_end = [], [], time.monotonic() + 3.0
+    while time.monotonic() < t_end:
+        r, elapsed = timed_get(f"{rag.url}/health")
+        latencies.append(elapsed)
+        readings.append((r.json()["qdrant"], r.json()["embedding"]))
+        time.sleep(0.01)
+    assert len(readings) >= 10 and all(q and e for q, e in readings), [x for x in readings if not all(x)][:5]
+    assert statistics.median(latencies) < HUNG_HEALTH_BOUND_S, latencies
+    body = httpx.get(f"{rag.url}/health").json()
+    policy = body["health_policy"]
+    assert policy == {"interval_s": 0.2, "probe_timeout_s": 0.25, "max_lag_s": 0.45}
+    # The watcher keeps the readings fresh: the latest probe finished recently.
+    assert body["checks"]["qdrant"]["age_s"] < 1.0
+
+
+# ------------------------------------------------------------------ chaos qdrant's truth line, on real samples
+
+
+def _sample_health(url: str, seconds: float, every: float = 0.1) -> list[dict[str, Any]]:
+    """rag /health samples taken by the chaos experiment's own sampler."""
+    from types import SimpleNamespace
+
+    from llmops.chaos.qdrant import _health
+
+    async def run() -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        async with httpx.AsyncClient() as c:
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                out.append(await _health(c, SimpleNamespace(url=url)))  # type: ignore[arg-type]
+                await asyncio.sleep(every)
+        return out
+
+    return asyncio.run(run())
+
+
+def test_truth_line_passes_on_an_outage_and_fails_without_one(rag: ThreadServer, healthy_standin: Standin) -> None:
+    from llmops.chaos.qdrant import MIN_HEALTH_SAMPLES, health_lag_s, health_truth, truth_criterion
+
+    lag = health_lag_s(httpx.get(f"{rag.url}/health").json())
+    assert lag == 0.45
+    # No outage at all: every judged sample says qdrant:true, so the line must fail.
+    t0 = time.monotonic()
+    healthy = health_truth(_sample_health(rag.url, lag + 0.6), t0, lag)
+    assert healthy["judged"] >= MIN_HEALTH_SAMPLES and healthy["wrong"] == healthy["judged"] and not healthy["ok"]
+    assert truth_criterion(healthy, lag).passed is False
+
+    healthy_standin.stop()
+    t_in_effect = time.monotonic()
+    samples = _sample_health(rag.url, lag + 0.8)
+    truth = health_truth(samples, t_in_effect, lag)
+    assert truth["ok"] and truth["wrong"] == 0 and truth["judged"] >= MIN_HEALTH_SAMPLES, truth
+    assert truth["detect_s"] is not None and truth["detect_s"] <= lag + 0.2
+    assert truth_criterion(truth, lag).passed is True
+    # The same outage sampled too briefly: fewer than 3 samples after the lag fail the line.
+    early = [h for h in samples if h["t"] < t_in_effect + lag]
+    short = health_truth(early + samples[len(early):len(early) + MIN_HEALTH_SAMPLES - 1], t_in_effect, lag)
+    assert short["judged"] == MIN_HEALTH_SAMPLES - 1 and short["wrong"] == 0 and not short["ok"]
+    # A missing fault time (the fault never took effect) judges nothing, so it fails too.
+    assert health_truth(samples, None, lag)["ok"] is False

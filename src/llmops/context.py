@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import os
-import platform
 import subprocess
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from . import __version__
 from .compose import Compose, read_env_file, resolve_profile
-from .errors import ConfigError, EnvironmentProblem
+from .errors import ConfigError
 from .evidence import RunDir
 from .stack import Service, Stack, discover, docker_client
 

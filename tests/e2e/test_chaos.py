@@ -60,25 +60,40 @@ def test_failover(llmops: Any, healthy_stack: dict[str, Any], tmp_path: Path, mo
 def test_qdrant_outage(llmops: Any, healthy_stack: dict[str, Any], tmp_path: Path, mode: str) -> None:
     p = llmops("--evidence-dir", str(tmp_path), "chaos", "qdrant", "--mode", mode, "--outage", "4",
                *([] if mode == "kill" else ["--no-data-safety"]), timeout=300)
-    m = _json(tmp_path, "05_qdrant_retry_test")["metrics"]
+    r = _json(tmp_path, "05_qdrant_retry_test")
+    m = r["metrics"]
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
     assert m["degraded_health_latency_s"] < 0.5
     assert m["outage_query_status"] == 503
     assert m["reconnect_time_s"] < 2
     assert m["points_before"] == m["points_after"] and m["points_before"] > 0
     assert m["restored"] is True
+    assert m["health_samples_judged"] >= 3 and m["health_detect_s"] is not None
+    dod = {d["criterion"]: d for d in r["dod"]}
+    assert any(k.startswith("rag /health tells the truth") and d["pass"] for k, d in dod.items()), dod
     if mode == "kill":
-        assert m["lost_writes"] == 0 and m["acked_writes"] == 200
+        assert m["requested_writes"] == 200 and m["acked_writes"] == 200
+        assert m["lost_writes"] == 0 and m["found_after_kill"] == 200
+        assert dod["all writes acknowledged (n >= 100)"]["pass"]
+        assert dod["acknowledged writes survive SIGKILL (read back by ID)"]["pass"]
+
+
+def test_qdrant_points_below_100_is_a_usage_error(llmops: Any, tmp_path: Path, one_line_error: Any) -> None:
+    p = llmops("--evidence-dir", str(tmp_path), "chaos", "qdrant", "--points", "99", timeout=60)
+    assert "--points 99 out of range; allowed 100..10000" in one_line_error(p, 2)
 
 
 def _start_and_kill_mid_fault(args: list[str], tmp_path: Path, target: str, client: Any) -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "llmops.cli", "--project-dir", str(ROOT), "--evidence-dir",
-                             str(tmp_path), *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # The suite's own project: without it the CLI would break the operator's `llmops` stack.
+    proc = subprocess.Popen([sys.executable, "-m", "llmops.cli", "--project-dir", str(ROOT), "--profile", "cpu",
+                             "--project-name", STACK_PROJECT, "--evidence-dir", str(tmp_path), *args],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=cli_env())
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         entries = json.loads(LEDGER.read_text() or "[]") if LEDGER.exists() else []
         if any(e["service"] == target for e in entries):
-            c = [c for c in client.containers.list(all=True, filters={"label": "com.docker.compose.service=" + target})][0]
+            mine = {"label": ["com.docker.compose.service=" + target, "com.docker.compose.project=" + STACK_PROJECT]}
+            c = client.containers.list(all=True, filters=mine)[0]
             if c.status in ("exited", "paused"):
                 break
         time.sleep(0.1)
@@ -97,7 +112,8 @@ def test_sigkill_mid_fault_then_restore(llmops: Any, healthy_stack: dict[str, An
                                         args: list[str], target: str) -> None:
     client = healthy_stack["client"]
     _start_and_kill_mid_fault(args, tmp_path, target, client)
-    c = client.containers.list(all=True, filters={"label": "com.docker.compose.service=" + target})[0]
+    c = client.containers.list(all=True, filters={"label": ["com.docker.compose.service=" + target,
+                                                            "com.docker.compose.project=" + STACK_PROJECT]})[0]
     assert c.status in ("exited", "paused"), "SIGKILL leaves the fault in place: that is what restore is for"
     p = llmops("chaos", "restore", timeout=300)
     assert p.returncode == 0, p.stderr

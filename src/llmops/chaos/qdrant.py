@@ -22,6 +22,11 @@ from .restore import wait_http_ok
 REFERENCE_HEALTH_S = 4.0
 HEALTH_LIMIT_S = 0.5
 RECONNECT_LIMIT_S = 2.0
+# rag's /health may lag the truth by the lag its body declares; never grant more than this.
+MAX_HEALTH_LAG_S = 1.5
+MIN_HEALTH_SAMPLES = 3
+MIN_SAFETY_POINTS = 100
+WRITE_BATCH = 20
 QUERY = "How does the rag service handle a Qdrant outage?"
 DURABILITY_COLLECTION = "llmops_durability"
 
@@ -39,7 +44,7 @@ class QdrantOptions:
     def validate(self) -> None:
         check_mode(self.mode)
         check_range("--outage", self.outage_s, 1, 300)
-        check_range("--points", self.safety_points, 1, 10000)
+        check_range("--points", self.safety_points, MIN_SAFETY_POINTS, 10000)
 
 
 def count_points(qdrant: Service, collection: str, timeout: float = 5.0) -> int | None:
@@ -93,7 +98,7 @@ def run_qdrant(ctx: Context, o: QdrantOptions, say: Callable[[str], None]) -> tu
     say(f"baseline: query HTTP {q0['status_code']} with {q0['hits']} hits; {points_before} points in {collection}")
     health: list[dict[str, Any]] = []
     queries: list[dict[str, Any]] = []
-    marks: dict[str, float | None] = {"ready": None, "rag_ok": None}
+    marks: dict[str, float | None] = {"ready": None, "rag_ok": None, "in_effect": None}
 
     def rec_health(h: dict[str, Any], phase: str) -> None:
         health.append({**h, "phase": phase})
@@ -104,6 +109,7 @@ def run_qdrant(ctx: Context, o: QdrantOptions, say: Callable[[str], None]) -> tu
         async with httpx.AsyncClient() as client:
             say(f"fault: docker {o.mode} {qdrant.name} for {o.outage_s:g} s")
             await asyncio.to_thread(f.inject)
+            marks["in_effect"] = time.monotonic()   # docker has returned: Qdrant is away from here
             end = time.monotonic() + o.outage_s
 
             async def sample_health() -> None:
@@ -125,7 +131,7 @@ def run_qdrant(ctx: Context, o: QdrantOptions, say: Callable[[str], None]) -> tu
             say(f"restore: {qdrant.name}")
             await asyncio.to_thread(f.undo)
             marks["ready"] = await asyncio.to_thread(wait_http_ok, f"{qdrant.url}/readyz", 60.0, None, 0.02)
-            # rag's health probes Qdrant itself on every call, so poll it tightly
+            # rag's health turns true within its declared lag of Qdrant's; poll it tightly
             stop_at = time.monotonic() + 30
             while time.monotonic() < stop_at:
                 h = await _health(client, rag)
@@ -142,8 +148,10 @@ def run_qdrant(ctx: Context, o: QdrantOptions, say: Callable[[str], None]) -> tu
     safety = data_safety(ctx, qdrant, o.safety_points, say) if (o.data_safety and frame.restored) else None
 
     out_h = [h for h in health if h["phase"] == "outage"]
+    # Every outage sample counts for latency, those inside the declared lag included.
     deg = max((h["latency_s"] for h in out_h), default=None)
-    truthful = bool(out_h) and all(h["qdrant"] is False for h in out_h[1:])   # the first may race the fault
+    lag_s = health_lag_s(baseline)
+    truth = health_truth(out_h, marks["in_effect"], lag_s)
     reconnect = (marks["rag_ok"] - marks["ready"]) if marks["rag_ok"] and marks["ready"] else None
     metrics = {
         "degraded_health_latency_s": _r(deg),
@@ -152,18 +160,19 @@ def run_qdrant(ctx: Context, o: QdrantOptions, say: Callable[[str], None]) -> tu
         "outage_query_max_latency_s": _r(max((q["latency_s"] for q in queries), default=None)),
         "retry_attempts_seen": [q["attempts"] for q in queries],
         "reconnect_time_s": _r(reconnect),
+        "health_detect_s": truth["detect_s"],
+        "health_samples_judged": truth["judged"],
         "points_before": points_before,
         "points_after": points_after,
         "restored": frame.restored,
     }
     if safety:
-        metrics.update({k: safety[k] for k in ("acked_writes", "found_after_kill", "lost_writes")})
+        metrics.update({k: safety[k] for k in ("requested_writes", "acked_writes", "found_after_kill", "lost_writes")})
     dod = [
         Criterion("degraded_health_latency_s (rag /health while Qdrant is down)",
                   f"< {HEALTH_LIMIT_S} s (reference: {REFERENCE_HEALTH_S:g} s)", f"{metrics['degraded_health_latency_s']} s",
                   deg is not None and deg < HEALTH_LIMIT_S),
-        Criterion("rag /health tells the truth during the outage", "qdrant: false",
-                  "false" if truthful else "not always false", truthful),
+        truth_criterion(truth, lag_s),
         Criterion("outage_query_status with Retry-After", "503 + Retry-After",
                   ", ".join(f"{q['status_code']}{'+RA' if q['retry_after'] else ''}" for q in queries) or "no queries",
                   bool(queries) and all(q["status_code"] == 503 and q["retry_after"] for q in queries)),
@@ -179,11 +188,10 @@ def run_qdrant(ctx: Context, o: QdrantOptions, say: Callable[[str], None]) -> tu
         Criterion("restored (Qdrant back, stack healthy)", "true", str(frame.restored).lower(), frame.restored),
     ]
     if safety:
-        dod.append(Criterion("acknowledged writes survive SIGKILL", f"{safety['acked_writes']} found",
-                             f"{safety['found_after_kill']} found", safety["lost_writes"] == 0))
+        dod += safety_criteria(safety)
     details = {"mode": o.mode, "outage_s": o.outage_s, "collection": collection, "retry_policy": policy,
                "service": qdrant.name, "baseline": {"health": baseline, "query": q0}, "queries": queries, "after": q1,
-               "health_samples": len(out_h), "data_safety": safety, "restored": frame.restored,
+               "health_samples": len(out_h), "health_truth": truth, "data_safety": safety, "restored": frame.restored,
                "restore_action": frame.restore_how, "notes": frame.notes,
                "marks": {"qdrant_ready_after_restore_s": _r(marks["ready"] - frame.t_restore)
                          if marks["ready"] and frame.t_restore else None}}
@@ -196,17 +204,115 @@ async def _with_client(fn: Callable[[httpx.AsyncClient], Any]) -> Any:
         return await fn(c)
 
 
+def write_points(base: str, n: int) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """Write n points in batches with wait=true: the points whose batch was acknowledged
+    (id -> payload), and why any batch was not."""
+    acked: dict[str, dict[str, Any]] = {}
+    errors: list[str] = []
+    with httpx.Client(timeout=30) as c:
+        for start in range(0, n, WRITE_BATCH):
+            pts = [{"id": str(uuid.uuid4()), "vector": [1.0, float(i % 7), float(i % 11), 0.5], "payload": {"i": i}}
+                   for i in range(start, min(n, start + WRITE_BATCH))]
+            try:
+                r = c.put(f"{base}/points", params={"wait": "true"}, json={"points": pts})
+                done = r.status_code == 200 and (r.json().get("result") or {}).get("status") == "completed"
+                why = f"HTTP {r.status_code}: {r.text[:120]}"
+            except (httpx.HTTPError, ValueError) as e:
+                done, why = False, f"{e.__class__.__name__}: {e}"[:160]
+            if done:
+                acked.update({p["id"]: p["payload"] for p in pts})
+            else:
+                errors.append(f"points {start}..{start + len(pts) - 1}: {why}")
+    return acked, errors
+
+
+def read_back(base: str, ids: list[str]) -> tuple[dict[str, Any] | None, str | None]:
+    """The points Qdrant returns for these IDs (id -> payload), by ID, as Qdrant's REST API reads
+    them (`POST /collections/{name}/points`); None and the reason when the read fails."""
+    try:
+        r = httpx.post(f"{base}/points", json={"ids": ids, "with_payload": True, "with_vector": False}, timeout=30)
+        if r.status_code != 200:
+            return None, f"HTTP {r.status_code}: {r.text[:160]}"
+        return {str(p["id"]): p.get("payload") for p in r.json()["result"]}, None
+    except (httpx.HTTPError, ValueError, KeyError, TypeError) as e:
+        return None, f"{e.__class__.__name__}: {e}"[:200]
+
+
+def compare_writes(requested: int, acked: dict[str, dict[str, Any]], found: dict[str, Any] | None,
+                   read_error: str | None = None, write_errors: list[str] | None = None) -> dict[str, Any]:
+    """Acknowledged IDs against what was read back by ID: which are missing, which came back
+    changed. Counts alone would let other points stand in for lost ones."""
+    missing = sorted(set(acked) - set(found or {})) if found is not None else sorted(acked)
+    changed = sorted(i for i in acked if found is not None and i in found and found[i] != acked[i])
+    return {
+        "requested_writes": requested,
+        "acked_writes": len(acked),
+        "write_errors": (write_errors or [])[:5],
+        "read_back": found is not None,
+        "read_error": read_error,
+        "found_after_kill": None if found is None else len(acked) - len(missing),
+        "lost_writes": len(missing),
+        "changed_writes": len(changed),
+        "lost_ids": missing[:5],
+        "changed_ids": changed[:5],
+    }
+
+
+def safety_criteria(s: dict[str, Any]) -> list[Criterion]:
+    """The data-safety DoD lines. Each fails on its own: too few writes, writes not all
+    acknowledged, a failed read-back, a missing or changed acknowledged point."""
+    n, acked = s["requested_writes"], s["acked_writes"]
+    if not s["read_back"]:
+        actual = f"read-back failed: {s['read_error']}"
+    else:
+        actual = f"{s['found_after_kill']} of {acked} found, {s['lost_writes']} missing, {s['changed_writes']} changed"
+        if s["lost_ids"]:
+            actual += f" (missing e.g. {', '.join(s['lost_ids'][:2])})"
+    return [
+        Criterion(f"all writes acknowledged (n >= {MIN_SAFETY_POINTS})", f"{n} of {n}, n >= {MIN_SAFETY_POINTS}",
+                  f"{acked} of {n}", n >= MIN_SAFETY_POINTS and acked == n),
+        Criterion("acknowledged writes survive SIGKILL (read back by ID)", f"{acked} of {acked} found, unchanged",
+                  actual, bool(s["read_back"]) and acked > 0 and s["lost_writes"] == 0 and s["changed_writes"] == 0),
+    ]
+
+
+def health_lag_s(rag_health: dict[str, Any]) -> float:
+    """How far rag's /health may lag Qdrant's real state, as its body declares, capped."""
+    declared = (rag_health.get("health_policy") or {}).get("max_lag_s")
+    if not isinstance(declared, (int, float)) or isinstance(declared, bool) or not declared >= 0:
+        return 0.0
+    return min(float(declared), MAX_HEALTH_LAG_S)
+
+
+def health_truth(samples: list[dict[str, Any]], t_in_effect: float | None, lag_s: float) -> dict[str, Any]:
+    """Judge rag's /health samples taken while Qdrant was away: every sample sent later than
+    `lag_s` after the fault took effect must say qdrant:false, and there must be enough of them."""
+    judged = [h for h in samples if t_in_effect is not None and h["t"] >= t_in_effect + lag_s]
+    wrong = [h for h in judged if h["qdrant"] is not False]
+    first_false = next((h for h in samples if h["qdrant"] is False), None)
+    detect = (first_false["t"] + first_false["latency_s"] - t_in_effect) if first_false and t_in_effect else None
+    return {"samples": len(samples), "judged": len(judged), "wrong": len(wrong),
+            "wrong_readings": [h["qdrant"] for h in wrong][:5], "detect_s": _r(detect),
+            "ok": len(judged) >= MIN_HEALTH_SAMPLES and not wrong}
+
+
+def truth_criterion(truth: dict[str, Any], lag_s: float) -> Criterion:
+    actual = (f"{truth['judged'] - truth['wrong']} of {truth['judged']} false"
+              + (f" ({truth['samples'] - truth['judged']} earlier samples inside the lag not judged)"
+                 if truth["samples"] > truth["judged"] else ""))
+    return Criterion(f"rag /health tells the truth during the outage (samples after its {lag_s:g} s lag)",
+                     f"qdrant: false in all, >= {MIN_HEALTH_SAMPLES} samples", actual, truth["ok"])
+
+
 def data_safety(ctx: Context, qdrant: Service, n: int, say: Callable[[str], None]) -> dict[str, Any]:
-    """Acknowledged writes (wait=true) must survive a SIGKILL of whatever Qdrant the profile runs."""
+    """Acknowledged writes (wait=true) must survive a SIGKILL of whatever Qdrant the profile runs:
+    each acknowledged ID is read back by ID after the restart."""
     base = f"{qdrant.url}/collections/{DURABILITY_COLLECTION}"
     with httpx.Client(timeout=30) as c:
         c.delete(base)
         c.put(base, json={"vectors": {"size": 4, "distance": "Cosine"}}).raise_for_status()
-        pts = [{"id": str(uuid.uuid4()), "vector": [1.0, float(i % 7), float(i % 11), 0.5], "payload": {"i": i}}
-               for i in range(n)]
-        r = c.put(f"{base}/points", params={"wait": "true"}, json={"points": pts})
-        acked = n if r.status_code == 200 and r.json().get("result", {}).get("status") == "completed" else 0
-    say(f"data safety: {acked} points acknowledged; docker kill {qdrant.name}")
+    acked, write_errors = write_points(base, n)
+    say(f"data safety: {len(acked)} of {n} points acknowledged; docker kill {qdrant.name}")
     frame = FaultFrame(ctx, qdrant, "kill", phase="qdrant-durability")
 
     def body(f: FaultFrame) -> None:
@@ -215,10 +321,10 @@ def data_safety(ctx: Context, qdrant: Service, n: int, say: Callable[[str], None
         wait_http_ok(f"{qdrant.url}/readyz", 60.0)
 
     frame.run(body, say)
-    found = count_points(qdrant, DURABILITY_COLLECTION)
+    found, read_error = read_back(base, list(acked)) if acked else ({}, None)
     with httpx.Client(timeout=10) as c:
         c.delete(base)
-    return {"acked_writes": acked, "found_after_kill": found, "lost_writes": acked - (found or 0),
+    return {**compare_writes(n, acked, found, read_error, write_errors),
             "qdrant_image": ctx.client.containers.get(qdrant.container_id).attrs["Config"]["Image"]}
 
 
@@ -238,7 +344,8 @@ def qdrant_text(r: CheckResult) -> str:
         f"with {b['query']['hits']} hits; {m['points_before']} points in `{d['collection']}`.",
         f"  3. Fault: docker {d['mode']} {d.get('service')}.",
         f"  4. Outage: {d['health_samples']} rag /health samples, slowest {m['degraded_health_latency_s']} s "
-        f"(reference: 4 s); {len(d['queries'])} queries, statuses "
+        f"(reference: 4 s), first qdrant:false {m.get('health_detect_s')} s after the fault; "
+        f"{len(d['queries'])} queries, statuses "
         f"{', '.join(str(q['status_code']) for q in d['queries'])}, Retry-After "
         f"{', '.join(str(q['retry_after']) for q in d['queries'])}, attempts {m['retry_attempts_seen']}.",
         f"  5. Restore ({d['restore_action'] or 'none'}); Qdrant /readyz OK {d['marks']['qdrant_ready_after_restore_s']} s later.",
@@ -248,8 +355,9 @@ def qdrant_text(r: CheckResult) -> str:
     ]
     if d["data_safety"]:
         s = d["data_safety"]
-        lines.append(f"  8. Data safety ({s['qdrant_image']}): {s['acked_writes']} acknowledged writes, "
-                     f"SIGKILL, restart: {s['found_after_kill']} found, {s['lost_writes']} lost.")
+        lines.append(f"  8. Data safety ({s['qdrant_image']}): {s['acked_writes']} of {s['requested_writes']} writes "
+                     f"acknowledged, SIGKILL, restart, read back by ID: {s['found_after_kill']} found, "
+                     f"{s['lost_writes']} lost, {s['changed_writes']} changed.")
     rp = d["retry_policy"]
     lines += ["", f"rag retry policy: deadline {rp.get('deadline_s')} s, max {rp.get('max_attempts')} attempts, "
               f"backoff {rp.get('backoff_initial_s')}..{rp.get('backoff_max_s')} s with jitter, "

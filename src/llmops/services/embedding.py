@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .common import ServiceError, background_tasks, install_error_handlers, json_object
 
 log = logging.getLogger("embedding")
 
@@ -170,11 +170,8 @@ class MicroBatcher:
             start = end
 
 
-class InputError(Exception):
-    def __init__(self, status_code: int, message: str) -> None:
-        super().__init__(message)
-        self.status_code = status_code
-        self.message = message
+class InputError(ServiceError):
+    """A request the service refuses (bad body, limits)."""
 
 
 def _error(status_code: int, message: str, **extra: Any) -> JSONResponse:
@@ -215,46 +212,17 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        task = asyncio.create_task(load_in_background(), name="embedding-load")
         try:
-            yield
+            async with background_tasks(**{"embedding-load": load_in_background()}):
+                yield
         finally:
-            task.cancel()
-            try:
-                await task
-            except (asyncio.CancelledError, Exception):
-                pass
             if state["batcher"] is not None:
                 await state["batcher"].stop()
 
     app = FastAPI(title="llmops embedding", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.embedding = state
 
-    @app.exception_handler(InputError)
-    async def _input_error(_: Request, exc: InputError) -> JSONResponse:
-        return _error(exc.status_code, exc.message)
-
-    @app.exception_handler(RequestValidationError)
-    async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return _error(422, f"invalid request: {exc.errors()}")
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return _error(exc.status_code, str(exc.detail))
-
-    @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-        log.exception("unexpected error")
-        return _error(500, f"internal error: {type(exc).__name__}: {exc}")
-
-    async def body_of(request: Request) -> dict[str, Any]:
-        try:
-            body = await request.json()
-        except ValueError:
-            raise InputError(400, "request body must be valid JSON") from None
-        if not isinstance(body, dict):
-            raise InputError(400, "request body must be a JSON object")
-        return body
+    install_error_handlers(app, log)
 
     def check_texts(texts: Any, field_name: str) -> list[str]:
         if not isinstance(texts, list):
@@ -313,7 +281,7 @@ def create_app(
 
     @app.post("/embed")
     async def embed(request: Request) -> JSONResponse:
-        body = await body_of(request)
+        body = await json_object(request)
         texts = check_texts(body.get("texts"), "texts")
         result = await encode(texts)
         if isinstance(result, JSONResponse):
@@ -322,7 +290,7 @@ def create_app(
 
     @app.post("/v1/embeddings")
     async def openai_embeddings(request: Request) -> JSONResponse:
-        body = await body_of(request)
+        body = await json_object(request)
         raw = body.get("input")
         if isinstance(raw, str):
             raw = [raw]

@@ -31,11 +31,11 @@ from typing import Any
 
 import anyio.to_thread
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import qdrant_edge as qe
+
+from .common import ServiceError, install_error_handlers
 
 log = logging.getLogger("qdrant-standin")
 
@@ -53,13 +53,12 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,255}$")
 _TOMBSTONE_PREFIX = ".deleted-"
 
 
-class ApiError(Exception):
+class ApiError(ServiceError):
     """An error answered with Qdrant's envelope ``{"status": {"error": ...}}``."""
 
-    def __init__(self, status_code: int, message: str) -> None:
-        super().__init__(message)
-        self.status_code = status_code
-        self.message = message
+
+def _qdrant_error_body(message: str, extra: dict[str, Any]) -> dict[str, Any]:
+    return {"status": {"error": message}, "time": 0.0, **extra}
 
 
 def _not_found(name: str) -> ApiError:
@@ -294,8 +293,8 @@ def _point_json(p: Any, with_vector: bool) -> dict[str, Any]:
     pid = p.id
     out: dict[str, Any] = {
         "id": str(pid) if isinstance(pid, uuid.UUID) else pid,
-        "version": p.version,
-        "score": p.score,
+        "version": getattr(p, "version", None),
+        "score": getattr(p, "score", None),
         "payload": p.payload,
     }
     if with_vector:
@@ -306,6 +305,13 @@ def _point_json(p: Any, with_vector: bool) -> dict[str, Any]:
     else:
         out["vector"] = None
     return out
+
+
+def _record_json(r: Any, with_vector: bool) -> dict[str, Any]:
+    # Qdrant's Record: a scored point without score and version.
+    out = _point_json(r, with_vector)
+    return {"id": out["id"], "payload": out["payload"], "vector": out["vector"], "shard_key": None,
+            "order_value": None}
 
 
 # ------------------------------------------------------------------------- app
@@ -332,26 +338,8 @@ def create_app(storage: str | Path | None = None) -> FastAPI:
     def ok(result: Any, started: float) -> JSONResponse:
         return JSONResponse({"result": result, "status": "ok", "time": time.perf_counter() - started})
 
-    def err(status_code: int, message: str, started: float | None = None) -> JSONResponse:
-        elapsed = time.perf_counter() - started if started is not None else 0.0
-        return JSONResponse(status_code=status_code, content={"status": {"error": message}, "time": elapsed})
-
-    @app.exception_handler(ApiError)
-    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return err(exc.status_code, exc.message)
-
-    @app.exception_handler(RequestValidationError)
-    async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return err(400, f"Wrong input: {exc.errors()}")
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return err(exc.status_code, str(exc.detail))
-
-    @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-        log.exception("unexpected error")
-        return err(500, f"Service internal error: {type(exc).__name__}: {exc}")
+    install_error_handlers(app, log, body=_qdrant_error_body, validation_status=400,
+                           validation_prefix="Wrong input", internal_prefix="Service internal error")
 
     async def json_body(request: Request, required: bool = True) -> dict[str, Any]:
         raw = await request.body()
@@ -490,6 +478,23 @@ def create_app(storage: str | Path | None = None) -> FastAPI:
 
         op_id = await on_shard(col, apply)
         return ok({"operation_id": op_id, "status": "completed" if wait else "acknowledged"}, t)
+
+    @app.post("/collections/{name}/points")
+    async def retrieve_points(name: str, request: Request) -> JSONResponse:
+        """Points by ID, as Qdrant's `get_points`: unknown IDs are left out, not an error."""
+        t = time.perf_counter()
+        col = store.get(name)
+        body = await json_body(request)
+        _reject_unsupported(body, ("shard_key",))
+        raw_ids = body.get("ids")
+        if not isinstance(raw_ids, list):
+            raise ApiError(400, "Wrong input: `ids` must be a list of point ids")
+        ids = [_parse_point_id(i) for i in raw_ids]
+        # Qdrant's defaults for this endpoint: payload yes, vector no.
+        with_payload = _with_flag(body.get("with_payload", True), "with_payload")
+        with_vector = bool(_with_flag(body.get("with_vector"), "with_vector"))
+        found = await on_shard(col, lambda s: s.retrieve(ids, with_payload, with_vector))
+        return ok([_record_json(r, with_vector) for r in found], t)
 
     async def run_query(col: Collection, body: dict[str, Any], vector: Any) -> list[dict[str, Any]]:
         _reject_unsupported(body, ("filter", "prefetch", "using", "lookup_from"))

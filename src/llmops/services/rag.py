@@ -2,9 +2,14 @@
 
 Guarantees the llmops checks rely on:
 
-* ``GET /health`` answers in well under 0.5 s whatever Qdrant does (stopped, paused,
-  hung): it runs one short probe per dependency, concurrently, never retries, and
-  always returns HTTP 200 (the body says ``degraded``; the container itself is alive).
+* ``GET /health`` answers at once whatever Qdrant does (stopped, paused, hung): it
+  reads the state a background watcher keeps per dependency, and never waits on a
+  dependency itself. It always returns HTTP 200 (the body says ``degraded``; the
+  container itself is alive). A dependency reads as down when its latest probe failed,
+  or when the probe in flight has gone unanswered for ``health_probe_timeout_s``; so
+  the reading lags the truth by at most ``health_interval_s + health_probe_timeout_s``
+  (the body's ``health_policy.max_lag_s``), and a slow but alive dependency whose
+  answer arrives later reads as up again.
 * ``POST /query`` retries the vector search with tenacity (exponential backoff with
   jitter), bounded by both an attempt count and a total deadline; each attempt's
   timeout is clipped to what is left of the deadline, so a hung Qdrant cannot hold a
@@ -31,12 +36,12 @@ from typing import Any, TypeVar
 
 import httpx
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from qdrant_client import AsyncQdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
-from starlette.exceptions import HTTPException as StarletteHTTPException
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+
+from .common import ServiceError, background_tasks, install_error_handlers, json_object
 
 log = logging.getLogger("rag")
 
@@ -69,7 +74,8 @@ class Settings:
     backoff_max_s: float = 1.0
     qdrant_timeout_s: float = 1.0
     embedding_timeout_s: float = 2.0
-    health_probe_timeout_s: float = 0.25
+    health_probe_timeout_s: float = 1.0
+    health_interval_s: float = 0.2
     breaker_threshold: int = 2
     breaker_reset_s: float = 5.0
     ingest_deadline_s: float = 30.0
@@ -93,6 +99,7 @@ class Settings:
             qdrant_timeout_s=_env_float("RAG_QDRANT_TIMEOUT_S", cls.qdrant_timeout_s),
             embedding_timeout_s=_env_float("RAG_EMBEDDING_TIMEOUT_S", cls.embedding_timeout_s),
             health_probe_timeout_s=_env_float("RAG_HEALTH_PROBE_TIMEOUT_S", cls.health_probe_timeout_s),
+            health_interval_s=_env_float("RAG_HEALTH_INTERVAL_S", cls.health_interval_s),
             breaker_threshold=_env_int("RAG_BREAKER_THRESHOLD", cls.breaker_threshold),
             breaker_reset_s=_env_float("RAG_BREAKER_RESET_S", cls.breaker_reset_s),
             ingest_deadline_s=_env_float("RAG_INGEST_DEADLINE_S", cls.ingest_deadline_s),
@@ -139,13 +146,8 @@ class CollectionMissing(Exception):
     pass
 
 
-class ApiError(Exception):
-    def __init__(self, status_code: int, message: str, headers: dict[str, str] | None = None, **extra: Any) -> None:
-        super().__init__(message)
-        self.status_code = status_code
-        self.message = message
-        self.headers = headers or {}
-        self.extra = extra
+class ApiError(ServiceError):
+    """An error answered as ``{"error": ..., **extra}`` with its own headers (e.g. Retry-After)."""
 
 
 def _describe(exc: BaseException) -> str:
@@ -236,6 +238,52 @@ class CircuitBreaker:
         }
 
 
+# ---------------------------------------------------------------- health
+
+
+@dataclass
+class DependencyWatch:
+    """What the background watcher last learnt about one dependency.
+
+    ``reading`` is what /health reports: down while the probe in flight has gone
+    unanswered longer than ``answer_within_s``, else the latest finished probe's result,
+    unless that result is older than ``max_age_s`` (the watcher itself stalled).
+    """
+
+    url: str
+    ok: bool | None = None
+    error: str | None = None
+    checked_at: float | None = None     # monotonic time the latest probe finished
+    latency_s: float | None = None
+    inflight_since: float | None = None
+
+    def started(self, now: float) -> None:
+        self.inflight_since = now
+
+    def finished(self, ok: bool, error: str | None, now: float) -> None:
+        self.latency_s = now - self.inflight_since if self.inflight_since is not None else None
+        self.ok, self.error, self.checked_at, self.inflight_since = ok, error, now, None
+
+    def reading(self, now: float, answer_within_s: float, max_age_s: float) -> tuple[bool, str | None]:
+        if self.inflight_since is not None and now - self.inflight_since > answer_within_s:
+            return False, f"no answer for {now - self.inflight_since:.2f} s"
+        if self.checked_at is None:
+            return False, "not probed yet"
+        if now - self.checked_at > max_age_s:
+            return False, f"last probe finished {now - self.checked_at:.1f} s ago (health watcher stalled)"
+        return bool(self.ok), self.error
+
+    def snapshot(self, now: float, answer_within_s: float, max_age_s: float) -> dict[str, Any]:
+        ok, error = self.reading(now, answer_within_s, max_age_s)
+        return {
+            "ok": ok,
+            "error": error,
+            "age_s": None if self.checked_at is None else round(now - self.checked_at, 4),
+            "probe_latency_s": None if self.latency_s is None else round(self.latency_s, 4),
+            "in_flight_s": None if self.inflight_since is None else round(now - self.inflight_since, 4),
+        }
+
+
 # ---------------------------------------------------------------- retries
 
 
@@ -305,8 +353,17 @@ class RagService:
             timeout=30,
         )
         self.http = httpx.AsyncClient(timeout=settings.embedding_timeout_s)
+        # A probe may outlive the time after which its dependency reads as down: a slow but
+        # alive dependency's late answer then turns the reading back to up.
+        self.probe_give_up_s = max(1.0, 4 * settings.health_probe_timeout_s)
         # A separate pool for probes, so a probe never queues behind a stalled request.
-        self.probe_http = httpx.AsyncClient(timeout=settings.health_probe_timeout_s)
+        self.probe_http = httpx.AsyncClient(timeout=self.probe_give_up_s)
+        self.deps = {
+            "qdrant": DependencyWatch(f"{settings.qdrant_url}/readyz"),
+            "embedding": DependencyWatch(f"{settings.embedding_url}/health"),
+        }
+        self.first_probes = asyncio.Event()
+        self.started_at = time.monotonic()
         self.corpus_ready = False
         self.startup_error: str | None = None
         self.startup_attempts = 0
@@ -367,19 +424,49 @@ class RagService:
             return False, f"HTTP {resp.status_code}"
         return True, None
 
-    async def health(self) -> dict[str, Any]:
-        hard_bound = self.s.health_probe_timeout_s + 0.1
+    def health_policy(self) -> dict[str, Any]:
+        return {
+            "interval_s": self.s.health_interval_s,
+            "probe_timeout_s": self.s.health_probe_timeout_s,
+            "max_lag_s": round(self.s.health_interval_s + self.s.health_probe_timeout_s, 4),
+        }
 
-        async def bounded(url: str) -> tuple[bool, str | None]:
+    def _max_age_s(self) -> float:
+        return self.s.health_interval_s + self.probe_give_up_s + 1.0
+
+    async def watch(self, dep: DependencyWatch) -> None:
+        """Probe one dependency for ever, one probe at a time, ``health_interval_s`` apart."""
+        while True:
+            dep.started(time.monotonic())
             try:
-                return await asyncio.wait_for(self.probe(url), hard_bound)
+                ok, error = await asyncio.wait_for(self.probe(dep.url), self.probe_give_up_s)
             except asyncio.TimeoutError:
-                return False, "timed out"
+                ok, error = False, f"no answer in {self.probe_give_up_s:g} s"
+            dep.finished(ok, error, time.monotonic())
+            if all(d.checked_at is not None for d in self.deps.values()):
+                self.first_probes.set()
+            await asyncio.sleep(self.s.health_interval_s)
 
-        (q_ok, q_err), (e_ok, e_err) = await asyncio.gather(
-            bounded(f"{self.s.qdrant_url}/readyz"), bounded(f"{self.s.embedding_url}/health")
-        )
-        body: dict[str, Any] = {
+    def watchers(self) -> dict[str, Any]:
+        """The background tasks that keep /health's readings fresh, by task name."""
+        return {f"rag-watch-{name}": self.watch(dep) for name, dep in self.deps.items()}
+
+    async def health(self) -> dict[str, Any]:
+        # Only right after start: wait for the first probes rather than report "not probed yet"
+        # as down, but never past the moment a probe still in flight would read as down anyway.
+        wait_s = self.started_at + self.s.health_probe_timeout_s + 0.05 - time.monotonic()
+        if not self.first_probes.is_set() and wait_s > 0:
+            try:
+                await asyncio.wait_for(self.first_probes.wait(), wait_s)
+            except asyncio.TimeoutError:
+                pass
+        now, within, max_age = time.monotonic(), self.s.health_probe_timeout_s, self._max_age_s()
+        checks = {name: dep.snapshot(now, within, max_age) for name, dep in self.deps.items()}
+        q_ok, e_ok = checks["qdrant"]["ok"], checks["embedding"]["ok"]
+        errors = {name: c["error"] for name, c in checks.items() if c["error"] and not c["ok"]}
+        if self.startup_error:
+            errors["startup"] = self.startup_error
+        return {
             "qdrant": q_ok,
             "embedding": e_ok,
             "status": "ok" if q_ok and e_ok else "degraded",
@@ -387,10 +474,11 @@ class RagService:
             "corpus_ready": self.corpus_ready,
             "breaker": self.breaker.snapshot(),
             "retry_policy": self.retry_policy(),
+            "health_policy": self.health_policy(),
+            "checks": checks,
             "last_query": self.last_query,
-            "errors": {k: v for k, v in (("qdrant", q_err), ("embedding", e_err), ("startup", self.startup_error)) if v},
+            "errors": errors,
         }
-        return body
 
     # ---- collection and ingest
 
@@ -652,44 +740,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         svc = RagService(cfg)
         holder["svc"] = svc
         app.state.rag = svc
-        task = asyncio.create_task(svc.prepare(), name="rag-prepare")
         try:
-            yield
+            async with background_tasks(**{"rag-prepare": svc.prepare(), **svc.watchers()}):
+                yield
         finally:
-            task.cancel()
-            try:
-                await task
-            except (asyncio.CancelledError, Exception):
-                pass
             await svc.close()
 
     app = FastAPI(title="llmops rag", lifespan=lifespan, docs_url=None, redoc_url=None)
 
-    @app.exception_handler(ApiError)
-    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse(status_code=exc.status_code, headers=exc.headers, content={"error": exc.message, **exc.extra})
-
-    @app.exception_handler(RequestValidationError)
-    async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse(status_code=422, content={"error": f"invalid request: {exc.errors()}"})
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse(status_code=exc.status_code, content={"error": str(exc.detail)})
-
-    @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-        log.exception("unexpected error")
-        return JSONResponse(status_code=500, content={"error": f"internal error: {type(exc).__name__}: {exc}"})
-
-    async def body_of(request: Request) -> dict[str, Any]:
-        try:
-            body = await request.json()
-        except ValueError:
-            raise ApiError(400, "request body must be valid JSON") from None
-        if not isinstance(body, dict):
-            raise ApiError(400, "request body must be a JSON object")
-        return body
+    install_error_handlers(app, log)
 
     @app.get("/health")
     async def health() -> JSONResponse:
@@ -697,7 +756,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.post("/query")
     async def query(request: Request) -> JSONResponse:
-        body = await body_of(request)
+        body = await json_object(request)
         question = body.get("query")
         if not isinstance(question, str) or not question.strip():
             raise ApiError(422, "`query` must be a non-empty string")
@@ -711,7 +770,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.post("/ingest")
     async def ingest(request: Request) -> JSONResponse:
-        docs = _validate_documents(await body_of(request))
+        docs = _validate_documents(await json_object(request))
         svc = holder["svc"]
         try:
             ids = await svc.ingest(docs)
