@@ -76,11 +76,24 @@ class CheckResult:
 
         `details.exit_code` (an error's own code, 130 when interrupted, 4 when nothing was there to
         check) overrides the status's code; a fault left in place (`metrics.restored` is False)
-        makes it 5, unless the run was interrupted."""
+        makes it 5 (also when only `details.restored` says so), unless the run was interrupted."""
         code = int(self.details.get("exit_code", _STATUS_EXIT[self.status]))
-        if self.metrics.get("restored") is False:
+        # Either place counts: a restore failure must never be masked by where it was written.
+        if self.metrics.get("restored") is False or self.details.get("restored") is False:
             code = aggregate_exit([code, ExitCode.RESTORE_FAILED])
         return int(code)
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "CheckResult":
+        """A check file read back (the report's input), tolerant of a hand-edited or older file:
+        an unknown status reads as `error`, missing parts as empty."""
+        status = d.get("status") if d.get("status") in STATUSES else "error"
+        details = d.get("details") if isinstance(d.get("details"), dict) else {}
+        metrics = d.get("metrics") if isinstance(d.get("metrics"), dict) else {}
+        dod = [Criterion(str(c.get("criterion", "")), str(c.get("expected", "")), str(c.get("measured", "")),
+                         bool(c.get("pass"))) for c in d.get("dod") or [] if isinstance(c, dict)]
+        return cls(str(d.get("check", "")), status, str(d.get("started_at", "")),
+                   float(d.get("duration_s") or 0.0), dict(metrics), dod, dict(details))
 
     @classmethod
     def error(cls, check: str, reason: str, exit_code: int, started_at: str, duration_s: float,

@@ -1,8 +1,8 @@
 """summary.json: the machine form of the report, with the overall status, the exit code and
 the conclusion.  Everything else (Markdown, HTML, JUnit) is rendered from it.
 
-The exit-code rule here ("not restored" means 5, above any failure) is the report's own copy of
-DESIGN's rule; it reads it from the check files only.
+Each check's exit code comes from the one rule, `CheckResult.exit_code` ("not restored" means 5,
+an interrupted check 130), applied to the check files read back.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from llmops import __version__
-from llmops.errors import ExitCode, aggregate_exit
-from llmops.evidence import CHECK_FILES, STATUSES, utc_now_iso
+from llmops.errors import aggregate_exit
+from llmops.evidence import CHECK_FILES, STATUSES, CheckResult, utc_now_iso
 
 from .model import fmt, fmt_metric
 
@@ -34,11 +34,8 @@ def restore_failed(check: dict[str, Any]) -> bool:
 
 
 def check_exit_code(check: dict[str, Any]) -> int:
-    """One check's exit code: 5 when its restore failed, else pass 0, fail/error 1, skipped 3."""
-    if restore_failed(check):
-        return int(ExitCode.RESTORE_FAILED)
-    status = check.get("status")
-    return {"pass": 0, "fail": 1, "error": 1, "skipped": 3}.get(status, 1)
+    """One check's exit code, by the same rule the run itself used."""
+    return CheckResult.from_json(check).exit_code()
 
 
 # The reference procedure and what each check does
