@@ -123,14 +123,20 @@ def test_sigkill_mid_fault_then_restore(llmops: Any, healthy_stack: dict[str, An
     assert again.returncode == 0 and "nothing needed restoring" in again.stderr
 
 
+def _mine(service: str) -> dict[str, list[str]]:
+    """A label filter for one service of the suite's own stack, never another project's."""
+    return {"label": [f"com.docker.compose.service={service}", f"com.docker.compose.project={STACK_PROJECT}"]}
+
+
 def test_sigint_restores_before_exit(healthy_stack: dict[str, Any], tmp_path: Path, llmops: Any) -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "llmops.cli", "--project-dir", str(ROOT), "--evidence-dir",
+    proc = subprocess.Popen([sys.executable, "-m", "llmops.cli", "--project-dir", str(ROOT), "--profile", "cpu",
+                             "--project-name", STACK_PROJECT, "--evidence-dir",
                              str(tmp_path), "chaos", "failover", "--mode", "pause", "--outage", "30"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     client = healthy_stack["client"]
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        c = client.containers.list(all=True, filters={"label": "com.docker.compose.service=inference-chat"})[0]
+        c = client.containers.list(all=True, filters=_mine("inference-chat"))[0]
         if c.status == "paused":
             break
         time.sleep(0.1)
@@ -145,7 +151,7 @@ def test_sigint_restores_before_exit(healthy_stack: dict[str, Any], tmp_path: Pa
 
 def test_preflight_refuses_a_degraded_stack(healthy_stack: dict[str, Any], llmops: Any) -> None:
     client = healthy_stack["client"]
-    rag = client.containers.list(filters={"label": "com.docker.compose.service=rag"})[0]
+    rag = client.containers.list(filters=_mine("rag"))[0]
     rag.pause()
     try:
         p = llmops("chaos", "failover", timeout=60)
@@ -156,7 +162,7 @@ def test_preflight_refuses_a_degraded_stack(healthy_stack: dict[str, Any], llmop
 
 def test_target_not_running_is_usage_error(healthy_stack: dict[str, Any], llmops: Any) -> None:
     client = healthy_stack["client"]
-    code = client.containers.list(filters={"label": "com.docker.compose.service=inference-code"})[0]
+    code = client.containers.list(filters=_mine("inference-code"))[0]
     code.stop(timeout=1)
     try:
         p = llmops("chaos", "failover", "--target", "inference-code", timeout=60)
@@ -187,7 +193,7 @@ def test_docker_stop_ends_a_model_servers_in_flight_request_at_once(healthy_stac
     """llama-server's SIGTERM leaves accepted requests hanging until Docker's grace period ends; the
     compose files stop it with SIGKILL, so a request in flight fails at once and can be retried."""
     client = healthy_stack["client"]
-    c = client.containers.list(filters={"label": "com.docker.compose.service=inference-chat"})[0]
+    c = client.containers.list(filters=_mine("inference-chat"))[0]
     port = c.attrs["NetworkSettings"]["Ports"]["8080/tcp"][0]["HostPort"]
     out: dict[str, Any] = {}
 
@@ -220,7 +226,7 @@ def test_failover_refuses_before_any_fault_when_the_gateway_rejects_requests(
         healthy_stack: dict[str, Any], tmp_path: Path) -> None:
     """A checkout whose compose/.env holds another master key: every load request would fail, so
     the command must stop at pre-flight (exit 4) and break nothing."""
-    chat = healthy_stack["client"].containers.list(filters={"label": "com.docker.compose.service=inference-chat"})[0]
+    chat = healthy_stack["client"].containers.list(filters=_mine("inference-chat"))[0]
     started = chat.attrs["State"]["StartedAt"]
     proj = tmp_path / "other-checkout"
     shutil.copytree(ROOT / "compose", proj / "compose")
@@ -242,7 +248,7 @@ def _standby_prompt_tokens_evaluated(client: Any) -> int:
     """Send the load's request straight to the standby; how many prompt tokens it had to evaluate."""
     from llmops.probes import completion_payload
 
-    c = client.containers.list(filters={"label": "com.docker.compose.service=inference-code"})[0]
+    c = client.containers.list(filters=_mine("inference-code"))[0]
     port = c.attrs["NetworkSettings"]["Ports"]["8080/tcp"][0]["HostPort"]
     r = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", timeout=30,
                    json=completion_payload("x", max_tokens=1))
