@@ -109,6 +109,8 @@ def verify_phase(ctx: Context, names: list[str] | None = None,
                  say: Callable[[str], None] = print) -> Phase:
     """01, 02 and 03, as `llmops verify` and certify's verify phase both run them.  With
     `names` (--service) only those services, and no functional check (it needs the whole stack)."""
+    if names:   # an unknown name is a usage error before the engine is asked anything
+        select([], names, ctx.compose.declared())
 
     def selected() -> list[Service]:
         stack = ctx.stack()

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Optional
 import typer
 
 from .errors import ExitCode, LlmopsError, UsageError
+from .validate import in_range
 
 if TYPE_CHECKING:
     from .context import Context
@@ -119,7 +120,8 @@ def build(only: Optional[list[str]] = typer.Option(None, "--only", help="Build o
 
 @app.command()
 def up(
-    wait_timeout: float = typer.Option(300.0, "--wait-timeout", help="Seconds to wait for all services to be healthy."),
+    wait_timeout: float = typer.Option(300.0, "--wait-timeout", callback=in_range(1, 3600),
+                                       help="Seconds to wait for all services to be healthy (1-3600)."),
     build: bool = typer.Option(True, "--build/--no-build", help="Build missing images first."),
     warm: bool = typer.Option(True, "--warm/--no-warm", help="Then send one request through the gateway to every slot of each model deployment (warm standby)."),
 ) -> None:
@@ -248,7 +250,8 @@ def chaos_qdrant(
 
 
 @chaos_app.command("restore")
-def chaos_restore(timeout: float = typer.Option(120.0, "--timeout", help="Seconds to wait for health.")) -> None:
+def chaos_restore(timeout: float = typer.Option(120.0, "--timeout", callback=in_range(1, 3600),
+                                                help="Seconds to wait for health (1-3600).")) -> None:
     """Undo every fault recorded in the restore ledger (after a crash or SIGKILL); safe to rerun."""
     from .chaos.ledger import Ledger
     from .chaos.restore import ledger_path, replay
@@ -262,10 +265,12 @@ def chaos_restore(timeout: float = typer.Option(120.0, "--timeout", help="Second
 
 @app.command("gpu-report")
 def gpu_report(
-    duration: float = typer.Option(10.0, "--duration", help="Seconds of sampling."),
-    interval: float = typer.Option(0.1, "--interval", help="Seconds between samples (drift-free)."),
+    duration: float = typer.Option(10.0, "--duration", callback=in_range(0, 86400),
+                                   help="Seconds of sampling (0-86400)."),
+    interval: float = typer.Option(0.1, "--interval", callback=in_range(0.01, 60),
+                                   help="Seconds between samples, drift-free (0.01-60)."),
     budget: Optional[Path] = typer.Option(None, "--budget", help="YAML/JSON file overriding budget terms."),
-    tolerance: float = typer.Option(1.0, "--tolerance", help="Allowed |error| in percent (the reference procedure's 1 %; tune the calibration, not this)."),
+    tolerance: float = typer.Option(1.0, "--tolerance", callback=in_range(0, 100), help="Allowed |error| in percent (the reference procedure's 1 %; tune the calibration, not this)."),
     calibration: Optional[Path] = typer.Option(None, "--calibration", help="Per-process overhead measured by an earlier gpu-report (its 06_gpu_memory.json) or a calibration file."),
     device: Optional[int] = typer.Option(None, "--device", help="Only this GPU index."),
 ) -> None:
@@ -297,7 +302,7 @@ def gpu_report(
 @app.command("gpu-plan")
 def gpu_plan(
     server: Optional[list[str]] = typer.Option(None, "--server", help='A llama-server command line with -m FILE, e.g. "-m m.gguf -c 4096 -ngl 99" (repeatable, in start order). Default: the gpu profile\'s model servers from compose/gpu.yml.'),
-    gpu_mib: Optional[float] = typer.Option(None, "--gpu-mib", help="Free GPU memory to plan for (default: GPU 0's free memory by NVML; none: no fit check)."),
+    gpu_mib: Optional[float] = typer.Option(None, "--gpu-mib", callback=in_range(1, 16 * 1024 * 1024), help="Free GPU memory to plan for (default: GPU 0's free memory by NVML; none: no fit check)."),
     calibration: Optional[Path] = typer.Option(None, "--calibration", help="Per-process overhead: a gpu-report 06_gpu_memory.json or a calibration file (default: the H200 calibration in docs/gpu.md)."),
     budget: Optional[Path] = typer.Option(None, "--budget", help="Budget file: per-server terms override the formula."),
     json_flag: bool = typer.Option(False, "--json", help="Machine-readable output on stdout."),
@@ -308,8 +313,6 @@ def gpu_plan(
     from .gpu.calibration import load_calibration
     from .gpu.plan import detect_free_mib, format_plan, plan_servers, spec_from_args, specs_from_compose
 
-    if gpu_mib is not None and gpu_mib <= 0:
-        raise UsageError(f"--gpu-mib must be > 0, got {gpu_mib:g}")
     cal = load_calibration(calibration) if calibration else None
     bf = load_budget_file(budget) if budget else None
     specs = ([spec_from_args(a, i) for i, a in enumerate(server)] if server
@@ -379,6 +382,9 @@ def certify(
     skip = skip or []
     if bad := [p for p in skip if p not in PHASES]:
         raise UsageError(f"unknown phase {', '.join(bad)}; valid: {', '.join(PHASES)}")
+    fo, qo = FailoverOptions(mode=failover_mode), QdrantOptions(mode=qdrant_mode)
+    fo.validate()   # a bad option is refused now, not when its phase comes round
+    qo.validate()
     c = ctx()
     c.client  # noqa: B018 - exit 4 now if there is no engine
     run = c.open_run()
@@ -397,8 +403,7 @@ def certify(
             states[name] = st
             live.update(board())
 
-        code, outcomes = run_certify(c, skip, show, say, on_phase, FailoverOptions(mode=failover_mode),
-                                     QdrantOptions(mode=qdrant_mode))
+        code, outcomes = run_certify(c, skip, show, say, on_phase, fo, qo)
     for o in outcomes:
         say(f"{o.phase:9} exit {o.code}  {o.seconds:6.1f} s" + (f"  {o.error}" if o.error else ""))
     say(f"certify: exit {code}; summary: {run.path / 'summary.md'}")

@@ -159,10 +159,12 @@ def load_compose_files(files: list[Path]) -> list[dict[str, Any]]:
     """Each compose file parsed, or ConfigError naming the file and line."""
     import yaml
 
+    from .validate import read_config_text
+
     docs = []
     for f in files:
         try:
-            doc = yaml.safe_load(f.read_text()) or {}
+            doc = yaml.safe_load(read_config_text(f, "compose file")) or {}
         except yaml.YAMLError as e:
             mark = getattr(e, "problem_mark", None)
             where = f" line {mark.line + 1}" if mark else ""

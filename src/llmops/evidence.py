@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ExitCode, aggregate_exit
+from .errors import EnvironmentProblem, ExitCode, aggregate_exit
 
 # The reference procedure's file names, by check id.  Order matters: it is the report's order.
 CHECK_FILES: dict[str, str] = {
@@ -123,10 +123,14 @@ class RunDir:
 
     def __init__(self, path: Path, t0: float | None = None) -> None:
         self.path = path
-        self.path.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            self._events = (self.path / "events.ndjson").open("a", encoding="utf-8")
+        except OSError as e:   # a file in the way, no permission, a read-only or full disk
+            raise EnvironmentProblem(f"cannot write the run folder {self.path}: {e.strerror or e}; "
+                                     "choose another --evidence-dir") from None
         self._t0 = time.monotonic() if t0 is None else t0
         self._lock = threading.Lock()
-        self._events = (self.path / "events.ndjson").open("a", encoding="utf-8")
 
     @classmethod
     def create(cls, evidence_dir: Path, run_id: str | None = None) -> "RunDir":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,16 +33,40 @@ class RouterSummary:
 
 
 def load_config(path: Path) -> dict[str, Any]:
+    from .validate import read_config_text
+
+    text = read_config_text(path, "LiteLLM config")
     try:
-        doc = yaml.safe_load(Path(path).read_text())
-    except OSError as e:
-        raise ConfigError(f"cannot read LiteLLM config {path}: {e.strerror}") from None
+        doc = yaml.safe_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         raise ConfigError(f"LiteLLM config {path}{f' line {mark.line + 1}' if mark else ''}: malformed YAML") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("model_list"), list):
         raise ConfigError(f"LiteLLM config {path}: no model_list")
+    # The lint and the failover limits do arithmetic on these: a "2s" must be refused here, as
+    # a config error naming the field, not crash later as a ValueError.
+    for key in ROUTER_NUMBERS:
+        _number(path, f"router_settings.{key}", (doc.get("router_settings") or {}).get(key))
+    for i, m in enumerate(doc["model_list"]):
+        params = (m or {}).get("litellm_params") or {} if isinstance(m, dict) else {}
+        for key in PARAM_NUMBERS:
+            _number(path, f"model_list[{i}].litellm_params.{key}", params.get(key))
     return doc
+
+
+ROUTER_NUMBERS = ("num_retries", "allowed_fails", "cooldown_time", "retry_after")
+PARAM_NUMBERS = ("timeout", "stream_timeout", "order", "max_retries")
+
+
+def _number(path: Path, field: str, value: Any) -> None:
+    if value is None:
+        return
+    try:
+        ok = not isinstance(value, bool) and math.isfinite(float(value)) and float(value) >= 0
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ConfigError(f"LiteLLM config {path}: {field} must be a non-negative number, got {value!r}")
 
 
 def main_alias(doc: dict[str, Any]) -> str | None:

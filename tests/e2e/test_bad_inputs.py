@@ -87,7 +87,7 @@ ROWS: list[tuple[str, list[str], list[str], Setup, int]] = [
     ("certify-unknown-phase", [], ["certify", "--skip", "nope"], _none, 2),
     ("certify-unknown-failover-mode", [], ["certify", "--failover-mode", "explode"], _none, 2),
     ("build-unknown-image", [], ["build", "--only", "nope"], _none, 2),
-    ("env-not-utf8", [], ["status"], _non_utf8_env, 2),
+    ("env-not-utf8", [], ["up", "--no-build", "--wait-timeout", "5"], _non_utf8_env, 2),
     ("report-missing-run-dir", [], ["report", "/nonexistent/run"], _none, 2),
     ("gpu-plan-missing-model", [], ["gpu-plan", "--server", "-m /nonexistent/model.gguf"], _none, 2),
     ("gpu-plan-not-a-gguf", [], ["gpu-plan"], _not_a_gguf, 2),

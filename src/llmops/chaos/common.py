@@ -12,6 +12,7 @@ from typing import Any
 from ..context import Context
 from ..errors import Aborted, EnvironmentProblem, UsageError
 from ..stack import Service
+from ..validate import check_range  # noqa: F401 - the experiments' options use it from here
 from .faults import MODES, inject
 from .ledger import Entry, Ledger
 from .restore import Interrupted, ledger_path, restore_entry, signals_raise, wait_stack_healthy
@@ -20,11 +21,6 @@ from .restore import Interrupted, ledger_path, restore_entry, signals_raise, wai
 def check_mode(mode: str) -> None:
     if mode not in MODES:
         raise UsageError(f"unknown mode {mode!r}; valid: {', '.join(MODES)}")
-
-
-def check_range(name: str, value: float, lo: float, hi: float) -> None:
-    if not (lo <= value <= hi):
-        raise UsageError(f"{name} {value:g} out of range; allowed {lo:g}..{hi:g}")
 
 
 def preflight(ctx: Context, target: str) -> tuple[dict[str, Service], list[str]]:

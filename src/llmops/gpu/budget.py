@@ -260,11 +260,10 @@ def load_budget_file(path: Path | str) -> BudgetFile:
         services:
           inference-chat: {weights_mib: 2000, kv_cache_mib: 128}   # any of the four terms
     """
+    from ..validate import read_config_text
+
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"budget file {p}: {exc.strerror or exc}") from None
+    text = read_config_text(p, "budget file")
     data: Any
     if p.suffix.lower() == ".json":
         try:

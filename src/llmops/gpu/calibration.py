@@ -90,11 +90,10 @@ def calibration_from_mapping(data: Any, where: str) -> Calibration:
 
 def load_calibration(path: Path | str) -> Calibration:
     """Read a calibration file (YAML/JSON) or a gpu-report 06_gpu_memory.json."""
+    from ..validate import read_config_text
+
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"calibration file {p}: {exc.strerror or exc}") from None
+    text = read_config_text(p, "calibration file")
     try:
         data = json.loads(text)
     except json.JSONDecodeError:

@@ -79,27 +79,15 @@ def _interpolate(text: str, env: Mapping[str, str], where: str) -> str:
     return _VAR.sub(sub, text)
 
 
-def _dotenv(path: Path) -> dict[str, str]:
-    out: dict[str, str] = {}
-    if path.is_file():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            line = line.strip()
-            if line and not line.startswith("#") and "=" in line:
-                k, v = line.split("=", 1)
-                out[k.strip()] = v.strip().strip("'\"")
-    return out
-
-
 def specs_from_compose(project_dir: Path, env: Mapping[str, str] | None = None) -> list[ServerSpec]:
     """The gpu profile's model servers: services of compose/gpu.yml whose command has -m."""
-    import yaml
+    from ..compose import load_compose_files, read_env_file
 
     f = project_dir / "compose" / "gpu.yml"
-    try:
-        doc = yaml.safe_load(f.read_text(encoding="utf-8")) or {}
-    except OSError as exc:
-        raise ConfigError(f"{f}: {exc.strerror or exc}") from None
-    e = {**_dotenv(project_dir / "compose" / ".env"), **(env if env is not None else os.environ)}
+    if not f.is_file():
+        raise ConfigError(f"{f}: no such file")
+    doc = load_compose_files([f])[0]
+    e = {**read_env_file(project_dir / "compose" / ".env"), **(env if env is not None else os.environ)}
     specs = []
     for name, svc in (doc.get("services") or {}).items():
         cmd = (svc or {}).get("command")
