@@ -47,6 +47,15 @@ def switch(config: str, warm: bool = True) -> None:
         raise SystemExit(f"could not switch the gateway to {config}: {p.stderr[-500:]}")
 
 
+def write(name: str, data: dict[str, dict[str, list]], rows: list[list[Any]]) -> None:
+    md = table(["router settings", "mode", "runs", "failover median (s)", "failover max (s)", "penalty median (s)",
+                "penalty max (s)", "failed requests", "requests", "p95 during outage (s)", "max during outage (s)",
+                "failback median (s)",
+                "failback max (s)", "runs with an in-flight request served by the secondary",
+                "runs with the secondary serving before the fault", "runs exit 0"], rows)
+    save(name, data, md)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=3)
@@ -108,14 +117,9 @@ def main() -> None:
                              sum(1 for x in res if x["in_flight_on_secondary"]),
                              sum(1 for x in res if x["secondary_before_fault"]),
                              sum(1 for x in res if x["exit"] == 0)])
+                write(a.name, data, rows)      # after every mode, so a cut-short run keeps what it measured
     finally:
         switch(CONFIGS["llmops"])
-    md = table(["router settings", "mode", "runs", "failover median (s)", "failover max (s)", "penalty median (s)",
-                "penalty max (s)", "failed requests", "requests", "p95 during outage (s)", "max during outage (s)",
-                "failback median (s)",
-                "failback max (s)", "runs with an in-flight request served by the secondary",
-                "runs with the secondary serving before the fault", "runs exit 0"], rows)
-    save(a.name, data, md)
 
 
 if __name__ == "__main__":
