@@ -185,14 +185,14 @@ def failover_dod(a: dict[str, Any], mode: str, restored: bool, attempt_timeout: 
     if mode not in REFUSED_MODES | HUNG_MODES:
         raise ValueError(f"fault mode {mode!r} is neither a refused nor a hung mode: no failover limit for it")
     ft, pen = a["failover_time_s"], a["failover_penalty_s"]
-    primary, secondary = a["served"]
     before = a["served_before_fault"]
+    primary, secondary = before          # analyse() keys it primary first
     dod = [
         Criterion("failed_requests during the whole run", "0", str(a["failed_requests"]), a["failed_requests"] == 0),
         # Without it the lines below prove nothing: a secondary already sharing the traffic (no
         # `order`) answers right after any fault, with no failover at all.
-        Criterion("primary served all traffic before the fault",
-                  f"0 by {secondary}, > 0 by {primary}", f"{before[secondary]} by {secondary}, {before[primary]} by {primary}",
+        Criterion("primary served all traffic before the fault", f"0 by {secondary}, > 0 by {primary}",
+                  f"{before[secondary]} by {secondary}, {before[primary]} by {primary}",
                   before[secondary] == 0 and before[primary] > 0),
         Criterion("served_by_secondary after the fault", "true", str(a["served_by_secondary"]).lower(),
                   bool(a["served_by_secondary"])),
@@ -251,7 +251,8 @@ def failover_text(r: CheckResult, rows: list[dict[str, Any]]) -> str:
         f"  failover_penalty_s   {fmt(m['failover_penalty_s'])}   (secondary steady median {fmt(a['secondary_steady_median_s'])})",
         f"  failed_requests      {m['failed_requests']} of {m['total_requests']}",
         f"  served_by_secondary  {str(m['served_by_secondary']).lower()}",
-        f"  served before fault  {before.get(d['target'], 0)} by {d['target']}, {before.get(d['secondary'], 0)} by {d['secondary']}",
+        f"  served before fault  {before.get(d['target'], 0)} by {d['target']}, "
+        f"{before.get(d['secondary'], 0)} by {d['secondary']}",
         f"  in-flight penalty    {fmt(fl['max_penalty_s'])}   (worst in-flight request on the secondary, not judged)",
         f"  failback_time_s      {fmt(m['failback_time_s'])}",
         f"  restored             {str(m['restored']).lower()}",
