@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
 
 import pytest
 
+from llmops.chaos.failover import (HUNG_FAILOVER_CEILING_S, HUNG_MODES, REFUSED_MODES, failover_dod,
+                                   hung_failover_limit_s)
+from llmops.chaos.faults import MODES
 from llmops.chaos.ledger import Ledger
 from llmops.chaos.loadgen import Request, assert_loopback
 from llmops.chaos.timeline import Marks, analyse, per_second, percentile, render_rows
 from llmops.errors import ConfigError
+from llmops.evidence import CheckResult, Criterion
 
 
 def R(t_send: float, latency_s: float, status: int | None, backend: str | None, seq: int = 0) -> Request:
@@ -30,29 +35,103 @@ def scenario() -> tuple[list[R], Marks]:
     return reqs, Marks(t_start=100.0, t_fault=103.0, t_restore=107.0, t_primary_ok=108.0, primary=P, secondary=S)
 
 
-def test_failover_time_is_fault_to_first_secondary_response() -> None:
+def test_failover_time_counts_the_first_request_sent_after_the_fault() -> None:
     reqs, m = scenario()
     a = analyse(reqs, m)
-    assert a["failover_time_s"] == pytest.approx(102.95 + 0.12 - 103.0)
-    assert a["first_failover_request"]["seq"] == 30
+    # seq 30 (sent at 102.95, in flight at the fault) finished first on the secondary, but only a
+    # request sent after the fault measures the failover: seq 31, sent at 103.1, done at 103.16.
+    assert a["first_failover_request"]["seq"] == 31
+    assert a["failover_time_s"] == pytest.approx(103.1 + 0.06 - 103.0)
     assert a["served_by_secondary"] is True
 
 
-def test_first_failover_request_says_whether_it_was_in_flight_at_the_fault() -> None:
+def test_in_flight_request_is_reported_apart_and_not_as_the_failover() -> None:
     reqs, m = scenario()
-    assert analyse(reqs, m)["first_failover_request"]["in_flight_at_fault"] is True     # sent at 102.95
-    late = [r for r in reqs if r.seq != 30]                                               # first is now sent at 103.1
-    first = analyse(late, m)["first_failover_request"]
-    assert first["seq"] == 31 and first["in_flight_at_fault"] is False
+    fl = analyse(reqs, m)["in_flight_at_fault"]
+    assert fl["requests"] == 1 and fl["failed"] == 0
+    assert fl["served"] == {P: 0, S: 1} and fl["seqs_on_secondary"] == [30]
+    assert fl["max_latency_s"] == pytest.approx(0.12)
+    retried = [Request(r.seq, r.t_send, r.latency_s, r.status, r.backend, r.model_id, "1", None, None)
+               if r.seq == 30 else r for r in reqs]
+    assert analyse(retried, m)["in_flight_at_fault"]["retried_on_secondary"] == 1
+    assert fl["retried_on_secondary"] == 0
+    without = analyse([r for r in reqs if r.seq != 30], m)
+    assert without["in_flight_at_fault"]["requests"] == 0
+    assert without["failover_time_s"] == analyse(reqs, m)["failover_time_s"]     # it never set the figure
 
 
 def test_penalty_is_latency_minus_secondary_median() -> None:
     reqs, m = scenario()
     a = analyse(reqs, m)
-    steady = sorted(0.06 + (i % 3) * 0.01 for i in range(45))
-    median = steady[22]
+    first_done = 103.1 + 0.06
+    steady = [r.latency_s for r in reqs if r.backend == S and r.t_send >= first_done and r.t_send < m.t_primary_ok]
+    median = statistics.median(steady)
+    assert len(steady) == 44
     assert a["secondary_steady_median_s"] == pytest.approx(median, abs=1e-4)
-    assert a["failover_penalty_s"] == pytest.approx(0.12 - median, abs=1e-4)
+    assert a["failover_penalty_s"] == pytest.approx(0.06 - median, abs=1e-4)
+    assert a["in_flight_at_fault"]["max_penalty_s"] == pytest.approx(0.12 - median, abs=1e-4)
+
+
+def shuffled() -> tuple[list[R], Marks]:
+    """LiteLLM's default (shuffle) routing: both servers share the traffic from the start, so the
+    secondary answers a request sent right after the fault without any failover."""
+    reqs = [R(100 + i * 0.1, 0.05, 200, P if i % 2 else S, i) for i in range(30)]
+    reqs += [R(103.05 + i * 0.1, 0.05, 200, S, 30 + i) for i in range(50)]
+    reqs += [R(108.2 + i * 0.1, 0.05, 200, P if i % 2 else S, 80 + i) for i in range(10)]
+    return reqs, Marks(t_start=100.0, t_fault=103.0, t_restore=107.0, t_primary_ok=108.0, primary=P, secondary=S)
+
+
+def dod_by_name(a: dict, mode: str = "stop", timeout: float | None = 2.0) -> dict[str, Criterion]:
+    return {c.criterion: c for c in failover_dod(a, mode, True, timeout)}
+
+
+def test_secondary_serving_before_the_fault_fails_the_primary_line() -> None:
+    reqs, m = shuffled()
+    a = analyse(reqs, m)
+    assert a["served_before_fault"] == {P: 15, S: 15}
+    assert a["failover_time_s"] == pytest.approx(0.1)            # looks like a fast failover, and is none
+    dod = dod_by_name(a)
+    line = dod["primary served all traffic before the fault"]
+    assert line.passed is False and line.measured == f"15 by {S}, 15 by {P}"
+    assert CheckResult.status_from(list(dod.values())) == "fail"
+    # every other line passes: the new line alone tells this run apart from a real failover
+    assert [c.criterion for c in dod.values() if not c.passed] == ["primary served all traffic before the fault"]
+
+
+def test_ordered_routing_passes_the_primary_line() -> None:
+    reqs, m = scenario()
+    a = analyse(reqs, m)
+    assert a["served_before_fault"] == {P: 30, S: 0}             # seq 30 completed after the fault
+    assert dod_by_name(a)["primary served all traffic before the fault"].passed is True
+
+
+def test_primary_line_fails_with_no_reply_before_the_fault() -> None:
+    reqs, m = scenario()
+    a = analyse([r for r in reqs if r.t_send >= m.t_fault - 0.06], m)
+    assert a["served_before_fault"] == {P: 0, S: 0}
+    assert dod_by_name(a)["primary served all traffic before the fault"].passed is False
+
+
+def test_hung_limit_has_an_absolute_ceiling() -> None:
+    assert hung_failover_limit_s(2.0) == pytest.approx(2.5)
+    assert hung_failover_limit_s(6000.0) == HUNG_FAILOVER_CEILING_S == 10.0
+    assert hung_failover_limit_s(None) == 10.0
+    reqs, m = scenario()
+    a = analyse(reqs, m)
+    a_slow = {**a, "failover_time_s": 12.105}                    # the defaults' pause max in the old benchmark
+    hung = "failover_time_s (hung server)"
+    assert dod_by_name(a_slow, "pause", 6000.0)[hung].passed is False
+    assert "<= 10 s" in dod_by_name(a_slow, "pause", 6000.0)[hung].expected
+    assert dod_by_name({**a, "failover_time_s": 2.1}, "pause", 2.0)[hung].passed is True
+    assert dod_by_name({**a, "failover_time_s": 2.6}, "pause", 2.0)[hung].passed is False
+    assert dod_by_name({**a, "failover_time_s": 2.1}, "pause", None)[hung].passed is False   # timeout unknown
+
+
+def test_every_mode_is_refused_or_hung() -> None:
+    assert set(MODES) <= REFUSED_MODES | HUNG_MODES and not REFUSED_MODES & HUNG_MODES
+    reqs, m = scenario()
+    with pytest.raises(ValueError, match="neither"):
+        failover_dod(analyse(reqs, m), "wobble", True, 2.0)
 
 
 def test_failed_requests_and_failback() -> None:

@@ -2,10 +2,13 @@
 default router settings (the peer baseline, compose/litellm/config.defaults.yaml).
 
 Usage: .venv/bin/python scripts/bench/failover.py [--runs N] [--modes stop,kill,pause] [--no-baseline]
-                                                  [--fresh] [--no-warm] [--max-tokens N]
+                                                  [--only-baseline] [--fresh] [--no-warm] [--max-tokens N]
+                                                  [--project-name NAME --port-base N]
 It recreates the gateway to switch configs and puts ours back at the end.  --fresh takes the stack
 down, up and verify before every run (certify's situation: the first failover after `up`); --no-warm
 skips the warm-ups (`up`'s and the failover pre-flight's), to measure what a cold standby costs.
+--project-name/--port-base run it against a stack of its own (its compose project, host ports
+base+0..5 as the e2e suite assigns them) instead of the default `llmops` stack.
 
 Run i of N injects its fault at 3 s + (i/N) of one request interval.  With a fixed fault time the
 fault would land at the same point of the request cycle every run (the load is periodic), and a
@@ -16,10 +19,25 @@ stage, the worst one included.
 from __future__ import annotations
 
 import argparse
+import os
+from typing import Any
 
-from common import llmops, med, mx, run_check, save, table
+import common
+from common import med, mx, save, table
 
 CONFIGS = {"llmops": "config.yaml", "litellm defaults": "config.defaults.yaml"}
+
+
+# Global options for every llmops call (set from --project-name).
+PROJECT: list[str] = []
+
+
+def llmops(*args: str, **kw: Any) -> Any:
+    return common.llmops(*PROJECT, *args, **kw)
+
+
+def run_check(args: list[str], stem: str, env: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
+    return common.run_check([*PROJECT, *args], stem, env=env)
 
 
 def switch(config: str, warm: bool = True) -> None:
@@ -29,21 +47,39 @@ def switch(config: str, warm: bool = True) -> None:
         raise SystemExit(f"could not switch the gateway to {config}: {p.stderr[-500:]}")
 
 
+def write(name: str, data: dict[str, dict[str, list]], rows: list[list[Any]]) -> None:
+    md = table(["router settings", "mode", "runs", "failover median (s)", "failover max (s)", "penalty median (s)",
+                "penalty max (s)", "failed requests", "requests", "p95 during outage (s)", "max during outage (s)",
+                "failback median (s)",
+                "failback max (s)", "runs with an in-flight request served by the secondary",
+                "runs with the secondary serving before the fault", "runs exit 0"], rows)
+    save(name, data, md)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--modes", default="stop,kill,pause")
     ap.add_argument("--no-baseline", action="store_true")
+    ap.add_argument("--only-baseline", action="store_true", help="LiteLLM's defaults only")
+    ap.add_argument("--project-name", help="compose project of the stack to use (default: llmops's own)")
+    ap.add_argument("--port-base", type=int, help="its host ports: base+0..5 as the e2e suite assigns them")
     ap.add_argument("--name", default="failover", help="output name under docs/bench/")
     ap.add_argument("--fresh", action="store_true", help="down + up before every run")
     ap.add_argument("--no-warm", dest="warm", action="store_false", help="up without the warm-up")
     ap.add_argument("--max-tokens", type=int, default=1, help="tokens per load request")
     ap.add_argument("--rps", type=float, default=10.0)
     a = ap.parse_args()
+    if a.project_name:
+        PROJECT[:] = ["--project-name", a.project_name]
+    if a.port_base:
+        for i, var in enumerate(("GATEWAY_PORT", "CHAT_PORT", "RAG_PORT", "EMBEDDING_PORT", "CODE_PORT", "QDRANT_PORT")):
+            os.environ[var] = str(a.port_base + i)
     modes = a.modes.split(",")
     data: dict[str, dict[str, list]] = {}
     rows = []
-    configs = {"llmops": CONFIGS["llmops"]} if a.no_baseline else CONFIGS
+    configs = ({"llmops": CONFIGS["llmops"]} if a.no_baseline
+               else {k: v for k, v in CONFIGS.items() if k != "llmops"} if a.only_baseline else CONFIGS)
     try:
         for label, cfg in configs.items():
             switch(cfg, a.warm)
@@ -60,9 +96,12 @@ def main() -> None:
                                          "--max-tokens", str(a.max_tokens), *([] if a.warm else ["--no-warm"])],
                                         "04_failover_test", env={"LITELLM_CONFIG": cfg})
                     m = r["metrics"]
-                    first = r["details"]["analysis"]["first_failover_request"] or {}
+                    an, sec = r["details"]["analysis"], r["details"]["secondary"]
+                    failed_lines = [c["criterion"] for c in r["dod"] if not c["pass"]]
                     res.append({"exit": code, "fault_at_s": round(fault_at, 4),
-                                "first_in_flight": first.get("in_flight_at_fault"), **{k: m.get(k) for k in (
+                                "in_flight_on_secondary": an["in_flight_at_fault"]["served"].get(sec, 0),
+                                "secondary_before_fault": an["served_before_fault"].get(sec, 0),
+                                "failed_lines": failed_lines, **{k: m.get(k) for k in (
                         "failover_time_s", "failover_penalty_s", "failed_requests", "total_requests",
                         "served_by_secondary", "failback_time_s", "restored")},
                         "p95_during_s": m["latency"]["during"]["p95_s"], "max_during_s": m["latency"]["during"]["max_s"]})
@@ -75,14 +114,12 @@ def main() -> None:
                              sum(col("failed_requests")), sum(col("total_requests")),
                              med(col("p95_during_s")), mx(col("max_during_s")),
                              med(col("failback_time_s")), mx(col("failback_time_s")),
-                             sum(1 for x in res if x["first_in_flight"]), sum(1 for x in res if x["exit"] == 0)])
+                             sum(1 for x in res if x["in_flight_on_secondary"]),
+                             sum(1 for x in res if x["secondary_before_fault"]),
+                             sum(1 for x in res if x["exit"] == 0)])
+                write(a.name, data, rows)      # after every mode, so a cut-short run keeps what it measured
     finally:
         switch(CONFIGS["llmops"])
-    md = table(["router settings", "mode", "runs", "failover median (s)", "failover max (s)", "penalty median (s)",
-                "penalty max (s)", "failed requests", "requests", "p95 during outage (s)", "max during outage (s)",
-                "failback median (s)",
-                "failback max (s)", "first failover request in flight (runs)", "runs exit 0"], rows)
-    save(a.name, data, md)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,15 @@ from .timeline import Marks, analyse, per_second, render_rows
 
 REFERENCE_FAILOVER_S = 1.15
 PENALTY_LIMIT_S = 0.1
+# Fault modes by what the gateway meets.  Refused: the connection fails at once, so failover is
+# judged against the reference 1.15 s and the penalty line.  Hung: the primary accepts nothing and
+# answers nothing, so each attempt waits out the per-attempt timeout; failover is judged against
+# hung_failover_limit_s().  Every mode must be in one of the two (failover_dod refuses others).
+REFUSED_MODES: frozenset[str] = frozenset({"stop", "kill"})
+HUNG_MODES: frozenset[str] = frozenset({"pause"})
+# Whatever the config says, a hung primary must not hold traffic longer than this: LiteLLM's
+# default timeout (6000 s) would otherwise make the line "<= 6000.5 s", which nothing fails.
+HUNG_FAILOVER_CEILING_S = 10.0
 
 
 @dataclass
@@ -123,7 +132,7 @@ def run_failover(ctx: Context, o: FailoverOptions, say: Callable[[str], None]) -
     a = analyse(reqs, m)
     rows = per_second(reqs, m)
     metrics = {k: a[k] for k in ("failover_time_s", "failover_penalty_s", "failed_requests", "total_requests",
-                                 "served_by_secondary", "failback_time_s")}
+                                 "served_by_secondary", "served_before_fault", "failback_time_s")}
     metrics["restored"] = frame.restored
     metrics["latency"] = a["latency"]
     dod = failover_dod(a, o.mode, frame.restored, attempt_timeout)
@@ -167,21 +176,40 @@ def preflight_requests(ctx: Context, gateway: Service, key: str, alias: str,
     return []
 
 
+def hung_failover_limit_s(attempt_timeout: float | None) -> float:
+    """The failover_time_s limit for a hung primary: one per-attempt timeout plus 0.5 s for the
+    retry on the secondary, never above HUNG_FAILOVER_CEILING_S (an unknown timeout gets the ceiling)."""
+    if attempt_timeout is None:
+        return HUNG_FAILOVER_CEILING_S
+    return min(attempt_timeout + 0.5, HUNG_FAILOVER_CEILING_S)
+
+
 def failover_dod(a: dict[str, Any], mode: str, restored: bool, attempt_timeout: float | None) -> list[Criterion]:
+    if mode not in REFUSED_MODES | HUNG_MODES:
+        raise ValueError(f"fault mode {mode!r} is neither a refused nor a hung mode: no failover limit for it")
     ft, pen = a["failover_time_s"], a["failover_penalty_s"]
+    before = a["served_before_fault"]
+    primary, secondary = before          # analyse() keys it primary first
     dod = [
         Criterion("failed_requests during the whole run", "0", str(a["failed_requests"]), a["failed_requests"] == 0),
+        # Without it the lines below prove nothing: a secondary already sharing the traffic (no
+        # `order`) answers right after any fault, with no failover at all.
+        Criterion("primary served all traffic before the fault", f"0 by {secondary}, > 0 by {primary}",
+                  f"{before[secondary]} by {secondary}, {before[primary]} by {primary}",
+                  before[secondary] == 0 and before[primary] > 0),
         Criterion("served_by_secondary after the fault", "true", str(a["served_by_secondary"]).lower(),
                   bool(a["served_by_secondary"])),
     ]
-    if mode in ("stop", "kill"):
+    if mode in REFUSED_MODES:
         dod.append(Criterion("failover_time_s (connection refused)", f"< {REFERENCE_FAILOVER_S} s (reference)",
                              f"{ft} s", ft is not None and ft < REFERENCE_FAILOVER_S))
         dod.append(Criterion("failover_penalty_s", f"< {PENALTY_LIMIT_S} s", f"{pen} s",
                              pen is not None and pen < PENALTY_LIMIT_S))
     else:
-        limit = (attempt_timeout or 0) + 0.5
-        dod.append(Criterion("failover_time_s (hung server)", f"<= {limit:g} s (per-attempt timeout + 0.5 s)",
+        limit = hung_failover_limit_s(attempt_timeout)
+        how = (f"per-attempt timeout {attempt_timeout:g} s + 0.5 s, at most {HUNG_FAILOVER_CEILING_S:g} s"
+               if attempt_timeout is not None else "per-attempt timeout unknown")
+        dod.append(Criterion("failover_time_s (hung server)", f"<= {limit:g} s ({how})",
                              f"{ft} s", ft is not None and attempt_timeout is not None and ft <= limit))
     dod.append(Criterion("restored (primary back, stack healthy)", "true", str(restored).lower(), restored))
     dod.append(Criterion("failback_time_s measured", "a value", f"{a['failback_time_s']} s",
@@ -194,6 +222,7 @@ def failover_text(r: CheckResult, rows: list[dict[str, Any]]) -> str:
     mk = d["marks"]
     lat = a["latency"]
     first = a["first_failover_request"] or {}
+    before, fl = a["served_before_fault"], a["in_flight_at_fault"]
 
     def fmt(x: Any, unit: str = " s") -> str:
         return "n/a" if x is None else f"{x:.3f}{unit}" if isinstance(x, float) else f"{x}{unit}"
@@ -206,11 +235,17 @@ def failover_text(r: CheckResult, rows: list[dict[str, Any]]) -> str:
         + ("; the load's request answered by " + " and ".join(w["deployment"] for w in d["preflight_warm"])
            + " through the gateway." if d.get("preflight_warm") else "."),
         f"  2. Steady state: {d['rps']:g} requests/s of max_tokens={d['max_tokens']} (open loop) through {d.get('gateway')}; "
-        f"p50 {fmt(lat['before']['p50_s'])}, served {a['served'].get(d['target'], 0)} by {d['target']} overall.",
+        f"p50 {fmt(lat['before']['p50_s'])}; replies completed before the fault: {before.get(d['target'], 0)} "
+        f"from {d['target']}, {before.get(d['secondary'], 0)} from {d['secondary']}"
+        + (" (traffic was shared before any fault: the failover figures below are not a failover)"
+           if before.get(d["secondary"]) else "") + ".",
         f"  3. Fault at t={fmt(mk['fault'])}: docker {d['mode']} {d['target']}.",
-        f"  4. Failover: first HTTP 200 from {d['secondary']} {fmt(m['failover_time_s'])} after the fault "
-        f"(request sent at t={fmt(first.get('sent_at_s'))}, latency {fmt(first.get('latency_s'))}"
-        + ("; in flight on the primary when it died, retried" if first.get("in_flight_at_fault") else "") + ").",
+        f"  4. Failover: first HTTP 200 from {d['secondary']} to a request sent after the fault, "
+        f"{fmt(m['failover_time_s'])} after the fault (sent at t={fmt(first.get('sent_at_s'))}, "
+        f"latency {fmt(first.get('latency_s'))}).",
+        f"     In flight at the fault: {fl['requests']} request(s), {fl['failed']} failed, "
+        f"{fl['served'].get(d['secondary'], 0)} served by {d['secondary']} ({fl['retried_on_secondary']} retried by the "
+        f"gateway), slowest {fmt(fl['max_latency_s'])}; not counted in the failover time or penalty.",
         f"  5. Restore at t={fmt(mk['restore'])} ({d['restore_action'] or 'none'}); primary /health OK at t={fmt(mk['primary_ok'])}.",
         f"  6. Failback: first response from {d['target']} {fmt(m['failback_time_s'])} after its health turned OK.",
         "",
@@ -219,6 +254,9 @@ def failover_text(r: CheckResult, rows: list[dict[str, Any]]) -> str:
         f"  failover_penalty_s   {fmt(m['failover_penalty_s'])}   (secondary steady median {fmt(a['secondary_steady_median_s'])})",
         f"  failed_requests      {m['failed_requests']} of {m['total_requests']}",
         f"  served_by_secondary  {str(m['served_by_secondary']).lower()}",
+        f"  served before fault  {before.get(d['target'], 0)} by {d['target']}, "
+        f"{before.get(d['secondary'], 0)} by {d['secondary']}",
+        f"  in-flight penalty    {fmt(fl['max_penalty_s'])}   (worst in-flight request on the secondary, not judged)",
         f"  failback_time_s      {fmt(m['failback_time_s'])}",
         f"  restored             {str(m['restored']).lower()}",
         f"  per-attempt timeout  {fmt(d['per_attempt_timeout_s'])}",

@@ -1,10 +1,18 @@
 """Pure analysis of a failover run's request timeline into DESIGN's metrics.
 
 Inputs are requests on one monotonic clock plus the moments of fault, restore and the primary's
-health turning OK.  Definitions (DESIGN, "Measurement definitions"):
-- failover_time_s: fault -> first 2xx response completed after the fault that the secondary served;
+health turning OK.  Definitions (README, "Failover: what is measured"):
+- served_before_fault: who served the 2xx responses completed before the fault.  A failover is
+  only measured if the primary served all of them: with the secondary already serving (shuffle
+  routing, no `order`), a reply from it after the fault proves nothing;
+- failover_time_s: fault -> first 2xx response from the secondary to a request *sent* after the
+  fault (earliest completion).  Requests in flight at the fault are left out of it: under shuffle
+  routing one of them is often already on the secondary, which made the figure ~0 by construction;
 - failover_penalty_s: that response's latency minus the secondary's steady-state median latency
   (the median of the secondary's later 2xx responses during the outage, once its path is warm);
+- in_flight_at_fault: requests sent before the fault and completed after it.  They are reported on
+  their own (count, who served them, how many LiteLLM retried, worst latency and penalty) and
+  count in failed_requests when they fail, but they set neither failover time nor penalty;
 - failed_requests: every non-2xx or transport error during the whole run;
 - failback_time_s: primary health OK -> first response completed afterwards that the primary served.
 """
@@ -60,10 +68,20 @@ def _r(x: float | None, nd: int = 4) -> float | None:
     return None if x is None else round(x, nd)
 
 
+def _retried(r: Req) -> bool:
+    """LiteLLM's x-litellm-attempted-retries header says the gateway retried this request."""
+    n = getattr(r, "retries", None)
+    return n not in (None, "", "0")
+
+
 def analyse(reqs: Sequence[Req], m: Marks) -> dict[str, Any]:
     reqs = sorted(reqs, key=lambda r: r.t_send)
     failed = [r for r in reqs if not r.ok]
-    after_fault = sorted((r for r in reqs if r.ok and r.backend == m.secondary and r.t_done >= m.t_fault),
+    # By completion, not by sending: a request completed before the fault was served while the
+    # primary was still up, so the secondary serving it means traffic was shared before any fault.
+    done_before = [r for r in reqs if r.ok and r.t_done < m.t_fault]
+    served_before = {b: sum(1 for r in done_before if r.backend == b) for b in (m.primary, m.secondary)}
+    after_fault = sorted((r for r in reqs if r.ok and r.backend == m.secondary and r.t_send >= m.t_fault),
                          key=lambda r: r.t_done)
     first = after_fault[0] if after_fault else None
     outage_end = m.t_primary_ok if m.t_primary_ok is not None else math.inf
@@ -76,6 +94,8 @@ def analyse(reqs: Sequence[Req], m: Marks) -> dict[str, Any]:
         back = sorted((r for r in reqs if r.ok and r.backend == m.primary and r.t_done >= m.t_primary_ok),
                       key=lambda r: r.t_done)
         failback = back[0].t_done - m.t_primary_ok if back else None
+    in_flight = [r for r in reqs if r.t_send < m.t_fault <= r.t_done]
+    in_flight_sec = [r for r in in_flight if r.ok and r.backend == m.secondary]
     before = [r for r in reqs if r.t_send < m.t_fault]
     during = [r for r in reqs if m.t_fault <= r.t_send < outage_end]
     after = [r for r in reqs if r.t_send >= outage_end]
@@ -85,12 +105,24 @@ def analyse(reqs: Sequence[Req], m: Marks) -> dict[str, Any]:
         "failed_requests": len(failed),
         "total_requests": len(reqs),
         "served_by_secondary": first is not None,
+        "served_before_fault": served_before,
         "failback_time_s": _r(failback),
         "secondary_steady_median_s": _r(steady_median),
-        # in_flight: sent before the fault, so part of its latency is work the dead primary had done
         "first_failover_request": ({"seq": getattr(first, "seq", None), "sent_at_s": _r(first.t_send - m.t_start),
-                                    "latency_s": _r(first.latency_s),
-                                    "in_flight_at_fault": first.t_send < m.t_fault} if first else None),
+                                    "latency_s": _r(first.latency_s)} if first else None),
+        # Sent before the fault, completed after it.  Those the secondary served lost whatever work
+        # the primary had done on them (under ordered routing they are LiteLLM's retries), so their
+        # extra latency is shown here rather than mixed into the failover time or penalty.
+        "in_flight_at_fault": {
+            "requests": len(in_flight),
+            "failed": sum(not r.ok for r in in_flight),
+            "served": {b: sum(1 for r in in_flight if r.ok and r.backend == b) for b in (m.primary, m.secondary)},
+            "retried_on_secondary": sum(1 for r in in_flight_sec if _retried(r)),
+            "seqs_on_secondary": [getattr(r, "seq", None) for r in in_flight_sec],
+            "max_latency_s": _r(max((r.latency_s for r in in_flight), default=None)),
+            "max_penalty_s": _r(max(r.latency_s for r in in_flight_sec) - steady_median
+                                if in_flight_sec and steady_median is not None else None),
+        },
         "latency": {"before": _stats(before), "during": _stats(during), "after": _stats(after)},
         "served": {b: sum(1 for r in reqs if r.ok and r.backend == b) for b in (m.primary, m.secondary)},
     }
