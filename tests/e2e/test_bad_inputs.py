@@ -7,8 +7,9 @@ exit code itself proves the input was refused before anything was touched.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -94,8 +95,26 @@ ROWS: list[tuple[str, list[str], list[str], Setup, int]] = [
 ]
 
 
+@pytest.fixture
+def nothing_started(docker_engine: Any, leftovers: Callable[[str], dict[str, list[str]]]) -> Iterator[None]:
+    """A refused input must start nothing: anything of the test's own project afterwards fails the
+    test (and is removed, so one slip does not leak a stack into the rest of the suite)."""
+    assert not any(leftovers(NEG).values()), f"leftovers of {NEG} before the test: {leftovers(NEG)}"
+    yield
+    left = leftovers(NEG)
+    if any(left.values()):
+        f = {"label": f"com.docker.compose.project={NEG}"}
+        for c in docker_engine.containers.list(all=True, filters=f):
+            c.remove(force=True)
+        for n in docker_engine.networks.list(filters=f):
+            n.remove()
+        for v in docker_engine.volumes.list(filters=f):
+            v.remove(force=True)
+        pytest.fail(f"a refused input started {NEG}: {left}")
+
+
 @pytest.mark.parametrize("gopts, args, setup, code", [r[1:] for r in ROWS], ids=[r[0] for r in ROWS])
-def test_bad_input_is_one_line_and_exit_code(run_llmops, one_line_error, project_copy, tmp_path,
+def test_bad_input_is_one_line_and_exit_code(nothing_started, run_llmops, one_line_error, project_copy, tmp_path,
                                              gopts: list[str], args: list[str], setup: Setup, code: int) -> None:
     extra = setup(tmp_path, project_copy)
     # Options that belong to the global callback go before the command; the rest after it.
