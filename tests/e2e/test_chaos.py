@@ -273,3 +273,21 @@ def test_failover_preflight_leaves_the_standby_holding_the_loads_prompt(healthy_
         assert evaluated == 1, "the standby re-evaluated the prompt: the pre-flight did not warm it"
     else:
         assert evaluated > 1, "control: without the pre-flight, /health leaves the standby cold"
+
+
+def test_no_restore_exits_5_and_chaos_restore_undoes_it(llmops: Any, healthy_stack: dict[str, Any],
+                                                       tmp_path: Path) -> None:
+    """Exit 5, the loudest code: the fault was left in place on purpose, and the evidence says so."""
+    p = llmops("--evidence-dir", str(tmp_path), "chaos", "failover", "--mode", "stop", "--no-restore",
+               "--rps", "2", "--duration", "8", "--fault-at", "2", "--outage", "2", timeout=300)
+    try:
+        assert p.returncode == 5, p.stdout[-2000:] + p.stderr[-2000:]
+        r = _json(tmp_path, "04_failover_test")
+        assert r["metrics"]["restored"] is False
+        chat = healthy_stack["client"].containers.list(all=True, filters=_mine("inference-chat"))[0]
+        assert chat.status == "exited"
+    finally:
+        back = llmops("chaos", "restore", timeout=300)
+    assert back.returncode == 0, back.stderr
+    chat = healthy_stack["client"].containers.list(all=True, filters=_mine("inference-chat"))[0]
+    assert chat.status == "running"
