@@ -239,7 +239,11 @@ def _lint_gateway(c: "Context") -> None:
 @chaos_app.command("failover")
 def chaos_failover(
     target: str = typer.Option("inference-chat", "--target", help="The model server to break."),
-    mode: str = typer.Option("stop", "--mode", help="stop | kill | pause"),
+    mode: str = typer.Option("stop", "--mode", help="stop | kill | pause | partition | blackhole | loss "
+                             "(network faults between the gateway and the target; blackhole and loss need root, "
+                             "nsenter and iptables)"),
+    loss_pct: Optional[float] = typer.Option(None, "--loss-pct", help="--mode loss: percent of the gateway's "
+                                             "packets to the target dropped at random (>0-100, default 5)."),
     rps: float = typer.Option(10.0, "--rps", help="Constant request rate through the gateway (0.5-50)."),
     duration: float = typer.Option(60.0, "--duration", help="Upper bound on the whole load phase, seconds."),
     fault_at: float = typer.Option(3.0, "--fault-at", help="Seconds of steady state before the fault."),
@@ -255,7 +259,7 @@ def chaos_failover(
     from .chaos.failover import FailoverOptions, run_failover
 
     r, text = run_failover(ctx(), FailoverOptions(target, mode, rps, duration, fault_at, outage, not no_restore,
-                                                  max_tokens=max_tokens, warm=not no_warm), say)
+                                                  max_tokens=max_tokens, warm=not no_warm, loss_pct=loss_pct), say)
     emit(r, text)
     finish_run([5 if not r.metrics.get("restored") else r.exit_code()])
 
