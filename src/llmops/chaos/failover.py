@@ -337,7 +337,9 @@ def network_text(nf: dict[str, Any]) -> list[str]:
     lines += [
         f"  health divergence      {v(nf.get('health_divergence_s'))} s of {v(nf.get('outage_s'))} s outage: the primary's "
         "/health answered OK from the host while the gateway could not connect to it",
-        f"  samples during fault   {v(nf.get('samples_during'))}: health OK {v(nf.get('health_ok_during'))}, "
+        f"  samples during fault   {v(nf.get('samples_during'))}: health OK {v(nf.get('health_ok_during'))}"
+        + (f" ({nf['health_ok_via_netns']} inside its namespace: the published port went with the network)"
+           if nf.get("health_ok_via_netns") else "") + ", "
         f"gateway connected {v(nf.get('gateway_reached_during'))} "
         f"(before the fault: {v(nf.get('gateway_reached_before'))} of {v(nf.get('samples_before'))})",
     ]

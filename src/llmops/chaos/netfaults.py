@@ -281,19 +281,36 @@ class DivergenceSampler:
     gateway_pid: int
     ip: str
     port: int
+    primary_pid: int = 0
+    health_path: str = "/health"
     interval_s: float = 0.25
     samples: list[tuple[float, bool, bool | None]] = field(default_factory=list)
+    ok_via_netns: int = 0       # samples answered only inside the primary's namespace (published port gone)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
     def _health_ok(self) -> bool:
+        """The primary's /health through its published port; when that is gone (a disconnected
+        container loses its port mapping with its network), from inside its own namespace."""
         import httpx
 
         try:
             r = httpx.get(self.health_url, timeout=0.5)
-            return r.status_code == 200 and r.json().get("status") == "ok"
+            if r.status_code == 200 and r.json().get("status") == "ok":
+                return True
         except (httpx.HTTPError, ValueError):
+            pass
+        if not (self.probes_gateway and self.primary_pid > 0):
             return False
+        code = ("import json,sys,urllib.request\ntry:\n"
+                f" b=json.load(urllib.request.urlopen('http://127.0.0.1:{self.port}{self.health_path}',timeout=0.5))\n"
+                "except Exception:\n sys.exit(1)\nsys.exit(0 if b.get('status')=='ok' else 1)")
+        try:
+            ok = _run(nsenter_argv(self.primary_pid, sys.executable, "-I", "-S", "-c", code), timeout=5).returncode == 0
+        except (OSError, subprocess.TimeoutExpired):
+            return False
+        self.ok_via_netns += ok
+        return ok
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -327,6 +344,7 @@ class DivergenceSampler:
                                   else "not sampled (needs root and nsenter): the fault window is assumed cut off"),
                 "outage_s": round(end - t_fault, 3), "samples_during": len(during),
                 "health_ok_during": sum(1 for s in during if s[1]),
+                "health_ok_via_netns": self.ok_via_netns,
                 "gateway_reached_during": sum(1 for s in during if s[2]) if self.probes_gateway else None,
                 "gateway_reached_before": sum(1 for s in self.samples if s[0] < t_fault and s[2]),
                 "samples_before": sum(1 for s in self.samples if s[0] < t_fault)}

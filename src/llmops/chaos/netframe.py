@@ -48,7 +48,8 @@ class NetFaultFrame(FaultFrame):
             self.net["rule"] = rule_spec(self.mode, gw_ip, self.tag, self.loss_pct)
         gw_pid = container_pid(client, self.gateway.container_id)
         self.sampler = DivergenceSampler(f"{self.service.url}{self.service.health_path}", gw_pid,
-                                         endpoint["IPAddress"], self.service.port)
+                                         endpoint["IPAddress"], self.service.port, primary_pid=pid,
+                                         health_path=self.service.health_path)
         self.sampler.start()
 
     def inject(self) -> float:
