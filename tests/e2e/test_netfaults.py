@@ -49,10 +49,11 @@ def _ledger() -> list[dict[str, Any]]:
     return json.loads(LEDGER.read_text() or "[]") if LEDGER.exists() else []
 
 
-def _gateway_gets_primary_health(client: Any) -> bool:
-    """HTTP GET of the primary's /health from inside the gateway's network namespace."""
+def _gateway_gets_primary_health(client: Any, ip: str | None = None) -> bool:
+    """HTTP GET of the primary's /health from inside the gateway's network namespace (at `ip`, or
+    at the primary's current address)."""
     gw, p = _container(client, GATEWAY), _container(client, PRIMARY)
-    ip = next(iter(p.attrs["NetworkSettings"]["Networks"].values()))["IPAddress"]
+    ip = ip or next(iter(p.attrs["NetworkSettings"]["Networks"].values()))["IPAddress"]
     code = f"import urllib.request; urllib.request.urlopen('http://{ip}:8080/health', timeout=3).read()"
     return subprocess.run(["nsenter", "-t", str(gw.attrs["State"]["Pid"]), "-n", sys.executable, "-c", code],
                           capture_output=True, timeout=20).returncode == 0
@@ -144,7 +145,7 @@ def test_sigkill_mid_network_fault_then_restore(llmops: Any, healthy_stack: dict
     time.sleep(1.0)
     assert _fault_visible(client, mode), "SIGKILL leaves the fault in place: that is what restore is for"
     if mode != "loss":
-        assert not _gateway_gets_primary_health(client)
+        assert not _gateway_gets_primary_health(client, entry["net"]["ip"])
 
     p = llmops("chaos", "restore", timeout=300)
     assert p.returncode == 0, p.stderr
