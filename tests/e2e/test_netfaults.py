@@ -74,6 +74,7 @@ def test_network_failover(llmops: Any, healthy_stack: dict[str, Any], tmp_path: 
     nets_before = _networks(client)
     p = llmops("--evidence-dir", str(tmp_path), "chaos", "failover", "--mode", mode, *extra, "--rps", "10",
                "--fault-at", "3", "--outage", "5", timeout=300)
+    assert ((tmp_path / "latest") / "04_failover_test.json").exists(), f"exit {p.returncode}: {p.stderr[-2000:]}"
     r = _check(tmp_path)
     m, d = r["metrics"], r["details"]
     nf = d["network_fault"]

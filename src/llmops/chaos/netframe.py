@@ -63,13 +63,12 @@ class NetFaultFrame(FaultFrame):
             else:
                 insert_rule(container_pid(c, self.service.container_id), self.net["rule"])
         except BaseException as e:
-            # Nothing half-applied: take back whatever landed, then forget the entry.
-            try:
-                undo_net(c, self.mode, self.service.container_id, self.net, self.tag)
-            finally:
-                self.ledger.remove(self.entry)
-                self.entry = None
-                self.t_fault = None
+            # Nothing half-applied: take back whatever landed; the entry goes only once that worked
+            # (if it did not, the frame's restore and `chaos restore` still have it).
+            undo_net(c, self.mode, self.service.container_id, self.net, self.tag)
+            self.ledger.remove(self.entry)
+            self.entry = None
+            self.t_fault = None
             if isinstance(e, Exception) and not isinstance(e, EnvironmentProblem):
                 raise EnvironmentProblem(f"could not apply --mode {self.mode}: {e}; nothing was applied") from None
             raise
