@@ -282,6 +282,7 @@ def net_evidence(frame: FaultFrame, metrics: dict[str, Any]) -> dict[str, Any] |
     metrics["health_divergence_s"] = nf.get("health_divergence_s")
     if nf.get("loss_pct") is not None:
         metrics["loss_pct"] = nf["loss_pct"]
+    if nf.get("rule"):
         metrics["dropped_packets"] = nf.get("dropped_packets")
     return nf
 
