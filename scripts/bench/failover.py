@@ -79,7 +79,8 @@ def main() -> None:
                         "p95_during_s": m["latency"]["during"]["p95_s"], "max_during_s": m["latency"]["during"]["max_s"],
                         "p50_during_s": m["latency"]["during"]["p50_s"],
                         "errors_during": m["latency"]["during"]["errors"],
-                        "health_divergence_s": m.get("health_divergence_s"), "dropped_packets": m.get("dropped_packets")})
+                        "health_divergence_s": m.get("health_divergence_s"), "dropped_packets": m.get("dropped_packets"),
+                        "failed_dod": [c["criterion"] for c in r["dod"] if not c["pass"]]})
                 cond = (label + (", fresh stack" if a.fresh else "") + ("" if a.warm else ", no warm-up")
                         + f", max_tokens={a.max_tokens}")
                 mode_label = f"loss {a.loss_pct:g} %" if mode == "loss" else mode
