@@ -286,6 +286,7 @@ class DivergenceSampler:
     interval_s: float = 0.25
     samples: list[tuple[float, bool, bool | None]] = field(default_factory=list)
     ok_via_netns: int = 0       # samples answered only inside the primary's namespace (published port gone)
+    ends: list[float] = field(default_factory=list)   # when each sample's probes finished
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -318,6 +319,7 @@ class DivergenceSampler:
             ok = self._health_ok()
             reached = gateway_reaches(self.gateway_pid, self.ip, self.port) if self.probes_gateway else None
             self.samples.append((t, ok, reached))
+            self.ends.append(time.monotonic())
             self._stop.wait(max(0.0, self.interval_s - (time.monotonic() - t)))
 
     @property
@@ -346,5 +348,6 @@ class DivergenceSampler:
                 "health_ok_during": sum(1 for s in during if s[1]),
                 "health_ok_via_netns": self.ok_via_netns,
                 "gateway_reached_during": sum(1 for s in during if s[2]) if self.probes_gateway else None,
-                "gateway_reached_before": sum(1 for s in self.samples if s[0] < t_fault and s[2]),
-                "samples_before": sum(1 for s in self.samples if s[0] < t_fault)}
+                # before: probes that finished before the fault (one in progress may have met it)
+                "gateway_reached_before": sum(1 for s, e in zip(self.samples, self.ends) if e < t_fault and s[2]),
+                "samples_before": sum(1 for e in self.ends if e < t_fault)}
