@@ -340,7 +340,8 @@ class DivergenceSampler:
         if t_fault is None:
             return {"health_divergence_s": None, "samples": len(self.samples)}
         end = t_restore if t_restore is not None else (self.samples[-1][0] if self.samples else t_fault)
-        during = [s for s in self.samples if t_fault <= s[0] < end]
+        # during: probes wholly inside the fault (one in progress at the restore may have met it)
+        during = [s for s, e in zip(self.samples, self.ends) if t_fault <= s[0] and e <= end]
         return {"health_divergence_s": divergence_s(self.samples, t_fault, end),
                 "gateway_probe": ("TCP connect from the gateway's network namespace (nsenter)" if self.probes_gateway
                                   else "not sampled (needs root and nsenter): the fault window is assumed cut off"),
