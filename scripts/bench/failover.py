@@ -3,7 +3,9 @@ default router settings (the peer baseline, compose/litellm/config.defaults.yaml
 
 Usage: .venv/bin/python scripts/bench/failover.py [--runs N] [--modes stop,kill,pause] [--no-baseline]
                                                   [--only-baseline] [--fresh] [--no-warm] [--max-tokens N]
-                                                  [--project-name NAME --port-base N]
+                                                  [--project-name NAME --port-base N] [--loss-pct P]
+Modes: stop, kill, pause (the container) and partition, blackhole, loss (the network between the
+gateway and the primary; `loss` drops --loss-pct % of the gateway's packets, default 5).
 It recreates the gateway to switch configs and puts ours back at the end.  --fresh takes the stack
 down, up and verify before every run (certify's situation: the first failover after `up`); --no-warm
 skips the warm-ups (`up`'s and the failover pre-flight's), to measure what a cold standby costs.
@@ -47,12 +49,14 @@ def switch(config: str, warm: bool = True) -> None:
         raise SystemExit(f"could not switch the gateway to {config}: {p.stderr[-500:]}")
 
 
-def write(name: str, data: dict[str, dict[str, list]], rows: list[list[Any]]) -> None:
+def write(name: str, data: dict[str, dict[str, list]], rows: list[list[Any]], net: bool) -> None:
     md = table(["router settings", "mode", "runs", "failover median (s)", "failover max (s)", "penalty median (s)",
                 "penalty max (s)", "failed requests", "requests", "p95 during outage (s)", "max during outage (s)",
                 "failback median (s)",
                 "failback max (s)", "runs with an in-flight request served by the secondary",
-                "runs with the secondary serving before the fault", "runs exit 0"], rows)
+                "runs with the secondary serving before the fault", "runs exit 0"]
+               + (["health divergence median (s)", "health divergence max (s)", "p50 during outage (s)"] if net else []),
+               rows)
     save(name, data, md)
 
 
@@ -69,6 +73,7 @@ def main() -> None:
     ap.add_argument("--no-warm", dest="warm", action="store_false", help="up without the warm-up")
     ap.add_argument("--max-tokens", type=int, default=1, help="tokens per load request")
     ap.add_argument("--rps", type=float, default=10.0)
+    ap.add_argument("--loss-pct", type=float, default=5.0, help="packet loss for --modes loss, percent")
     a = ap.parse_args()
     if a.project_name:
         PROJECT[:] = ["--project-name", a.project_name]
@@ -76,6 +81,7 @@ def main() -> None:
         for i, var in enumerate(("GATEWAY_PORT", "CHAT_PORT", "RAG_PORT", "EMBEDDING_PORT", "CODE_PORT", "QDRANT_PORT")):
             os.environ[var] = str(a.port_base + i)
     modes = a.modes.split(",")
+    net = any(m in ("partition", "blackhole", "loss") for m in modes)
     data: dict[str, dict[str, list]] = {}
     rows = []
     configs = ({"llmops": CONFIGS["llmops"]} if a.no_baseline
@@ -91,7 +97,8 @@ def main() -> None:
                         switch(cfg, a.warm)
                         llmops("verify")     # as scripts/certify does: its gateway /health touches both servers
                     fault_at = 3 + i / a.runs / a.rps
-                    code, r = run_check(["chaos", "failover", "--mode", mode, "--rps", f"{a.rps:g}",
+                    loss = ["--loss-pct", f"{a.loss_pct:g}"] if mode == "loss" else []
+                    code, r = run_check(["chaos", "failover", "--mode", mode, *loss, "--rps", f"{a.rps:g}",
                                          "--fault-at", f"{fault_at:.4f}", "--outage", "5",
                                          "--max-tokens", str(a.max_tokens), *([] if a.warm else ["--no-warm"])],
                                         "04_failover_test", env={"LITELLM_CONFIG": cfg})
@@ -104,20 +111,26 @@ def main() -> None:
                                 "failed_lines": failed_lines, **{k: m.get(k) for k in (
                         "failover_time_s", "failover_penalty_s", "failed_requests", "total_requests",
                         "served_by_secondary", "failback_time_s", "restored")},
-                        "p95_during_s": m["latency"]["during"]["p95_s"], "max_during_s": m["latency"]["during"]["max_s"]})
+                        "p95_during_s": m["latency"]["during"]["p95_s"], "max_during_s": m["latency"]["during"]["max_s"],
+                        "p50_during_s": m["latency"]["during"]["p50_s"],
+                        "errors_during": m["latency"]["during"]["errors"],
+                        "health_divergence_s": m.get("health_divergence_s"), "dropped_packets": m.get("dropped_packets")})
                 cond = (label + (", fresh stack" if a.fresh else "") + ("" if a.warm else ", no warm-up")
                         + f", max_tokens={a.max_tokens}")
+                mode_label = f"loss {a.loss_pct:g} %" if mode == "loss" else mode
                 data.setdefault(cond, {})[mode] = res
                 col = lambda k: [x[k] for x in res]  # noqa: E731
-                rows.append([cond, mode, len(res), med(col("failover_time_s")), mx(col("failover_time_s")),
+                rows.append([cond, mode_label, len(res), med(col("failover_time_s")), mx(col("failover_time_s")),
                              med(col("failover_penalty_s")), mx(col("failover_penalty_s")),
                              sum(col("failed_requests")), sum(col("total_requests")),
                              med(col("p95_during_s")), mx(col("max_during_s")),
                              med(col("failback_time_s")), mx(col("failback_time_s")),
                              sum(1 for x in res if x["in_flight_on_secondary"]),
                              sum(1 for x in res if x["secondary_before_fault"]),
-                             sum(1 for x in res if x["exit"] == 0)])
-                write(a.name, data, rows)      # after every mode, so a cut-short run keeps what it measured
+                             sum(1 for x in res if x["exit"] == 0)]
+                            + ([med(col("health_divergence_s")), mx(col("health_divergence_s")),
+                                med(col("p50_during_s"))] if net else []))
+                write(a.name, data, rows, net)      # after every mode, so a cut-short run keeps what it measured
     finally:
         switch(CONFIGS["llmops"])
 

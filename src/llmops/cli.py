@@ -211,7 +211,11 @@ def verify(service: Optional[list[str]] = typer.Option(None, "--service", help="
 @chaos_app.command("failover")
 def chaos_failover(
     target: Optional[str] = typer.Option(None, "--target", help="The model server to break (default: the primary)."),
-    mode: str = typer.Option("stop", "--mode", help="stop | kill | pause"),
+    mode: str = typer.Option("stop", "--mode", help="stop | kill | pause | partition | blackhole | loss "
+                             "(network faults between the gateway and the target; blackhole and loss need root, "
+                             "nsenter and iptables)"),
+    loss_pct: Optional[float] = typer.Option(None, "--loss-pct", help="--mode loss: percent of the gateway's "
+                                             "packets to the target dropped at random (>0-100, default 5)."),
     rps: float = typer.Option(10.0, "--rps", help="Constant request rate through the gateway (0.5-50)."),
     duration: float = typer.Option(60.0, "--duration", help="Upper bound on the whole load phase, seconds."),
     fault_at: float = typer.Option(3.0, "--fault-at", help="Seconds of steady state before the fault."),
@@ -228,7 +232,7 @@ def chaos_failover(
     from .runner import Check, Phase
 
     o = FailoverOptions(target, mode, rps, duration, fault_at, outage, not no_restore, max_tokens=max_tokens,
-                        warm=not no_warm)
+                        warm=not no_warm, loss_pct=loss_pct)
     done(run_checks(Phase("failover", [Check("failover", lambda: run_failover(ctx(), o, say))])))
 
 

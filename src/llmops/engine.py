@@ -13,7 +13,7 @@ from pathlib import Path
 from .errors import EnvironmentProblem
 from .retry import run_with_retries
 
-APT_PACKAGES = ["docker.io", "docker-compose", "debootstrap"]
+APT_PACKAGES = ["docker.io", "docker-compose", "debootstrap", "iptables", "util-linux"]
 
 
 def engine_answers(timeout: float = 5.0) -> bool:
@@ -38,22 +38,31 @@ def fix_hint() -> str:
     return "run `llmops engine --install` (installs docker.io + docker-compose and starts dockerd)"
 
 
+def _install_missing(packages: list[tuple[str, str]], say: Callable[[str], None]) -> list[str]:
+    """apt-get install the (package, binary) pairs whose binary is not on PATH; the ones installed."""
+    missing = [p for p, b in packages if not shutil.which(b)]
+    if missing:
+        say(f"engine: apt-get install {' '.join(missing)}")
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        run_with_retries(["apt-get", "update", "-qq"], what="apt-get update", env=env)
+        run_with_retries(["apt-get", "install", "-y", "-qq", *missing], what="apt-get install", env=env)
+    return missing
+
+
 def ensure_engine(install: bool, say: Callable[[str], None] = print, wait_s: float = 60.0) -> str:
     """Return how the engine was found ('running', 'started', 'installed+started')."""
     if engine_answers():
+        if install and os.geteuid() == 0 and _is_debian_like():
+            _install_missing([("iptables", "iptables"), ("util-linux", "nsenter")], say)
         return "running"
     if not install:
         raise EnvironmentProblem(f"no Docker engine answers: {fix_hint()}")
     if os.geteuid() != 0 or not _is_debian_like():
         raise EnvironmentProblem(f"cannot install Docker here: {fix_hint()}")
     how = "started"
-    missing = [p for p, b in (("docker.io", "dockerd"), ("docker-compose", "docker-compose"),
-                              ("debootstrap", "debootstrap")) if not shutil.which(b)]
-    if missing:
-        say(f"engine: apt-get install {' '.join(missing)}")
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        run_with_retries(["apt-get", "update", "-qq"], what="apt-get update", env=env)
-        run_with_retries(["apt-get", "install", "-y", "-qq", *missing], what="apt-get install", env=env)
+    # iptables and nsenter (util-linux): the network fault modes of `chaos failover`
+    if _install_missing([("docker.io", "dockerd"), ("docker-compose", "docker-compose"),
+                         ("debootstrap", "debootstrap"), ("iptables", "iptables"), ("util-linux", "nsenter")], say):
         how = "installed+started"
     if not engine_answers():
         say("engine: starting dockerd (log: /var/log/dockerd.log)")

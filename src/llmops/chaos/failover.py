@@ -14,6 +14,8 @@ from ..evidence import CheckResult, Criterion, utc_now_iso
 from ..probes import complete
 from ..stack import ALIAS_LABEL, Role, Service
 from .common import FaultFrame, check_mode, check_range, preflight
+from .faults import MODES
+from .netfaults import LOSS_DOD_MAX_PCT, NET_MODES, check_loss_pct
 from .loadgen import MAX_DURATION_S, MAX_RPS, MAX_TOKENS_LIMIT, LoadGenerator, Request
 from .restore import wait_http_ok
 from .timeline import Marks, analyse, per_second, render_rows
@@ -46,9 +48,12 @@ class FailoverOptions:
     # request's size; with one token that loss stays below the gateway's own retry cost.
     max_tokens: int = 1
     warm: bool = True              # pre-flight: send the load's request to every deployment by id
+    loss_pct: float | None = None  # --mode loss only: percent of the gateway's packets dropped
 
     def validate(self) -> None:
-        check_mode(self.mode)
+        if self.mode not in NET_MODES:
+            check_mode_or_net(self.mode)
+        self.loss_pct = check_loss_pct(self.mode, self.loss_pct)
         check_range("--rps", self.rps, 0.5, MAX_RPS)
         check_range("--duration", self.duration_s, 5, MAX_DURATION_S)
         check_range("--fault-at", self.fault_at_s, 1, self.duration_s - 2)
@@ -85,7 +90,7 @@ def run_failover(ctx: Context, o: FailoverOptions, say: Callable[[str], None]) -
     if warmed:
         say("pre-flight: " + ", ".join(f"{w['deployment']} answered through the gateway" for w in warmed))
     run = ctx.open_run()
-    frame = FaultFrame(ctx, target, o.mode, restore=o.restore, phase="failover")
+    frame = make_frame(ctx, target, gateway, o)
     marks: dict[str, float | None] = {"t_start": None, "t_primary_ok": None}
 
     def record(r: Request) -> None:
@@ -102,7 +107,7 @@ def run_failover(ctx: Context, o: FailoverOptions, say: Callable[[str], None]) -
         try:
             say(f"steady state: {o.rps:g} rps through {gateway.name} for {o.fault_at_s:g} s")
             await asyncio.sleep(o.fault_at_s)
-            say(f"fault: docker {o.mode} {target.name}")
+            say(f"fault: {fault_words(o, target.name, gateway.name)}")
             await asyncio.to_thread(f.inject)
             await asyncio.sleep(o.outage_s)
             if o.restore:
@@ -135,7 +140,9 @@ def run_failover(ctx: Context, o: FailoverOptions, say: Callable[[str], None]) -
                                  "served_by_secondary", "served_before_fault", "failback_time_s")}
     metrics["restored"] = frame.restored
     metrics["latency"] = a["latency"]
-    dod = failover_dod(a, o.mode, frame.restored, attempt_timeout)
+    network = net_evidence(frame, metrics)
+    dod = (network_dod(a, o.mode, frame.restored, attempt_timeout, o.loss_pct, network) if network is not None
+           else failover_dod(a, o.mode, frame.restored, attempt_timeout))
     details = {"mode": o.mode, "target": target.name, "secondary": secondary.name, "gateway": gateway.name,
                "rps": o.rps,
                "max_tokens": o.max_tokens, "fault_at_s": o.fault_at_s, "outage_s": o.outage_s,
@@ -144,6 +151,9 @@ def run_failover(ctx: Context, o: FailoverOptions, say: Callable[[str], None]) -
                "restored": frame.restored, "restore_action": frame.restore_how, "notes": frame.notes,
                "marks": {k: (round(v - m.t_start, 4) if v else None) for k, v in
                          (("fault", m.t_fault), ("restore", m.t_restore), ("primary_ok", m.t_primary_ok))}}
+    if network is not None:
+        details["network_fault"] = network
+        details["fault_description"] = fault_words(o, target.name, gateway.name)
     r = CheckResult("failover", CheckResult.status_from(dod), started_at, time.perf_counter() - t_wall,
                     metrics, dod, details)
     return r, failover_text(r, rows)
@@ -184,19 +194,39 @@ def hung_failover_limit_s(attempt_timeout: float | None) -> float:
     return min(attempt_timeout + 0.5, HUNG_FAILOVER_CEILING_S)
 
 
+def _before_fault_line(a: dict[str, Any]) -> Criterion:
+    # Without it the other lines prove nothing: a secondary already sharing the traffic (no
+    # `order`) answers right after any fault, with no failover at all.
+    before = a["served_before_fault"]
+    primary, secondary = before          # analyse() keys it primary first
+    return Criterion("primary served all traffic before the fault", f"0 by {secondary}, > 0 by {primary}",
+                     f"{before[secondary]} by {secondary}, {before[primary]} by {primary}",
+                     before[secondary] == 0 and before[primary] > 0)
+
+
+def _hung_line(label: str, ft: float | None, attempt_timeout: float | None) -> Criterion:
+    limit = hung_failover_limit_s(attempt_timeout)
+    how = (f"per-attempt timeout {attempt_timeout:g} s + 0.5 s, at most {HUNG_FAILOVER_CEILING_S:g} s"
+           if attempt_timeout is not None else "per-attempt timeout unknown")
+    return Criterion(f"failover_time_s ({label})", f"<= {limit:g} s ({how})", f"{ft} s",
+                     ft is not None and attempt_timeout is not None and ft <= limit)
+
+
+def _tail_lines(a: dict[str, Any], restored: bool, failback: bool = True) -> list[Criterion]:
+    out = [Criterion("restored (primary back, stack healthy)", "true", str(restored).lower(), restored)]
+    if failback:
+        out.append(Criterion("failback_time_s measured", "a value", f"{a['failback_time_s']} s",
+                             a["failback_time_s"] is not None))
+    return out
+
+
 def failover_dod(a: dict[str, Any], mode: str, restored: bool, attempt_timeout: float | None) -> list[Criterion]:
     if mode not in REFUSED_MODES | HUNG_MODES:
         raise ValueError(f"fault mode {mode!r} is neither a refused nor a hung mode: no failover limit for it")
     ft, pen = a["failover_time_s"], a["failover_penalty_s"]
-    before = a["served_before_fault"]
-    primary, secondary = before          # analyse() keys it primary first
     dod = [
         Criterion("failed_requests during the whole run", "0", str(a["failed_requests"]), a["failed_requests"] == 0),
-        # Without it the lines below prove nothing: a secondary already sharing the traffic (no
-        # `order`) answers right after any fault, with no failover at all.
-        Criterion("primary served all traffic before the fault", f"0 by {secondary}, > 0 by {primary}",
-                  f"{before[secondary]} by {secondary}, {before[primary]} by {primary}",
-                  before[secondary] == 0 and before[primary] > 0),
+        _before_fault_line(a),
         Criterion("served_by_secondary after the fault", "true", str(a["served_by_secondary"]).lower(),
                   bool(a["served_by_secondary"])),
     ]
@@ -206,15 +236,8 @@ def failover_dod(a: dict[str, Any], mode: str, restored: bool, attempt_timeout: 
         dod.append(Criterion("failover_penalty_s", f"< {PENALTY_LIMIT_S} s", f"{pen} s",
                              pen is not None and pen < PENALTY_LIMIT_S))
     else:
-        limit = hung_failover_limit_s(attempt_timeout)
-        how = (f"per-attempt timeout {attempt_timeout:g} s + 0.5 s, at most {HUNG_FAILOVER_CEILING_S:g} s"
-               if attempt_timeout is not None else "per-attempt timeout unknown")
-        dod.append(Criterion("failover_time_s (hung server)", f"<= {limit:g} s ({how})",
-                             f"{ft} s", ft is not None and attempt_timeout is not None and ft <= limit))
-    dod.append(Criterion("restored (primary back, stack healthy)", "true", str(restored).lower(), restored))
-    dod.append(Criterion("failback_time_s measured", "a value", f"{a['failback_time_s']} s",
-                         a["failback_time_s"] is not None))
-    return dod
+        dod.append(_hung_line("hung server", ft, attempt_timeout))
+    return dod + _tail_lines(a, restored)
 
 
 def failover_text(r: CheckResult, rows: list[dict[str, Any]]) -> str:
@@ -239,7 +262,7 @@ def failover_text(r: CheckResult, rows: list[dict[str, Any]]) -> str:
         f"from {d['target']}, {before.get(d['secondary'], 0)} from {d['secondary']}"
         + (" (traffic was shared before any fault: the failover figures below are not a failover)"
            if before.get(d["secondary"]) else "") + ".",
-        f"  3. Fault at t={fmt(mk['fault'])}: docker {d['mode']} {d['target']}.",
+        f"  3. Fault at t={fmt(mk['fault'])}: {d.get('fault_description') or 'docker ' + d['mode'] + ' ' + d['target']}.",
         f"  4. Failover: first HTTP 200 from {d['secondary']} to a request sent after the fault, "
         f"{fmt(m['failover_time_s'])} after the fault (sent at t={fmt(first.get('sent_at_s'))}, "
         f"latency {fmt(first.get('latency_s'))}).",
@@ -266,7 +289,109 @@ def failover_text(r: CheckResult, rows: list[dict[str, Any]]) -> str:
     for phase in ("before", "during", "after"):
         s = lat[phase]
         lines.append(f"  {phase:10} {s['requests']:>8} {s['errors']:>6}  {fmt(s['p50_s'])}  {fmt(s['p95_s'])}  {fmt(s['max_s'])}")
+    if d.get("network_fault"):
+        lines += ["", *network_text(d["network_fault"])]
     lines += ["", "Timeline (one row per second of sending):", render_rows(rows, d["target"], d["secondary"])]
     for n in d["notes"]:
         lines.append(f"NOTE: {n}")
     return "\n".join(lines)
+
+
+# ---- network fault modes (partition, blackhole, loss) ------------------------------------------------
+
+def check_mode_or_net(mode: str) -> None:
+    try:
+        check_mode(mode)
+    except UsageError:
+        raise UsageError(f"unknown mode {mode!r}; valid: {', '.join((*MODES, *NET_MODES))}") from None
+
+
+def make_frame(ctx: Context, target: Service, gateway: Service, o: FailoverOptions) -> FaultFrame:
+    """A plain container fault, or a network fault checked (exit 4) before anything is touched."""
+    if o.mode not in NET_MODES:
+        return FaultFrame(ctx, target, o.mode, restore=o.restore, phase="failover")
+    from .netframe import NetFaultFrame
+
+    frame = NetFaultFrame(ctx, target, o.mode, restore=o.restore, phase="failover", gateway=gateway,
+                          loss_pct=o.loss_pct)
+    frame.prepare()
+    return frame
+
+
+def fault_words(o: FailoverOptions, target: str, gateway: str) -> str:
+    if o.mode not in NET_MODES:
+        return f"docker {o.mode} {target}"
+    from .netframe import describe
+
+    return describe(o.mode, target, gateway, o.loss_pct)
+
+
+def net_evidence(frame: FaultFrame, metrics: dict[str, Any]) -> dict[str, Any] | None:
+    """The network fault's own evidence (health divergence, dropped packets), into the metrics too."""
+    summary = getattr(frame, "summary", None)
+    if summary is None:
+        return None
+    frame.finish()  # type: ignore[attr-defined]
+    nf: dict[str, Any] = summary()
+    metrics["health_divergence_s"] = nf.get("health_divergence_s")
+    if nf.get("loss_pct") is not None:
+        metrics["loss_pct"] = nf["loss_pct"]
+    if nf.get("rule"):
+        metrics["dropped_packets"] = nf.get("dropped_packets")
+    return nf
+
+
+def network_dod(a: dict[str, Any], mode: str, restored: bool, attempt_timeout: float | None,
+                loss_pct: float | None, nf: dict[str, Any]) -> list[Criterion]:
+    """partition and blackhole: nothing fails and the gateway gives up on the primary within one
+    attempt (the hung-server limit, 10 s at most); loss: nothing fails at P <= 10 % (above that the
+    failures are only reported, in the metrics).  All: the primary alone served before the fault,
+    and the fault really cut the gateway off."""
+    ft, failed = a["failover_time_s"], a["failed_requests"]
+    dod: list[Criterion] = []
+    if mode in ("partition", "blackhole"):
+        dod += [
+            Criterion("failed_requests during the whole run", "0", str(failed), failed == 0),
+            _before_fault_line(a),
+            Criterion("served_by_secondary after the fault", "true", str(a["served_by_secondary"]).lower(),
+                      bool(a["served_by_secondary"])),
+            _hung_line(mode, ft, attempt_timeout),
+        ]
+        during, reached = nf.get("samples_during"), nf.get("gateway_reached_during")
+        # No samples means the cut was never observed: that must fail, not vanish.
+        dod.append(Criterion("gateway could not reach the primary during the fault (TCP connects from its "
+                             "namespace)", "0 reached, >= 1 sample", f"{reached} of {during} reached",
+                             bool(during) and reached == 0))
+        return dod + _tail_lines(a, restored)
+    pct = loss_pct or 0.0
+    if pct <= LOSS_DOD_MAX_PCT:
+        dod.append(Criterion(f"failed_requests at {pct:g} % packet loss", "0", str(failed), failed == 0))
+    dod.append(_before_fault_line(a))
+    dropped = nf.get("dropped_packets")
+    dod.append(Criterion("packets dropped by the loss rule", "> 0", str(dropped), bool(dropped)))
+    return dod + _tail_lines(a, restored, failback=False)
+
+
+def network_text(nf: dict[str, Any]) -> list[str]:
+    def v(x: Any) -> str:
+        return "n/a" if x is None else str(x)
+
+    lines = ["Network fault:",
+             f"  tag                    {nf.get('tag')}",
+             f"  network / primary ip   {nf.get('network')} / {nf.get('primary_ip')} (gateway {nf.get('gateway_ip')})"]
+    if nf.get("rule"):
+        lines.append(f"  rule (primary's netns) iptables -I INPUT {' '.join(nf['rule'])}")
+    if nf.get("loss_pct") is not None:
+        lines.append(f"  loss                   {nf['loss_pct']:g} % of the gateway's packets; dropped {v(nf.get('dropped_packets'))}")
+    elif nf.get("dropped_packets") is not None:
+        lines.append(f"  packets dropped        {nf['dropped_packets']}")
+    lines += [
+        f"  health divergence      {v(nf.get('health_divergence_s'))} s of {v(nf.get('outage_s'))} s outage: the primary's "
+        "/health answered OK from the host while the gateway could not connect to it",
+        f"  samples during fault   {v(nf.get('samples_during'))}: health OK {v(nf.get('health_ok_during'))}"
+        + (f" ({nf['health_ok_via_netns']} inside its namespace: the published port went with the network)"
+           if nf.get("health_ok_via_netns") else "") + ", "
+        f"gateway connected {v(nf.get('gateway_reached_during'))} "
+        f"(before the fault: {v(nf.get('gateway_reached_before'))} of {v(nf.get('samples_before'))})",
+    ]
+    return lines

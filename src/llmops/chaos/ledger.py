@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..errors import ConfigError
@@ -20,9 +20,13 @@ class Entry:
     project: str
     service: str
     container_id: str
-    mode: str             # stop | kill | pause
+    mode: str             # stop | kill | pause | partition | blackhole | loss
     at: float             # wall-clock time of the fault (for people; measurement uses monotonic)
     pid: int              # the llmops process that injected it
+    # Network faults: the comment every iptables rule carries (removal goes by it), and what undoing
+    # needs that the container will not tell us afterwards (the network and aliases it was cut from).
+    tag: str = ""
+    net: dict = field(default_factory=dict)
 
     def key(self) -> str:
         return f"{self.project}/{self.service}"
@@ -50,8 +54,9 @@ class Ledger:
             os.fsync(f.fileno())   # the whole point is to survive a crash right after this
         os.replace(tmp, self.path)
 
-    def add(self, project: str, service: str, container_id: str, mode: str) -> Entry:
-        e = Entry(project, service, container_id, mode, time.time(), os.getpid())
+    def add(self, project: str, service: str, container_id: str, mode: str, tag: str = "",
+            net: dict | None = None) -> Entry:
+        e = Entry(project, service, container_id, mode, time.time(), os.getpid(), tag, dict(net or {}))
         self._write([x for x in self.entries() if x.key() != e.key()] + [e])
         return e
 

@@ -16,6 +16,7 @@ from ..errors import Interrupted, RestoreFailed, signals_raise
 from ..stack import Service, discover
 from .faults import undo, wait_running
 from .ledger import Entry, Ledger
+from .netfaults import NET_MODES, sweep, undo_net
 
 
 __all__ = ["Interrupted", "signals_raise", "ledger_path", "http_ok", "wait_http_ok", "wait_stack_healthy",
@@ -70,6 +71,8 @@ def restore_entry(client: Any, ledger: Ledger, entry: Entry) -> str:
     """Undo one fault; the ledger entry goes only once the container runs again."""
     import docker
 
+    if entry.mode in NET_MODES:
+        return _restore_net(client, ledger, entry)
     try:
         how = undo(client, entry.container_id)
     except docker.errors.NotFound:
@@ -79,6 +82,21 @@ def restore_entry(client: Any, ledger: Ledger, entry: Entry) -> str:
         raise RestoreFailed(f"could not restore {entry.service}: {e.explanation or e}") from None
     if not wait_running(client, entry.container_id):
         raise RestoreFailed(f"{entry.service} did not come back to running after {how}")
+    ledger.remove(entry)
+    return how
+
+
+def _restore_net(client: Any, ledger: Ledger, entry: Entry) -> str:
+    """Undo a network fault; the entry goes only once its rules are gone or its network is back."""
+    import docker
+
+    try:
+        how = undo_net(client, entry.mode, entry.container_id, entry.net, entry.tag)
+    except docker.errors.NotFound:
+        ledger.remove(entry)     # container (or network) gone with the stack: nothing left to undo
+        return "container gone"
+    except docker.errors.APIError as e:
+        raise RestoreFailed(f"could not restore {entry.service} ({entry.mode}): {e.explanation or e}") from None
     ledger.remove(entry)
     return how
 
@@ -93,7 +111,9 @@ def replay(client: Any, ledger: Ledger, project: str, declared: list[str], timeo
         how = restore_entry(client, ledger, e)
         say(f"restored {e.service} (fault was {e.mode}): {how}")
         done.append(e.service)
-    # Also heal what no ledger knows about: a container left stopped or paused by hand.
+    # Also heal what no ledger knows about: a container left stopped or paused by hand, and
+    # iptables rules tagged with this project whose ledger entry is gone.
+    done += sweep(client, discover(client, project), project, say)
     for s in discover(client, project):
         if s.state in ("exited", "paused", "created"):
             say(f"{s.name} was {s.state}: {undo(client, s.container_id)}")

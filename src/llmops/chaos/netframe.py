@@ -1,0 +1,100 @@
+"""The fault frame for network faults: every check before the ledger, the ledger before the fault,
+all or nothing applied, and the health-divergence sampler running alongside."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import EnvironmentProblem
+from ..stack import Service
+from .common import FaultFrame
+from .netfaults import (IPTABLES_MODES, DivergenceSampler, container_pid, disconnect, insert_rule, make_tag,
+                        rule_counters, rule_spec, shared_network, undo_net, require_tools)
+
+
+def describe(mode: str, target: str, gateway: str, loss_pct: float | None = None) -> str:
+    if mode == "partition":
+        return f"docker network disconnect {target} (from the network it shares with {gateway})"
+    if mode == "blackhole":
+        return f"iptables DROP of {gateway}'s packets in {target}'s network namespace"
+    return f"iptables DROP of {loss_pct:g} % of {gateway}'s packets (random) in {target}'s network namespace"
+
+
+@dataclass
+class NetFaultFrame(FaultFrame):
+    gateway: Service | None = None
+    loss_pct: float | None = None
+    tag: str = ""
+    net: dict[str, Any] = field(default_factory=dict)
+    sampler: DivergenceSampler | None = None
+    dropped_packets: int | None = None
+
+    def prepare(self) -> None:
+        """Everything the fault needs, found and checked while nothing is broken yet (exit 4 if not)."""
+        assert self.gateway is not None
+        client = self.ctx.client
+        p = client.containers.get(self.service.container_id)
+        g = client.containers.get(self.gateway.container_id)
+        network, endpoint, gw_ip = shared_network(p.attrs, g.attrs)
+        pid = container_pid(client, self.service.container_id)
+        require_tools(self.mode, client, pid if self.mode in IPTABLES_MODES else None)
+        self.tag = make_tag(self.ctx.project, self.ctx.open_run().path.name, os.getpid())
+        self.net = {"network": network, "aliases": list(endpoint.get("Aliases") or []),
+                    "ip": endpoint["IPAddress"], "gateway_ip": gw_ip, "port": self.service.port}
+        if self.mode in IPTABLES_MODES:
+            self.net["rule"] = rule_spec(self.mode, gw_ip, self.tag, self.loss_pct)
+        gw_pid = container_pid(client, self.gateway.container_id)
+        self.sampler = DivergenceSampler(f"{self.service.url}{self.service.health_path}", gw_pid,
+                                         endpoint["IPAddress"], self.service.port, primary_pid=pid,
+                                         health_path=self.service.health_path)
+        self.sampler.start()
+
+    def inject(self) -> float:
+        c = self.ctx.client
+        self.entry = self.ledger.add(self.ctx.project, self.service.name, self.service.container_id, self.mode,
+                                     tag=self.tag, net=self.net)
+        self.t_fault = time.monotonic()
+        try:
+            if self.mode == "partition":
+                disconnect(c, self.net["network"], self.service.container_id)
+            else:
+                insert_rule(container_pid(c, self.service.container_id), self.net["rule"])
+        except BaseException as e:
+            # Nothing half-applied: take back whatever landed; the entry goes only once that worked
+            # (if it did not, the frame's restore and `chaos restore` still have it).
+            undo_net(c, self.mode, self.service.container_id, self.net, self.tag)
+            self.ledger.remove(self.entry)
+            self.entry = None
+            self.t_fault = None
+            if isinstance(e, Exception) and not isinstance(e, EnvironmentProblem):
+                raise EnvironmentProblem(f"could not apply --mode {self.mode}: {e}; nothing was applied") from None
+            raise
+        self.ctx.open_run().event("fault", t=self.ctx.open_run().to_run_time(self.t_fault), phase=self.phase,
+                                  service=self.service.name, action=self.mode, tag=self.tag,
+                                  loss_pct=self.loss_pct)
+        return self.t_fault
+
+    def undo(self) -> float:
+        if self.mode in IPTABLES_MODES:
+            try:   # how many packets the rule dropped: proof the fault was real
+                self.dropped_packets = rule_counters(container_pid(self.ctx.client, self.service.container_id),
+                                                     self.tag)
+            except Exception:  # noqa: BLE001 - evidence only; the restore must go on
+                self.dropped_packets = None
+        t = super().undo()
+        self.finish()
+        return t
+
+    def finish(self) -> None:
+        if self.sampler is not None:
+            self.sampler.stop()
+
+    def summary(self) -> dict[str, Any]:
+        s = self.sampler.summary(self.t_fault, self.t_restore) if self.sampler else {}
+        return {"mode": self.mode, "tag": self.tag, "loss_pct": self.loss_pct, "dropped_packets": self.dropped_packets,
+                "network": self.net.get("network"), "aliases": self.net.get("aliases"),
+                "primary_ip": self.net.get("ip"), "gateway_ip": self.net.get("gateway_ip"),
+                "rule": self.net.get("rule"), **s}
