@@ -149,14 +149,24 @@ def test_ledger_records_network_entries_and_reads_old_ones(tmp_path: Path) -> No
     assert led.entries() == []
 
 
-def _analysis(failed: int, ft: float | None, served: bool = True) -> dict:
-    return {"failover_time_s": ft, "failed_requests": failed, "served_by_secondary": served, "failback_time_s": 1.0}
+def _analysis(failed: int, ft: float | None, served: bool = True, shared: int = 0) -> dict:
+    return {"failover_time_s": ft, "failed_requests": failed, "served_by_secondary": served, "failback_time_s": 1.0,
+            "served_before_fault": {"inference-chat": 30, "inference-code": shared}}
 
 
 def test_network_dod_partition_and_blackhole() -> None:
     ok = network_dod(_analysis(0, 2.3), "blackhole", True, 2.0, None,
                      {"samples_during": 20, "gateway_reached_during": 0})
-    assert all(c.passed for c in ok) and any("per-attempt timeout + 0.5" in c.expected for c in ok)
+    assert all(c.passed for c in ok) and any("per-attempt timeout 2 s + 0.5 s, at most 10 s" in c.expected for c in ok)
+    shared = network_dod(_analysis(0, 2.3, shared=4), "blackhole", True, 2.0, None,
+                         {"samples_during": 20, "gateway_reached_during": 0})
+    assert [c.criterion for c in shared if not c.passed] == ["primary served all traffic before the fault"]
+    unobserved = network_dod(_analysis(0, 2.3), "partition", True, 2.0, None, {})
+    assert [c.criterion.split(" (")[0] for c in unobserved if not c.passed] == [
+        "gateway could not reach the primary during the fault"]
+    capped = network_dod(_analysis(0, 12.0), "blackhole", True, 6000.0, None,
+                         {"samples_during": 20, "gateway_reached_during": 0})
+    assert [c.criterion for c in capped if not c.passed] == ["failover_time_s (blackhole)"]   # 10 s ceiling
     slow = network_dod(_analysis(0, 2.6), "partition", True, 2.0, None, {"samples_during": 20, "gateway_reached_during": 0})
     assert [c.criterion for c in slow if not c.passed] == ["failover_time_s (partition)"]
     leaky = network_dod(_analysis(1, 0.1), "blackhole", True, 2.0, None, {"samples_during": 20, "gateway_reached_during": 3})
@@ -173,6 +183,7 @@ def test_network_dod_loss() -> None:
     assert [c.criterion for c in bad if not c.passed] == ["failed_requests at 5 % packet loss"]
     high = network_dod(_analysis(9, None), "loss", True, 2.0, 30, {"dropped_packets": 40})
     assert all(c.passed for c in high)                       # above 10 % the errors are reported, not judged
+    assert not any("failed_requests" in c.criterion for c in high)   # ... and no line pretends to judge them
     none_dropped = network_dod(_analysis(0, None), "loss", True, 2.0, 5, {"dropped_packets": 0})
     assert not all(c.passed for c in none_dropped)
 
