@@ -372,7 +372,7 @@ def report(run_dir: Optional[Path] = typer.Argument(None, help="Run folder (defa
 @app.command()
 def certify(
     skip: Optional[list[str]] = typer.Option(None, "--skip", help="Phases to skip: verify, failover, qdrant, gpu, report."),
-    failover_mode: str = typer.Option("stop", "--failover-mode", help="stop | kill | pause"),
+    failover_mode: str = typer.Option("stop", "--failover-mode", help="stop | kill | pause | partition | blackhole | loss (loss at 5 %)"),
     qdrant_mode: str = typer.Option("stop", "--qdrant-mode", help="stop | kill | pause"),
 ) -> None:
     """verify, chaos failover, chaos qdrant, gpu-report and report, in one run folder."""

@@ -115,7 +115,7 @@ class FaultFrame:
                     wait_stack_healthy(self.ctx.client, self.ctx.project, self.ctx.declared(), timeout=120)
                     self.restored = True
                 elif self.entry is not None:
-                    self.notes.append(f"--no-restore: {self.service.name} left {self.mode}ped; "
+                    self.notes.append(f"--no-restore: {self.service.name} left under its `{self.mode}` fault; "
                                       "run `llmops chaos restore`")
             self.interrupted = self.interrupted or (late[0] if late else None)
         if self.interrupted:
