@@ -240,22 +240,28 @@ def _lint_gateway(c: "Context") -> None:
 def chaos_failover(
     target: str = typer.Option("inference-chat", "--target", help="The model server to break."),
     mode: str = typer.Option("stop", "--mode", help="stop | kill | pause"),
-    rps: float = typer.Option(10.0, "--rps", help="Constant request rate through the gateway (0.5-50)."),
+    rps: Optional[float] = typer.Option(None, "--rps", help="Constant request rate through the gateway "
+                                        "(0.5-50; default 10, with --stream 2 and at most 10)."),
     duration: float = typer.Option(60.0, "--duration", help="Upper bound on the whole load phase, seconds."),
     fault_at: float = typer.Option(3.0, "--fault-at", help="Seconds of steady state before the fault."),
     outage: float = typer.Option(5.0, "--outage", help="Seconds the fault lasts before the restore."),
     no_restore: bool = typer.Option(False, "--no-restore", help="Leave the fault in place (exit 5)."),
-    max_tokens: int = typer.Option(1, "--max-tokens", help="Tokens per load request (1-256). A request in "
+    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", help="Tokens per load request (1-256; "
+                                             "default 1, with --stream 32). A request in "
                                    "flight when the primary dies loses its work there, so larger requests "
                                    "raise the kill-mode penalty by up to one service time."),
     no_warm: bool = typer.Option(False, "--no-warm", help="Skip the pre-flight request to each deployment: "
                                  "the standby then starts with whatever its cache holds."),
+    stream: bool = typer.Option(False, "--stream", help="Streamed completions (SSE): count streams cut "
+                                "mid-answer as failed whatever their HTTP status; time to first token."),
 ) -> None:
     """Stop/kill/pause the primary under load; time the gateway's failover and failback."""
     from .chaos.failover import FailoverOptions, run_failover
+    from .chaos.streamload import stream_defaults
 
+    rps, max_tokens = stream_defaults(stream, rps, max_tokens)
     r, text = run_failover(ctx(), FailoverOptions(target, mode, rps, duration, fault_at, outage, not no_restore,
-                                                  max_tokens=max_tokens, warm=not no_warm), say)
+                                                  max_tokens=max_tokens, warm=not no_warm, stream=stream), say)
     emit(r, text)
     finish_run([5 if not r.metrics.get("restored") else r.exit_code()])
 
@@ -342,6 +348,8 @@ def certify(
     skip: Optional[list[str]] = typer.Option(None, "--skip", help="Phases to skip: verify, failover, qdrant, gpu, report."),
     failover_mode: str = typer.Option("stop", "--failover-mode", help="stop | kill | pause"),
     qdrant_mode: str = typer.Option("stop", "--qdrant-mode", help="stop | kill | pause"),
+    stream: bool = typer.Option(False, "--stream", help="The failover phase runs the streaming failover "
+                                "(chaos failover --stream with its defaults) instead of the one-token load."),
 ) -> None:
     """verify, chaos failover, chaos qdrant, gpu-report and report, in one run folder."""
     from rich.live import Live
@@ -350,6 +358,7 @@ def certify(
     from .certify import PHASES, run_certify
     from .chaos.failover import FailoverOptions
     from .chaos.qdrant import QdrantOptions
+    from .chaos.streamload import stream_defaults
 
     skip = skip or []
     if bad := [p for p in skip if p not in PHASES]:
@@ -372,7 +381,9 @@ def certify(
             states[name] = st
             live.update(board())
 
-        code, outcomes = run_certify(c, skip, emit, say, on_phase, FailoverOptions(mode=failover_mode),
+        rps, max_tokens = stream_defaults(stream, None, None)
+        code, outcomes = run_certify(c, skip, emit, say, on_phase,
+                                     FailoverOptions(mode=failover_mode, rps=rps, max_tokens=max_tokens, stream=stream),
                                      QdrantOptions(mode=qdrant_mode))
     for o in outcomes:
         say(f"{o.phase:9} exit {o.code}  {o.seconds:6.1f} s" + (f"  {o.error}" if o.error else ""))

@@ -38,9 +38,13 @@ class FailoverOptions:
     # request's size; with one token that loss stays below the gateway's own retry cost.
     max_tokens: int = 1
     warm: bool = True              # pre-flight: send the load's request to every deployment by id
+    stream: bool = False           # streamed completions (chaos/stream_failover.py)
 
     def validate(self) -> None:
         check_mode(self.mode)
+        if self.stream:
+            from .streamload import MAX_STREAM_RPS
+            check_range("--rps (streaming)", self.rps, 0.5, MAX_STREAM_RPS)
         check_range("--rps", self.rps, 0.5, MAX_RPS)
         check_range("--duration", self.duration_s, 5, MAX_DURATION_S)
         check_range("--fault-at", self.fault_at_s, 1, self.duration_s - 2)
@@ -82,8 +86,13 @@ def run_failover(ctx: Context, o: FailoverOptions, say: Callable[[str], None]) -
                   latency_s=round(r.latency_s, 4), status=r.status, backend=r.backend, model_id=r.model_id,
                   retries=r.retries, fallbacks=r.fallbacks, error=r.error, completion_tokens=r.completion_tokens)
 
-    lg = LoadGenerator(gateway.url, key, alias, o.rps, o.duration_s, on_request=record,
-                       max_tokens=o.max_tokens)
+    if o.stream:   # streamed load: its own pre-flight, records and analysis (chaos/stream_failover.py)
+        from .stream_failover import make_stream_load, stream_preflight
+        streamed = stream_preflight(gateway.url, key, router, o.max_tokens)
+        lg = make_stream_load(gateway.url, key, alias, o.rps, o.duration_s, o.max_tokens, run)
+    else:
+        lg = LoadGenerator(gateway.url, key, alias, o.rps, o.duration_s, on_request=record,
+                           max_tokens=o.max_tokens)
 
     async def experiment(f: FaultFrame) -> list[Request]:
         marks["t_start"] = time.monotonic()
@@ -118,6 +127,16 @@ def run_failover(ctx: Context, o: FailoverOptions, say: Callable[[str], None]) -
     reqs = frame.run(body, say) or sorted(lg.requests, key=lambda r: r.t_send)
     m = Marks(t_start=marks["t_start"] or 0.0, t_fault=frame.t_fault or 0.0, t_restore=frame.t_restore,
               t_primary_ok=marks["t_primary_ok"], primary=target.name, secondary=secondary.name)
+    if o.stream:
+        from .stream_failover import stream_result
+        return stream_result(reqs, m, o, frame, router, {  # type: ignore[arg-type]
+            "mode": o.mode, "target": target.name, "secondary": secondary.name, "rps": o.rps,
+            "max_tokens": o.max_tokens, "fault_at_s": o.fault_at_s, "outage_s": o.outage_s,
+            "preflight_warm": warmed, "stream_preflight": streamed, "router": router.to_json() if router else None,
+            "restored": frame.restored, "restore_action": frame.restore_how, "notes": frame.notes,
+            "marks": {k: (round(v - m.t_start, 4) if v else None) for k, v in
+                      (("fault", m.t_fault), ("restore", m.t_restore), ("primary_ok", m.t_primary_ok))}},
+            started_at, t_wall)
     a = analyse(reqs, m)
     rows = per_second(reqs, m)
     metrics = {k: a[k] for k in ("failover_time_s", "failover_penalty_s", "failed_requests", "total_requests",
