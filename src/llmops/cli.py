@@ -241,7 +241,7 @@ def chaos_failover(
     target: str = typer.Option("inference-chat", "--target", help="The model server to break."),
     mode: str = typer.Option("stop", "--mode", help="stop | kill | pause"),
     rps: Optional[float] = typer.Option(None, "--rps", help="Constant request rate through the gateway "
-                                        "(0.5-50; default 10, with --stream 2 and at most 10)."),
+                                        "(0.5-50; default 10, with --stream 1 and at most 10)."),
     duration: float = typer.Option(60.0, "--duration", help="Upper bound on the whole load phase, seconds."),
     fault_at: float = typer.Option(3.0, "--fault-at", help="Seconds of steady state before the fault."),
     outage: float = typer.Option(5.0, "--outage", help="Seconds the fault lasts before the restore."),

@@ -22,7 +22,7 @@ from .sse import SSEParser, StreamVerdict, judge
 # stream takes about 0.4 s of the one CPU slot here), so the offered rate is capped far below the
 # plain load's 50/s: beyond it the queue, not the failover, would set every figure.
 MAX_STREAM_RPS = 10.0
-DEFAULT_STREAM_RPS = 2.0
+DEFAULT_STREAM_RPS = 1.0
 DEFAULT_STREAM_MAX_TOKENS = 32
 RAW_TAIL_BYTES = 1500
 # A prompt whose answer runs to max_tokens, so that every stream is long enough to be cut in
@@ -181,7 +181,8 @@ def stream_once(gateway_url: str, master_key: str, model: str, max_tokens: int,
 
 def stream_defaults(stream: bool, rps: float | None, max_tokens: int | None) -> tuple[float, int]:
     """`--rps` and `--max-tokens` when not given: one-token requests at 10/s for the plain load,
-    32-token streams at 2/s (what one CPU slot per server sustains here) for the streamed one."""
+    32-token streams at 1/s (one CPU slot per server is then busy about half the time, so
+    a stream seldom queues behind another) for the streamed one."""
     if rps is None:
         rps = DEFAULT_STREAM_RPS if stream else 10.0
     if max_tokens is None:
