@@ -158,3 +158,30 @@ def test_duplicated_text_on_a_stream_completed_across_the_fault_is_caught(replay
     s = analyse_streams(reqs, m, "kill", 32)
     assert s["duplicated_text"] == 1
     assert not next(d for d in stream_dod(s, analyse(reqs, m), "kill", 0.5, True) if "repeat" in d.criterion).passed
+
+
+def test_evidence_text_and_chart_of_a_run(replay: str) -> None:
+    from types import SimpleNamespace
+
+    from llmops.chaos.stream_chart import stream_failover_figure
+    from llmops.chaos.stream_failover import stream_result
+    from llmops.gateway_config import RouterSummary
+
+    plan = [(0.0, "complete"), (1.0, "complete"), (2.0, "kill_mid"), (3.0, "kill_before"), (4.0, "kill_before")]
+    reqs, m = run_of(replay, plan, fault_at=2.5, primary_ok=4.5)
+    router = RouterSummary("config.yaml", {}, [{"id": "inference-chat", "stream_timeout": 1},
+                                               {"id": "inference-code", "stream_timeout": 1}], [])
+    o = SimpleNamespace(mode="kill", max_tokens=32)
+    details = {"mode": "kill", "target": "inference-chat", "secondary": "inference-code", "rps": 1, "max_tokens": 32,
+               "stream_preflight": [{"deployment": "inference-chat"}], "restore_action": "started", "notes": [],
+               "marks": {"fault": 2.5, "restore": 3.5, "primary_ok": 4.5}}
+    r, text = stream_result(reqs, m, o, SimpleNamespace(restored=True), router, details, "now", 0.0)
+    assert r.check == "failover" and r.details["stream_timeout_s"] == 1.0
+    assert r.metrics["cut_streams"] == 1 and r.metrics["failed_requests"] == 1 and r.metrics["tokens_lost"] > 0
+    assert {"before", "during", "after"} == set(r.metrics["ttft"])
+    assert "cut_streams          1" in text and "Raw SSE tail of cut stream #2" in text and "FAULT" in text
+    assert '"error"' in text
+    fig = stream_failover_figure(r.to_json())
+    assert len(fig.axes) == 2 and "1 cut" in fig.axes[0].get_title()
+    with pytest.raises(ValueError):
+        stream_failover_figure({"details": {}})

@@ -86,6 +86,7 @@ def run_failover(ctx: Context, o: FailoverOptions, say: Callable[[str], None]) -
                   latency_s=round(r.latency_s, 4), status=r.status, backend=r.backend, model_id=r.model_id,
                   retries=r.retries, fallbacks=r.fallbacks, error=r.error, completion_tokens=r.completion_tokens)
 
+    streamed: list[dict[str, Any]] = []
     if o.stream:   # streamed load: its own pre-flight, records and analysis (chaos/stream_failover.py)
         from .stream_failover import make_stream_load, stream_preflight
         streamed = stream_preflight(gateway.url, key, router, o.max_tokens)
