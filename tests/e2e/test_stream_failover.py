@@ -64,3 +64,12 @@ def test_kill_between_streams_cuts_nothing(llmops: Any, healthy_stack: dict[str,
     assert m["cut_streams"] == 0 and m["tokens_lost"] == 0, s["cut"]
     assert m["restored"] is True
     assert p.returncode == (0 if all(x["pass"] for x in r["dod"]) else 1), p.stderr[-2000:]
+
+
+def test_bad_stream_options_get_one_line_and_exit_2(run_llmops: Any, one_line_error: Any) -> None:
+    root = str(Path(__file__).resolve().parents[2])
+    for args, words in ((["--max-tokens", "0"], "--max-tokens 0"), (["--rps", "11"], "--rps (streaming) 11")):
+        p = run_llmops("--project-dir", root, "--project-name", "llmops-e2e-nothing", "chaos", "failover",
+                       "--stream", *args)
+        line = one_line_error(p, 2)
+        assert words in line and "out of range" in line
