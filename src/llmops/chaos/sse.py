@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 DONE = "[DONE]"
@@ -162,11 +162,3 @@ def judge(events: Iterable[SSEEvent], max_tokens: int) -> StreamVerdict:
     return StreamVerdict(done, err, finish, chunks, usage, "".join(parts), bool(reasons), "; ".join(reasons),
                          junk, n)
 
-
-@dataclass
-class Captured:
-    """A stream as a test fixture stores it: status, headers of interest, and the raw body."""
-
-    status: int
-    headers: dict[str, str] = field(default_factory=dict)
-    body: bytes = b""
