@@ -3,7 +3,9 @@ default router settings (the peer baseline, compose/litellm/config.defaults.yaml
 
 Usage: .venv/bin/python scripts/bench/failover.py [--runs N] [--modes stop,kill,pause] [--no-baseline]
                                                   [--only-baseline] [--fresh] [--no-warm] [--max-tokens N]
-                                                  [--project-name NAME --port-base N] [--loss-pct P]
+                                                  [--project-name NAME --port-base N] [--loss-pct P] [--stream]
+--stream runs `chaos failover --stream` (streamed completions, 32 tokens at 1/s unless given) and
+tabulates the streaming figures: cut streams, tokens lost, failed to start, TTFT penalty, stall.
 Modes: stop, kill, pause (the container) and partition, blackhole, loss (the network between the
 gateway and the primary; `loss` drops --loss-pct % of the gateway's packets, default 5).
 It recreates the gateway to switch configs and puts ours back at the end.  --fresh takes the stack
@@ -71,8 +73,9 @@ def main() -> None:
     ap.add_argument("--name", default="failover", help="output name under docs/bench/")
     ap.add_argument("--fresh", action="store_true", help="down + up before every run")
     ap.add_argument("--no-warm", dest="warm", action="store_false", help="up without the warm-up")
-    ap.add_argument("--max-tokens", type=int, default=1, help="tokens per load request")
-    ap.add_argument("--rps", type=float, default=10.0)
+    ap.add_argument("--max-tokens", type=int, default=None, help="tokens per load request (1; 32 with --stream)")
+    ap.add_argument("--rps", type=float, default=None, help="request rate (10; 1 with --stream)")
+    ap.add_argument("--stream", action="store_true", help="streamed completions (chaos failover --stream)")
     ap.add_argument("--loss-pct", type=float, default=5.0, help="packet loss for --modes loss, percent")
     a = ap.parse_args()
     if a.project_name:
@@ -80,6 +83,11 @@ def main() -> None:
     if a.port_base:
         for i, var in enumerate(("GATEWAY_PORT", "CHAT_PORT", "RAG_PORT", "EMBEDDING_PORT", "CODE_PORT", "QDRANT_PORT")):
             os.environ[var] = str(a.port_base + i)
+    a.rps = a.rps or (1.0 if a.stream else 10.0)
+    a.max_tokens = a.max_tokens or (32 if a.stream else 1)
+    if a.stream:
+        stream_bench(a)
+        return
     modes = a.modes.split(",")
     net = any(m in ("partition", "blackhole", "loss") for m in modes)
     data: dict[str, dict[str, list]] = {}
@@ -133,6 +141,61 @@ def main() -> None:
                 write(a.name, data, rows, net)      # after every mode, so a cut-short run keeps what it measured
     finally:
         switch(CONFIGS["llmops"])
+
+
+
+def stream_bench(a: argparse.Namespace) -> None:
+    """`chaos failover --stream` N times per mode and config; median and max of each figure."""
+    modes = a.modes.split(",")
+    configs = ({"llmops": CONFIGS["llmops"]} if a.no_baseline
+               else {k: v for k, v in CONFIGS.items() if k != "llmops"} if a.only_baseline else CONFIGS)
+    data: dict[str, dict[str, list]] = {}
+    rows = []
+    keys = ("cut_streams", "in_flight_on_primary", "tokens_lost", "failed_to_start", "failed_requests",
+            "total_requests", "ttft_penalty_s", "stall_detect_s", "failover_time_s", "failback_time_s")
+    try:
+        for label, cfg in configs.items():
+            switch(cfg, a.warm)
+            for mode in modes:
+                res = []
+                for i in range(a.runs):
+                    fault_at = 3 + i / a.runs / a.rps      # spread the fault over one request interval
+                    code, r = run_check(["chaos", "failover", "--stream", "--mode", mode,
+                                         "--rps", f"{a.rps:g}", "--max-tokens", str(a.max_tokens),
+                                         "--fault-at", f"{fault_at:.4f}", "--outage", "5"],
+                                        "04_failover_test", env={"LITELLM_CONFIG": cfg})
+                    m, s = r["metrics"], r["details"]["stream_analysis"]
+                    res.append({"exit": code, "fault_at_s": round(fault_at, 4), **{k: m.get(k) for k in keys},
+                                "failed_to_start_after_fault": s["failed_to_start_after_fault"],
+                                "cut_not_in_flight": s["cut_not_in_flight"],
+                                "failed_not_in_flight": s["failed_not_in_flight"],
+                                "ttft_p95_before_s": s["ttft"]["before"]["ttft_p95_s"],
+                                "ttft_p95_during_s": s["ttft"]["during"]["ttft_p95_s"],
+                                "max_ttft_during_outage_s": s["max_ttft_during_outage_s"],
+                                "stream_timeout_s": r["details"]["stream_timeout_s"],
+                                "dod_failed": [d["criterion"] for d in r["dod"] if not d["pass"]]})
+                cond = f"{label}, max_tokens={a.max_tokens}, {a.rps:g}/s"
+                data.setdefault(cond, {})[mode] = res
+                col = lambda k: [x[k] for x in res]  # noqa: E731
+                rows.append([cond, mode, len(res), sum(col("cut_streams")), sum(col("in_flight_on_primary")),
+                             sum(col("tokens_lost")), sum(col("failed_to_start_after_fault")),
+                             sum(col("failed_not_in_flight")), sum(col("failed_requests")), sum(col("total_requests")),
+                             med(col("ttft_penalty_s")), mx(col("ttft_penalty_s")),
+                             med(col("max_ttft_during_outage_s")), mx(col("max_ttft_during_outage_s")),
+                             med(col("stall_detect_s")), mx(col("stall_detect_s")),
+                             med(col("ttft_p95_before_s")), sum(1 for x in res if x["exit"] == 0)])
+    finally:
+        switch(CONFIGS["llmops"])
+    md = table(["router settings", "mode", "runs", "cut streams", "in flight on primary at fault", "tokens lost",
+                "failed to start after fault", "failed, not in flight", "failed requests", "requests",
+                "TTFT penalty median (s)", "TTFT penalty max (s)", "max TTFT in outage median (s)",
+                "max TTFT in outage max (s)", "stall detect median (s)", "stall detect max (s)",
+                "steady TTFT p95 median (s)", "runs exit 0"], rows)
+    save(a.name if a.name != "failover" else "failover-stream", data, md)
+
+
+if __name__ == "__main__":
+    main()
 
 
 if __name__ == "__main__":

@@ -216,23 +216,29 @@ def chaos_failover(
                              "nsenter and iptables)"),
     loss_pct: Optional[float] = typer.Option(None, "--loss-pct", help="--mode loss: percent of the gateway's "
                                              "packets to the target dropped at random (>0-100, default 5)."),
-    rps: float = typer.Option(10.0, "--rps", help="Constant request rate through the gateway (0.5-50)."),
+    rps: Optional[float] = typer.Option(None, "--rps", help="Constant request rate through the gateway "
+                                        "(0.5-50; default 10, with --stream 1 and at most 10)."),
     duration: float = typer.Option(60.0, "--duration", help="Upper bound on the whole load phase, seconds."),
     fault_at: float = typer.Option(3.0, "--fault-at", help="Seconds of steady state before the fault."),
     outage: float = typer.Option(5.0, "--outage", help="Seconds the fault lasts before the restore."),
     no_restore: bool = typer.Option(False, "--no-restore", help="Leave the fault in place (exit 5)."),
-    max_tokens: int = typer.Option(1, "--max-tokens", help="Tokens per load request (1-256). A request in "
+    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", help="Tokens per load request (1-256; "
+                                             "default 1, with --stream 32). A request in "
                                    "flight when the primary dies loses its work there, so larger requests "
                                    "raise the kill-mode penalty by up to one service time."),
     no_warm: bool = typer.Option(False, "--no-warm", help="Skip the pre-flight request to each deployment: "
                                  "the standby then starts with whatever its cache holds."),
+    stream: bool = typer.Option(False, "--stream", help="Streamed completions (SSE): count streams cut "
+                                "mid-answer as failed whatever their HTTP status; time to first token."),
 ) -> None:
     """Stop/kill/pause the primary under load; time the gateway's failover and failback."""
     from .chaos.failover import FailoverOptions, run_failover
+    from .chaos.streamload import stream_defaults
     from .runner import Check, Phase
 
+    rps, max_tokens = stream_defaults(stream, rps, max_tokens)
     o = FailoverOptions(target, mode, rps, duration, fault_at, outage, not no_restore, max_tokens=max_tokens,
-                        warm=not no_warm, loss_pct=loss_pct)
+                        warm=not no_warm, loss_pct=loss_pct, stream=stream)
     done(run_checks(Phase("failover", [Check("failover", lambda: run_failover(ctx(), o, say))])))
 
 
@@ -374,6 +380,8 @@ def certify(
     skip: Optional[list[str]] = typer.Option(None, "--skip", help="Phases to skip: verify, failover, qdrant, gpu, report."),
     failover_mode: str = typer.Option("stop", "--failover-mode", help="stop | kill | pause | partition | blackhole | loss (loss at 5 %)"),
     qdrant_mode: str = typer.Option("stop", "--qdrant-mode", help="stop | kill | pause"),
+    stream: bool = typer.Option(False, "--stream", help="The failover phase runs the streaming failover "
+                                "(chaos failover --stream with its defaults) instead of the one-token load."),
 ) -> None:
     """verify, chaos failover, chaos qdrant, gpu-report and report, in one run folder."""
     from rich.live import Live
@@ -382,11 +390,14 @@ def certify(
     from .certify import PHASES, run_certify
     from .chaos.failover import FailoverOptions
     from .chaos.qdrant import QdrantOptions
+    from .chaos.streamload import stream_defaults
 
     skip = skip or []
     if bad := [p for p in skip if p not in PHASES]:
         raise UsageError(f"unknown phase {', '.join(bad)}; valid: {', '.join(PHASES)}")
-    fo, qo = FailoverOptions(mode=failover_mode), QdrantOptions(mode=qdrant_mode)
+    rps, max_tokens = stream_defaults(stream, None, None)
+    fo = FailoverOptions(mode=failover_mode, rps=rps, max_tokens=max_tokens, stream=stream)
+    qo = QdrantOptions(mode=qdrant_mode)
     fo.validate()   # a bad option is refused now, not when its phase comes round
     qo.validate()
     c = ctx()

@@ -18,7 +18,7 @@ from .faults import MODES
 from .netfaults import LOSS_DOD_MAX_PCT, NET_MODES, check_loss_pct
 from .loadgen import MAX_DURATION_S, MAX_RPS, MAX_TOKENS_LIMIT, LoadGenerator, Request
 from .restore import wait_http_ok
-from .timeline import Marks, analyse, per_second, render_rows
+from .timeline import Marks, analyse, before_fault_criterion, per_second, render_rows
 
 REFERENCE_FAILOVER_S = 1.15
 PENALTY_LIMIT_S = 0.1
@@ -49,11 +49,17 @@ class FailoverOptions:
     max_tokens: int = 1
     warm: bool = True              # pre-flight: send the load's request to every deployment by id
     loss_pct: float | None = None  # --mode loss only: percent of the gateway's packets dropped
+    stream: bool = False           # streamed completions (chaos/stream_failover.py)
 
     def validate(self) -> None:
         if self.mode not in NET_MODES:
             check_mode_or_net(self.mode)
         self.loss_pct = check_loss_pct(self.mode, self.loss_pct)
+        if self.stream:
+            from .streamload import MAX_STREAM_RPS
+            if self.mode not in REFUSED_MODES | HUNG_MODES or self.mode in NET_MODES:
+                raise UsageError(f"--stream works with --mode stop, kill or pause, not {self.mode}")
+            check_range("--rps (streaming)", self.rps, 0.5, MAX_STREAM_RPS)
         check_range("--rps", self.rps, 0.5, MAX_RPS)
         check_range("--duration", self.duration_s, 5, MAX_DURATION_S)
         check_range("--fault-at", self.fault_at_s, 1, self.duration_s - 2)
@@ -98,8 +104,14 @@ def run_failover(ctx: Context, o: FailoverOptions, say: Callable[[str], None]) -
                   latency_s=round(r.latency_s, 4), status=r.status, backend=r.backend, model_id=r.model_id,
                   retries=r.retries, fallbacks=r.fallbacks, error=r.error, completion_tokens=r.completion_tokens)
 
-    lg = LoadGenerator(gateway.url, key, alias, o.rps, o.duration_s, on_request=record,
-                       max_tokens=o.max_tokens)
+    streamed: list[dict[str, Any]] = []
+    if o.stream:   # streamed load: its own pre-flight, records and analysis (chaos/stream_failover.py)
+        from .stream_failover import make_stream_load, stream_preflight
+        streamed = stream_preflight(gateway.url, key, router, o.max_tokens)
+        lg = make_stream_load(gateway.url, key, alias, o.rps, o.duration_s, o.max_tokens, run)
+    else:
+        lg = LoadGenerator(gateway.url, key, alias, o.rps, o.duration_s, on_request=record,
+                           max_tokens=o.max_tokens)
 
     async def experiment(f: FaultFrame) -> list[Request]:
         marks["t_start"] = time.monotonic()
@@ -134,6 +146,16 @@ def run_failover(ctx: Context, o: FailoverOptions, say: Callable[[str], None]) -
     reqs = frame.run(body, say) or sorted(lg.requests, key=lambda r: r.t_send)
     m = Marks(t_start=marks["t_start"] or 0.0, t_fault=frame.t_fault or 0.0, t_restore=frame.t_restore,
               t_primary_ok=marks["t_primary_ok"], primary=target.name, secondary=secondary.name)
+    if o.stream:
+        from .stream_failover import stream_result
+        return stream_result(reqs, m, o, frame, router, {  # type: ignore[arg-type]
+            "mode": o.mode, "target": target.name, "secondary": secondary.name, "rps": o.rps,
+            "max_tokens": o.max_tokens, "fault_at_s": o.fault_at_s, "outage_s": o.outage_s,
+            "preflight_warm": warmed, "stream_preflight": streamed, "router": router.to_json() if router else None,
+            "restored": frame.restored, "restore_action": frame.restore_how, "notes": frame.notes,
+            "marks": {k: (round(v - m.t_start, 4) if v else None) for k, v in
+                      (("fault", m.t_fault), ("restore", m.t_restore), ("primary_ok", m.t_primary_ok))}},
+            started_at, t_wall)
     a = analyse(reqs, m)
     rows = per_second(reqs, m)
     metrics = {k: a[k] for k in ("failover_time_s", "failover_penalty_s", "failed_requests", "total_requests",
@@ -194,16 +216,6 @@ def hung_failover_limit_s(attempt_timeout: float | None) -> float:
     return min(attempt_timeout + 0.5, HUNG_FAILOVER_CEILING_S)
 
 
-def _before_fault_line(a: dict[str, Any]) -> Criterion:
-    # Without it the other lines prove nothing: a secondary already sharing the traffic (no
-    # `order`) answers right after any fault, with no failover at all.
-    before = a["served_before_fault"]
-    primary, secondary = before          # analyse() keys it primary first
-    return Criterion("primary served all traffic before the fault", f"0 by {secondary}, > 0 by {primary}",
-                     f"{before[secondary]} by {secondary}, {before[primary]} by {primary}",
-                     before[secondary] == 0 and before[primary] > 0)
-
-
 def _hung_line(label: str, ft: float | None, attempt_timeout: float | None) -> Criterion:
     limit = hung_failover_limit_s(attempt_timeout)
     how = (f"per-attempt timeout {attempt_timeout:g} s + 0.5 s, at most {HUNG_FAILOVER_CEILING_S:g} s"
@@ -226,7 +238,7 @@ def failover_dod(a: dict[str, Any], mode: str, restored: bool, attempt_timeout: 
     ft, pen = a["failover_time_s"], a["failover_penalty_s"]
     dod = [
         Criterion("failed_requests during the whole run", "0", str(a["failed_requests"]), a["failed_requests"] == 0),
-        _before_fault_line(a),
+        before_fault_criterion(a),
         Criterion("served_by_secondary after the fault", "true", str(a["served_by_secondary"]).lower(),
                   bool(a["served_by_secondary"])),
     ]
@@ -352,7 +364,7 @@ def network_dod(a: dict[str, Any], mode: str, restored: bool, attempt_timeout: f
     if mode in ("partition", "blackhole"):
         dod += [
             Criterion("failed_requests during the whole run", "0", str(failed), failed == 0),
-            _before_fault_line(a),
+            before_fault_criterion(a),
             Criterion("served_by_secondary after the fault", "true", str(a["served_by_secondary"]).lower(),
                       bool(a["served_by_secondary"])),
             _hung_line(mode, ft, attempt_timeout),
@@ -366,7 +378,7 @@ def network_dod(a: dict[str, Any], mode: str, restored: bool, attempt_timeout: f
     pct = loss_pct or 0.0
     if pct <= LOSS_DOD_MAX_PCT:
         dod.append(Criterion(f"failed_requests at {pct:g} % packet loss", "0", str(failed), failed == 0))
-    dod.append(_before_fault_line(a))
+    dod.append(before_fault_criterion(a))
     dropped = nf.get("dropped_packets")
     dod.append(Criterion("packets dropped by the loss rule", "> 0", str(dropped), bool(dropped)))
     return dod + _tail_lines(a, restored, failback=False)

@@ -25,6 +25,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from ..evidence import Criterion
+
 
 class Req(Protocol):
     t_send: float
@@ -162,3 +164,14 @@ def render_rows(rows: list[dict[str, Any]], primary: str, secondary: str) -> str
                    f"{row['served'].get(secondary, 0):>14} {(f'{ml:.3f}' if ml is not None else '-'):>8}  "
                    f"{' '.join(row['marks'])}")
     return "\n".join(out)
+
+
+def before_fault_criterion(a: dict[str, Any]) -> Criterion:
+    """The DoD line every failover variant shares.  Without it the other lines prove nothing: a
+    secondary already sharing the traffic (no `order`) answers right after any fault, with no
+    failover at all."""
+    before = a["served_before_fault"]
+    primary, secondary = before          # analyse() keys it primary first
+    return Criterion("primary served all traffic before the fault", f"0 by {secondary}, > 0 by {primary}",
+                     f"{before[secondary]} by {secondary}, {before[primary]} by {primary}",
+                     before[secondary] == 0 and before[primary] > 0)

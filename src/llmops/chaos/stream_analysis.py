@@ -1,0 +1,200 @@
+"""Pure analysis of a streaming failover run: which streams were cut, what it cost, the DoD lines.
+
+Inputs are `StreamRequest`s on the load generator's monotonic clock and the same `Marks` the
+plain analysis uses (fault, restore, primary healthy again).  Definitions:
+- a stream is **in flight at the fault** when it was sent before the fault and ended after it; it
+  is **on the primary** unless the gateway's headers name the secondary (then the gateway fell
+  back before its first chunk);
+- `cut_streams`: streams that answered 200 and then broke (see `sse.judge`); every one is a
+  failed request;
+- `tokens_lost`: content tokens cut streams had delivered before they broke;
+- `failed_to_start`: requests that never delivered a first token (non-200, transport error, or a
+  200 with no content);
+- `ttft_penalty_s`: the first stream sent after the fault, its time to first token over the
+  secondary's steady median TTFT (streams the secondary served later in the outage);
+- `stall_detect_s` (pause): from the fault to the end of the slowest stalled in-flight stream.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+from ..evidence import Criterion
+from .streamload import StreamRequest
+from .timeline import Marks, before_fault_criterion, percentile
+
+TTFT_PENALTY_LIMIT_S = 0.1
+PAUSE_TTFT_SLACK_S = 0.5
+
+
+def _r(x: float | None, nd: int = 4) -> float | None:
+    return None if x is None else round(x, nd)
+
+
+def _ttft_stats(reqs: Sequence[StreamRequest]) -> dict[str, Any]:
+    t = [r.ttft_s for r in reqs if r.ttft_s is not None]
+    return {"streams": len(reqs), "failed": sum(not r.ok for r in reqs), "cut": sum(r.cut for r in reqs),
+            "ttft_p50_s": _r(percentile(t, 50)), "ttft_p95_s": _r(percentile(t, 95)),
+            "ttft_max_s": _r(max(t) if t else None)}
+
+
+def in_flight(r: StreamRequest, t_fault: float) -> bool:
+    return r.t_send < t_fault < r.t_done
+
+
+def fate(r: StreamRequest, m: Marks) -> str:
+    """What became of a stream in flight at the fault."""
+    if r.cut:
+        return "cut"
+    if r.status != 200:
+        return "failed"
+    if r.backend == m.secondary:
+        return "fell back before its first chunk"
+    return "completed"
+
+
+def reference_text(reqs: Sequence[StreamRequest]) -> str | None:
+    """The text whole streams carried most often (temperature 0: both servers run one model, so a
+    whole answer is the same text; a stream continued on the fallback with the prompt re-sent
+    would repeat its beginning)."""
+    texts = Counter(r.verdict.text for r in reqs if r.ok and r.verdict is not None)
+    return texts.most_common(1)[0][0] if texts else None
+
+
+def analyse_streams(reqs: Sequence[StreamRequest], m: Marks, mode: str, max_tokens: int) -> dict[str, Any]:
+    reqs = sorted(reqs, key=lambda r: r.t_send)
+    t0, tf = m.t_start, m.t_fault
+    outage_end = m.t_primary_ok if m.t_primary_ok is not None else math.inf
+    flying = [r for r in reqs if in_flight(r, tf)]
+    on_primary = [r for r in flying if r.backend != m.secondary]
+    cut = [r for r in reqs if r.cut]
+    cut_outside = [r for r in cut if r not in on_primary]
+    failed_outside = [r for r in reqs if not r.ok and r not in on_primary]
+    no_start = [r for r in reqs if not r.started]
+    after = [r for r in reqs if r.t_send >= tf]
+    first_after = after[0] if after else None
+    sec_after = [r for r in after if r.ok and r.backend == m.secondary and r.ttft_s is not None]
+    steady = [r.ttft_s for r in sec_after[1:] if r.t_send < outage_end and r.ttft_s is not None]
+    steady_med = statistics.median(steady) if steady else None
+    penalty = (first_after.ttft_s - steady_med) if (first_after is not None and first_after.ttft_s is not None
+                                                    and steady_med is not None) else None
+    ref = reference_text(reqs)
+    completed_across = [r for r in on_primary if fate(r, m) == "completed"]
+    dup = [r for r in completed_across if ref is not None and r.verdict is not None and r.verdict.text != ref]
+    stalled = [r for r in on_primary if r.cut] if mode == "pause" else []
+    stall = max((r.t_done - tf for r in stalled), default=None)
+    stall_gap = max((r.t_done - (r.t_last_chunk or r.t_send) for r in stalled), default=None)
+    ttft_after = [r.ttft_s for r in after if r.t_send < outage_end and r.ttft_s is not None]
+    example = next((r for r in cut if r in on_primary), cut[0] if cut else None)
+
+    def brief(r: StreamRequest) -> dict[str, Any]:
+        return {"seq": r.seq, "sent_at_s": _r(r.t_send - t0), "end_at_s": _r(r.t_done - t0),
+                "backend": r.backend, "status": r.status, "tokens": r.tokens, "ttft_s": _r(r.ttft_s),
+                "fate": fate(r, m), "cut_reason": r.verdict.reason if (r.cut and r.verdict) else None}
+
+    return {
+        "total_requests": len(reqs),
+        "failed_requests": sum(not r.ok for r in reqs),
+        "cut_streams": len(cut),
+        "in_flight_at_fault": len(flying),
+        "in_flight_on_primary": len(on_primary),
+        "cut_in_flight_on_primary": sum(r.cut for r in on_primary),
+        "cut_not_in_flight": len(cut_outside),
+        "failed_not_in_flight": len(failed_outside),
+        "tokens_lost": sum(r.tokens for r in cut),
+        "failed_to_start": len(no_start),
+        "failed_to_start_after_fault": sum(not r.started for r in after),
+        "ttft_penalty_s": _r(penalty),
+        "secondary_steady_ttft_median_s": _r(steady_med),
+        "first_stream_after_fault": ({"seq": first_after.seq, "sent_at_s": _r(first_after.t_send - t0),
+                                      "ttft_s": _r(first_after.ttft_s), "backend": first_after.backend,
+                                      "ok": first_after.ok} if first_after else None),
+        "max_ttft_during_outage_s": _r(max(ttft_after) if ttft_after else None),
+        "stall_detect_s": _r(stall),
+        "stall_gap_s": _r(stall_gap),
+        "completed_across_fault": len(completed_across),
+        "duplicated_text": len(dup),
+        "reference_text": ref,
+        "ttft": {"before": _ttft_stats([r for r in reqs if r.t_send < tf]),
+                 "during": _ttft_stats([r for r in reqs if tf <= r.t_send < outage_end]),
+                 "after": _ttft_stats([r for r in reqs if r.t_send >= outage_end])},
+        "in_flight": [brief(r) for r in flying],
+        "in_flight_fates": dict(Counter(fate(r, m) for r in on_primary)),
+        "cut": [brief(r) for r in cut],
+        "cut_example": ({**brief(example), "raw_sse_tail": example.raw_tail} if example else None),
+        "max_tokens": max_tokens,
+    }
+
+
+def stream_dod(s: dict[str, Any], base: dict[str, Any], mode: str, stream_timeout: float | None,
+               restored: bool) -> list[Criterion]:
+    """DoD lines of a streaming failover.  `base` is the plain analysis of the same requests
+    (timeline.analyse), for served_by_secondary and failback."""
+    fates = s["in_flight_fates"]
+    dod = [
+        Criterion("streams sent after the fault that failed to start", "0", str(s["failed_to_start_after_fault"]),
+                  s["failed_to_start_after_fault"] == 0),
+        Criterion("cut streams not in flight on the primary at the fault (fault time from the timeline)", "0",
+                  f"{s['cut_not_in_flight']} ({s['cut_streams']} cut; in flight on the primary: "
+                  f"{s['in_flight_on_primary']}: " + (", ".join(f"{n} {k}" for k, n in sorted(fates.items())) or "none")
+                  + ")", s["cut_not_in_flight"] == 0),
+        Criterion("failed streams not in flight on the primary at the fault", "0", str(s["failed_not_in_flight"]),
+                  s["failed_not_in_flight"] == 0),
+        Criterion("streams completed across the fault repeat no text", "0 duplicated",
+                  f"{s['duplicated_text']} of {s['completed_across_fault']} differ from the steady answer",
+                  s["duplicated_text"] == 0),
+        before_fault_criterion(base),
+        Criterion("served_by_secondary after the fault", "true", str(bool(base["served_by_secondary"])).lower(),
+                  bool(base["served_by_secondary"])),
+    ]
+    if mode in ("stop", "kill"):
+        p = s["ttft_penalty_s"]
+        dod.append(Criterion("ttft_penalty_s (first stream sent after the fault)", f"< {TTFT_PENALTY_LIMIT_S} s",
+                             f"{p} s", p is not None and p < TTFT_PENALTY_LIMIT_S))
+    else:
+        limit = (stream_timeout or 0) + PAUSE_TTFT_SLACK_S
+        mx = s["max_ttft_during_outage_s"]
+        dod.append(Criterion("first token of every stream sent during the outage",
+                             f"<= {limit:g} s (stream_timeout + {PAUSE_TTFT_SLACK_S:g} s)", f"max {mx} s",
+                             stream_timeout is not None and mx is not None and mx <= limit))
+    dod.append(Criterion("restored (primary back, stack healthy)", "true", str(restored).lower(), restored))
+    dod.append(Criterion("failback_time_s measured", "a value", f"{base['failback_time_s']} s",
+                         base["failback_time_s"] is not None))
+    return dod
+
+
+def cut_rows(reqs: Sequence[StreamRequest], m: Marks) -> list[dict[str, Any]]:
+    """Per second of sending: streams whole, cut, failed to start; TTFT max."""
+    if not reqs:
+        return []
+    end = max(r.t_send for r in reqs)
+    rows = []
+    for sec in range(int(end - m.t_start) + 1):
+        lo, hi = m.t_start + sec, m.t_start + sec + 1
+        b = [r for r in reqs if lo <= r.t_send < hi]
+        t = [r.ttft_s for r in b if r.ttft_s is not None]
+        marks = [n for n, v in (("FAULT", m.t_fault), ("RESTORE", m.t_restore), ("PRIMARY OK", m.t_primary_ok))
+                 if v is not None and lo <= v < hi]
+        served: dict[str, int] = {}
+        for r in b:
+            if r.ok and r.backend:
+                served[r.backend] = served.get(r.backend, 0) + 1
+        rows.append({"second": sec, "streams": len(b), "whole": sum(r.ok for r in b), "cut": sum(r.cut for r in b),
+                     "no_start": sum(not r.started for r in b), "served": served,
+                     "max_ttft_s": _r(max(t) if t else None), "marks": marks})
+    return rows
+
+
+def render_cut_rows(rows: list[dict[str, Any]], primary: str, secondary: str) -> str:
+    out = [f"{'t(s)':>5} {'sent':>4} {'whole':>5} {'cut':>4} {'nostart':>7} {primary[:14]:>14} "
+           f"{secondary[:14]:>14} {'max ttft':>8}  events"]
+    for row in rows:
+        mt = row["max_ttft_s"]
+        out.append(f"{row['second']:>5} {row['streams']:>4} {row['whole']:>5} {row['cut']:>4} {row['no_start']:>7} "
+                   f"{row['served'].get(primary, 0):>14} {row['served'].get(secondary, 0):>14} "
+                   f"{(f'{mt:.3f}' if mt is not None else '-'):>8}  {' '.join(row['marks'])}")
+    return "\n".join(out)
