@@ -160,10 +160,10 @@ def test_duplicated_text_on_a_stream_completed_across_the_fault_is_caught(replay
     assert not next(d for d in stream_dod(s, analyse(reqs, m), "kill", 0.5, True) if "repeat" in d.criterion).passed
 
 
-def test_evidence_text_and_chart_of_a_run(replay: str) -> None:
+def test_evidence_text_and_chart_of_a_run(replay: str, tmp_path) -> None:
     from types import SimpleNamespace
 
-    from llmops.chaos.stream_chart import stream_failover_figure
+    from llmops.report.stream_chart import stream_failover_figure
     from llmops.chaos.stream_failover import stream_result
     from llmops.gateway_config import RouterSummary
 
@@ -185,3 +185,14 @@ def test_evidence_text_and_chart_of_a_run(replay: str) -> None:
     assert len(fig.axes) == 2 and "1 cut" in fig.axes[0].get_title()
     with pytest.raises(ValueError):
         stream_failover_figure({"details": {}})
+    # The report draws it as the run's failover chart: the events hold no plain request records,
+    # so the plain failover chart would have nothing to draw and no PNG would appear.
+    from llmops.evidence import RunDir
+    from llmops.report import render_report
+
+    run = RunDir.create(tmp_path / "ev")
+    run.write_check(r, text)
+    run.event("fault", t=2.5, phase="failover", service="inference-chat", action="kill")
+    run.close()
+    res = render_report(run.path)
+    assert (run.path / "chart_failover.png").stat().st_size > 0 and "failover" in res.charts

@@ -178,13 +178,28 @@ def chart_gpu(events: list[dict[str, Any]], path: Path, expected_mib: Any = None
     return True
 
 
+def _streamed(check: dict[str, Any] | None) -> bool:
+    return bool(check and (check.get("details") or {}).get("stream"))
+
+
+def chart_stream_failover(check: dict[str, Any], path: Path) -> bool:
+    """A streamed failover: every stream from send to end, cut ones marked, and its TTFT."""
+    from .stream_chart import stream_failover_figure
+
+    fig = stream_failover_figure(check)
+    fig.savefig(path, format="png")
+    return True
+
+
 def render_all(events: list[dict[str, Any]], run_dir: Path, files: dict[str, str], *,
                expected_mib: Any = None, total_mib: Any = None,
-               warnings: list[str] | None = None) -> dict[str, Path]:
+               warnings: list[str] | None = None,
+               failover_check: dict[str, Any] | None = None) -> dict[str, Path]:
     """Draw every chart whose data is present; returns {chart name: path}."""
     made: dict[str, Path] = {}
     jobs = {
-        "failover": lambda p: chart_failover(events, p),
+        "failover": lambda p: (chart_stream_failover(failover_check, p) if _streamed(failover_check)
+                               else chart_failover(events, p)),
         "qdrant": lambda p: chart_qdrant(events, p),
         "gpu": lambda p: chart_gpu(events, p, expected_mib, total_mib),
     }

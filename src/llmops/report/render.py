@@ -77,7 +77,7 @@ def render_report(run_dir: Path, *, charts: bool = True) -> ReportResult:
             total = (checks.get("gpu") or {}).get("metrics", {}).get("total_mib")
             made = report_charts.render_all(events, run, CHART_FILES,
                                             expected_mib=expected, total_mib=total,
-                                            warnings=warnings)
+                                            warnings=warnings, failover_check=checks.get("failover"))
             for name, path in made.items():
                 chart_files[name] = path.name
                 chart_paths[name] = path

@@ -3,7 +3,7 @@
 Top: every stream as a bar from sending to its end, coloured by the server that answered, cut
 streams in red with a cross where they broke, a dot at the first token.  Bottom: time to first
 token per stream against the time it was sent.  Fault, restore and primary-healthy are marked.
-The report wires this in; it is kept here, next to the data it reads.
+The report draws it as `chart_failover.png` when the run's failover was streamed.
 """
 
 from __future__ import annotations
@@ -13,10 +13,8 @@ from typing import Any
 
 def stream_failover_figure(doc: dict[str, Any]) -> Any:
     """A matplotlib Figure; raises ValueError when the document is not a streaming failover."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     d = doc.get("details") or {}
     if not d.get("stream") or not isinstance(d.get("streams"), list):
@@ -24,8 +22,10 @@ def stream_failover_figure(doc: dict[str, Any]) -> Any:
     streams = sorted(d["streams"], key=lambda s: s["sent_at_s"])
     primary, secondary = d.get("target"), d.get("secondary")
     colour = {primary: "tab:blue", secondary: "tab:green"}
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 6), sharex=True,
-                                      gridspec_kw={"height_ratios": [3, 2]})
+    # A Figure on its own Agg canvas, no pyplot: no global backend state, as the report's charts.
+    fig = Figure(figsize=(10, 6))
+    FigureCanvasAgg(fig)
+    top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 2]})
     for i, s in enumerate(streams):
         t0, t1 = s["sent_at_s"], s["sent_at_s"] + (s.get("end_s") or 0.0)
         c = "tab:red" if s.get("cut") else colour.get(s.get("backend"), "tab:gray")
