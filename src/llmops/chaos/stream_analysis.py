@@ -25,7 +25,7 @@ from typing import Any
 
 from ..evidence import Criterion
 from .streamload import StreamRequest
-from .timeline import Marks, before_fault_criterion, percentile
+from .timeline import Marks, before_fault_criterion, percentile, seconds
 
 TTFT_PENALTY_LIMIT_S = 0.1
 PAUSE_TTFT_SLACK_S = 0.5
@@ -169,20 +169,9 @@ def stream_dod(s: dict[str, Any], base: dict[str, Any], mode: str, stream_timeou
 
 def cut_rows(reqs: Sequence[StreamRequest], m: Marks) -> list[dict[str, Any]]:
     """Per second of sending: streams whole, cut, failed to start; TTFT max."""
-    if not reqs:
-        return []
-    end = max(r.t_send for r in reqs)
     rows = []
-    for sec in range(int(end - m.t_start) + 1):
-        lo, hi = m.t_start + sec, m.t_start + sec + 1
-        b = [r for r in reqs if lo <= r.t_send < hi]
+    for sec, b, marks, served in seconds(reqs, m):
         t = [r.ttft_s for r in b if r.ttft_s is not None]
-        marks = [n for n, v in (("FAULT", m.t_fault), ("RESTORE", m.t_restore), ("PRIMARY OK", m.t_primary_ok))
-                 if v is not None and lo <= v < hi]
-        served: dict[str, int] = {}
-        for r in b:
-            if r.ok and r.backend:
-                served[r.backend] = served.get(r.backend, 0) + 1
         rows.append({"second": sec, "streams": len(b), "whole": sum(r.ok for r in b), "cut": sum(r.cut for r in b),
                      "no_start": sum(not r.started for r in b), "served": served,
                      "max_ttft_s": _r(max(t) if t else None), "marks": marks})

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -130,26 +130,27 @@ def analyse(reqs: Sequence[Req], m: Marks) -> dict[str, Any]:
     }
 
 
-def per_second(reqs: Sequence[Req], m: Marks) -> list[dict[str, Any]]:
-    """One row per second of the run: requests sent, errors, and who served them."""
+def seconds(reqs: Sequence[Req], m: Marks) -> Iterator[tuple[int, list[Any], list[str], dict[str, int]]]:
+    """Each second of sending: its requests, the marks that fall in it, and who served them."""
     if not reqs:
-        return []
+        return
     end = max(r.t_send for r in reqs)
-    rows = []
     for sec in range(int(end - m.t_start) + 1):
         lo, hi = m.t_start + sec, m.t_start + sec + 1
         bucket = [r for r in reqs if lo <= r.t_send < hi]
-        marks = []
-        if lo <= m.t_fault < hi:
-            marks.append("FAULT")
-        if m.t_restore is not None and lo <= m.t_restore < hi:
-            marks.append("RESTORE")
-        if m.t_primary_ok is not None and lo <= m.t_primary_ok < hi:
-            marks.append("PRIMARY OK")
+        marks = [n for n, v in (("FAULT", m.t_fault), ("RESTORE", m.t_restore), ("PRIMARY OK", m.t_primary_ok))
+                 if v is not None and lo <= v < hi]
         served: dict[str, int] = {}
         for r in bucket:
             if r.ok and r.backend:
                 served[r.backend] = served.get(r.backend, 0) + 1
+        yield sec, bucket, marks, served
+
+
+def per_second(reqs: Sequence[Req], m: Marks) -> list[dict[str, Any]]:
+    """One row per second of the run: requests sent, errors, and who served them."""
+    rows = []
+    for sec, bucket, marks, served in seconds(reqs, m):
         lat = [r.latency_s for r in bucket]
         rows.append({"second": sec, "requests": len(bucket), "errors": sum(not r.ok for r in bucket),
                      "served": served, "max_latency_s": _r(max(lat) if lat else None), "marks": marks})
