@@ -150,4 +150,8 @@ def _worst(services: list[Service], declared: list[str]) -> Service | None:
 
 def down(ctx: Context, volumes: bool) -> None:
     args = ["down", "--remove-orphans"] + (["--volumes"] if volumes else [])
-    ctx.compose.run(*args, timeout=300)
+    # compose interpolates the whole file even to take a stack down, and the gateway's key is
+    # mandatory there; `down` never starts the gateway, so a checkout without compose/.env (a fresh
+    # clone whose tests never ran `up`) gets a stand-in instead of a refusal.
+    env = {} if ctx.master_key else {"LITELLM_MASTER_KEY": "unused-by-down"}
+    ctx.compose.run(*args, env=env, timeout=300)

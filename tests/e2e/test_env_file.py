@@ -25,3 +25,13 @@ def test_up_with_broken_env_file(content: bytes, says: str, docker_engine: Any, 
     assert "xyz" not in line and "\\xff" not in line
     assert leftovers(PROJECT) == {"containers": [], "networks": [], "volumes": []}
     assert env_file.read_bytes() == content  # not "repaired" by appending a key
+
+
+def test_down_works_without_env_file(docker_engine, run_llmops, project_copy, tmp_path) -> None:
+    """A fresh clone has no compose/.env until `up`: taking a (non-existent) stack down must not
+    need the gateway's key (scripts/test's teardown runs even when no test brought a stack up)."""
+    assert not (project_copy / "compose" / ".env").exists()
+    p = run_llmops("--project-dir", str(project_copy), "--project-name", "llmops-e2e-noenv", "--profile", "cpu",
+                   "down", "--volumes")
+    assert p.returncode == 0, p.stderr
+    assert "Traceback" not in p.stderr and not (project_copy / "compose" / ".env").exists()
