@@ -26,6 +26,8 @@ PENALTY_LIMIT_S = 0.1
 # judged against the reference 1.15 s and the penalty line.  Hung: the primary accepts nothing and
 # answers nothing, so each attempt waits out the per-attempt timeout; failover is judged against
 # hung_failover_limit_s().  Every mode must be in one of the two (failover_dod refuses others).
+# LiteLLM's own cooldown when the config sets none (litellm.constants.DEFAULT_COOLDOWN_TIME_SECONDS).
+LITELLM_DEFAULT_COOLDOWN_S = 5.0
 REFUSED_MODES: frozenset[str] = frozenset({"stop", "kill"})
 HUNG_MODES: frozenset[str] = frozenset({"pause"})
 # Whatever the config says, a hung primary must not hold traffic longer than this: LiteLLM's
@@ -92,7 +94,9 @@ def run_failover(ctx: Context, o: FailoverOptions, say: Callable[[str], None]) -
     alias = stack.alias
     if not alias:
         raise EnvironmentProblem(f"{gateway.name} has no {ALIAS_LABEL} label: which alias to load?")
-    warmed = preflight_requests(ctx, gateway, key, alias, o)
+    cooldown = (router.router_settings.get("cooldown_time") if router else None)
+    warmed = preflight_requests(ctx, gateway, key, alias, target.name, o,
+                                float(cooldown) if cooldown is not None else None)
     if warmed:
         say("pre-flight: " + ", ".join(f"{w['deployment']} answered through the gateway" for w in warmed))
     run = ctx.open_run()
@@ -181,14 +185,20 @@ def run_failover(ctx: Context, o: FailoverOptions, say: Callable[[str], None]) -
     return r, failover_text(r, rows)
 
 
-def preflight_requests(ctx: Context, gateway: Service, key: str, alias: str,
-                       o: FailoverOptions) -> list[dict[str, Any]]:
+def preflight_requests(ctx: Context, gateway: Service, key: str, alias: str, primary: str,
+                       o: FailoverOptions, cooldown_s: float | None) -> list[dict[str, Any]]:
     """Real completions through the gateway before any fault: a gateway that rejects them (say, a
     master key from another checkout) would fail every load request, so refuse (exit 4) instead.
 
     With `o.warm`, every deployment is sent the load's own request by its id, as `up` does: the
     standby's prompt cache otherwise holds whatever ran last (`verify`'s gateway /health evicts
-    it), and the first failed-over request would pay that history, not the failover."""
+    it), and the first failed-over request would pay that history, not the failover.
+
+    Then the alias itself must reach the primary: right after an earlier fault the gateway keeps
+    the primary in cooldown, and a steady state measured then would be the secondary's (seen in
+    back-to-back benchmark runs: 12 replies from the secondary before a fault).  That is waited out,
+    one cooldown at most."""
+    warmed: list[dict[str, Any]] = []
     if o.warm:
         from ..warmup import warm_routes
 
@@ -198,14 +208,22 @@ def preflight_requests(ctx: Context, gateway: Service, key: str, alias: str,
             raise EnvironmentProblem(f"pre-flight: a completion through {gateway.name} to {bad.deployment} failed "
                                      f"({bad.statuses}: {' '.join((bad.error or '').split())[:150]}); "
                                      "refusing to inject a fault")
-        if done:
-            return [w.to_json() for w in done]
-    probe = complete(gateway.url, key, alias, timeout=10.0, max_tokens=o.max_tokens)
-    if probe.status_code != 200:
-        why = " ".join((probe.error or "").split())[:150]
-        raise EnvironmentProblem(f"pre-flight: a completion through {gateway.name} failed "
-                                 f"({probe.status_code or 'no answer'}: {why}); refusing to inject a fault")
-    return []
+        warmed = [w.to_json() for w in done]
+    wait_s = (cooldown_s if cooldown_s is not None else LITELLM_DEFAULT_COOLDOWN_S) + 3.0
+    deadline = time.monotonic() + wait_s
+    while True:
+        probe = complete(gateway.url, key, alias, timeout=10.0, max_tokens=o.max_tokens)
+        if probe.status_code != 200:
+            why = " ".join((probe.error or "").split())[:150]
+            raise EnvironmentProblem(f"pre-flight: a completion through {gateway.name} failed "
+                                     f"({probe.status_code or 'no answer'}: {why}); refusing to inject a fault")
+        if probe.backend == primary:
+            return warmed
+        if time.monotonic() > deadline:
+            raise EnvironmentProblem(f"pre-flight: {gateway.name} still sends {alias} to {probe.backend}, not the "
+                                     f"primary {primary}, after {wait_s:g} s (a cooldown from an earlier fault?); "
+                                     "refusing to inject a fault")
+        time.sleep(0.25)
 
 
 def hung_failover_limit_s(attempt_timeout: float | None) -> float:
