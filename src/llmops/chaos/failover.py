@@ -186,7 +186,7 @@ def run_failover(ctx: Context, o: FailoverOptions, say: Callable[[str], None]) -
 
 
 def preflight_requests(ctx: Context, gateway: Service, key: str, alias: str, primary: str,
-                       o: FailoverOptions, cooldown_s: float | None) -> list[dict[str, Any]]:
+                       o: FailoverOptions, cooldown_s: float | None = None) -> list[dict[str, Any]]:
     """Real completions through the gateway before any fault: a gateway that rejects them (say, a
     master key from another checkout) would fail every load request, so refuse (exit 4) instead.
 
