@@ -59,9 +59,12 @@ class Aborted(LlmopsError):
     exit_code = ExitCode.INTERRUPTED
 
 
-class Interrupted(BaseException):
-    """Raised from a signal handler so that `finally` blocks run the restore.  A BaseException:
-    no `except Exception` on the way may swallow it."""
+class Interrupted(KeyboardInterrupt):
+    """Raised from a signal handler so that `finally` blocks run the restore.  Not an Exception, so
+    no `except Exception` on the way may swallow it; and a KeyboardInterrupt, because asyncio
+    re-raises only those (and SystemExit) out of the event loop: any other BaseException raised
+    inside a load request's task was stored in that task, and the experiment ran on to its end
+    (seen in CI: a SIGINT mid-`pause` ignored for the whole outage)."""
 
 
 @contextmanager
