@@ -170,13 +170,14 @@ def test_evidence_text_and_chart_of_a_run(replay: str, tmp_path) -> None:
     plan = [(0.0, "complete"), (1.0, "complete"), (2.0, "kill_mid"), (3.0, "kill_before"), (4.0, "kill_before")]
     reqs, m = run_of(replay, plan, fault_at=2.5, primary_ok=4.5)
     router = RouterSummary("config.yaml", {}, [{"id": "inference-chat", "stream_timeout": 1},
-                                               {"id": "inference-code", "stream_timeout": 1}], [])
+                                               {"id": "inference-code", "stream_timeout": 2}], [])
     o = SimpleNamespace(mode="kill", max_tokens=32)
     details = {"mode": "kill", "target": "inference-chat", "secondary": "inference-code", "rps": 1, "max_tokens": 32,
                "stream_preflight": [{"deployment": "inference-chat"}], "restore_action": "started", "notes": [],
                "marks": {"fault": 2.5, "restore": 3.5, "primary_ok": 4.5}}
     r, text = stream_result(reqs, m, o, SimpleNamespace(restored=True), router, details, "now", 0.0)
-    assert r.check == "failover" and r.details["stream_timeout_s"] == 1.0
+    assert r.check == "failover" and r.details["stream_timeout_s"] == 1.0   # the target's, not the longest
+    assert "stream_timeout       1 s on inference-chat, 2 s on inference-code" in text
     assert r.metrics["cut_streams"] == 1 and r.metrics["failed_requests"] == 1 and r.metrics["tokens_lost"] > 0
     assert {"before", "during", "after"} == set(r.metrics["ttft"])
     assert "cut_streams          1" in text and "Raw SSE tail of cut stream #2" in text and "FAULT" in text
@@ -196,3 +197,14 @@ def test_evidence_text_and_chart_of_a_run(replay: str, tmp_path) -> None:
     run.close()
     res = render_report(run.path)
     assert (run.path / "chart_failover.png").stat().st_size > 0 and "failover" in res.charts
+
+
+def test_healthy_margin_is_the_worst_first_token_and_gap_of_first_attempt_whole_streams(replay: str) -> None:
+    plan = [(0.0, "complete"), (1.0, "complete"), (2.0, "kill_mid"), (3.0, "kill_before")]
+    reqs, m = run_of(replay, plan, fault_at=2.5)
+    reqs[1].chunk_s = [0.3, 0.35, 1.25] + [1.25 + 0.01 * i for i in range(1, len(reqs[1].chunk_s) - 2)]
+    s = analyse_streams(reqs, m, "kill", 32)
+    h = s["healthy"]["inference-chat"]
+    assert h["streams"] == 2                       # the cut one and the retried fallback are left out
+    assert h["ttft_max_s"] == pytest.approx(0.3) and h["gap_max_s"] == pytest.approx(0.9)
+    assert "inference-code" not in s["healthy"]    # its one stream is a retry (attempted-retries 1)

@@ -144,6 +144,17 @@ def main() -> None:
 
 
 
+def worst(res: list[dict[str, Any]], key: str) -> str:
+    """The worst `key` over the runs, per backend, of whole streams served on the first attempt:
+    what each deployment's stream_timeout must stay above."""
+    per: dict[str, float] = {}
+    for x in res:
+        for b, h in (x.get("healthy") or {}).items():
+            if h.get(key) is not None:
+                per[b] = max(per.get(b, 0.0), h[key])
+    return " / ".join(f"{b.removeprefix('inference-')} {v:.3f}" for b, v in sorted(per.items())) or "n/a"
+
+
 def stream_bench(a: argparse.Namespace) -> None:
     """`chaos failover --stream` N times per mode and config; median and max of each figure."""
     modes = a.modes.split(",")
@@ -173,6 +184,7 @@ def stream_bench(a: argparse.Namespace) -> None:
                                 "ttft_p95_during_s": s["ttft"]["during"]["ttft_p95_s"],
                                 "max_ttft_during_outage_s": s["max_ttft_during_outage_s"],
                                 "stream_timeout_s": r["details"]["stream_timeout_s"],
+                                "healthy": s.get("healthy"),
                                 "dod_failed": [d["criterion"] for d in r["dod"] if not d["pass"]]})
                 cond = f"{label}, max_tokens={a.max_tokens}, {a.rps:g}/s"
                 data.setdefault(cond, {})[mode] = res
@@ -183,14 +195,16 @@ def stream_bench(a: argparse.Namespace) -> None:
                              med(col("ttft_penalty_s")), mx(col("ttft_penalty_s")),
                              med(col("max_ttft_during_outage_s")), mx(col("max_ttft_during_outage_s")),
                              med(col("stall_detect_s")), mx(col("stall_detect_s")),
-                             med(col("ttft_p95_before_s")), sum(1 for x in res if x["exit"] == 0)])
+                             med(col("ttft_p95_before_s")), worst(res, "ttft_max_s"), worst(res, "gap_max_s"),
+                             sum(1 for x in res if x["exit"] == 0)])
     finally:
         switch(CONFIGS["llmops"])
     md = table(["router settings", "mode", "runs", "cut streams", "in flight on primary at fault", "tokens lost",
                 "failed to start after fault", "failed, not in flight", "failed requests", "requests",
                 "TTFT penalty median (s)", "TTFT penalty max (s)", "max TTFT in outage median (s)",
                 "max TTFT in outage max (s)", "stall detect median (s)", "stall detect max (s)",
-                "steady TTFT p95 median (s)", "runs exit 0"], rows)
+                "steady TTFT p95 median (s)", "healthy TTFT max (s)", "healthy chunk gap max (s)",
+                "runs exit 0"], rows)
     save(a.name if a.name != "failover" else "failover-stream", data, md)
 
 

@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -30,6 +31,26 @@ class RouterSummary:
         """The longest per-call timeout of any deployment: what a hung backend costs."""
         ts = [d.get("timeout") for d in self.deployments]
         return max((float(t) for t in ts if t is not None), default=LITELLM_DEFAULT_TIMEOUT_S)
+
+    def deployment(self, service: str) -> dict[str, Any] | None:
+        """The deployment that sends to `service`: by its model id, else by its api_base host."""
+        for d in self.deployments:
+            if d.get("id") == service:
+                return d
+        for d in self.deployments:
+            host = urlsplit(str(d.get("api_base") or "")).hostname
+            if host == service:
+                return d
+        return None
+
+    def stream_timeout_s(self, service: str | None = None) -> float | None:
+        """`service`'s stream_timeout (what it costs a stream when it hangs); without one, the
+        longest of any deployment; None when none is set (LiteLLM's default then applies)."""
+        d = self.deployment(service) if service else None
+        if d is not None:
+            return None if d.get("stream_timeout") is None else float(d["stream_timeout"])
+        vals = [float(d["stream_timeout"]) for d in self.deployments if d.get("stream_timeout") is not None]
+        return max(vals) if vals else None
 
 
 def load_config(path: Path) -> dict[str, Any]:

@@ -42,6 +42,29 @@ def _ttft_stats(reqs: Sequence[StreamRequest]) -> dict[str, Any]:
             "ttft_max_s": _r(max(t) if t else None)}
 
 
+def max_gap_s(r: StreamRequest) -> float | None:
+    """The longest wait the client had for the next chunk: the first token, then each gap."""
+    if not r.chunk_s:
+        return None
+    return max(b - a for a, b in zip([0.0, *r.chunk_s], r.chunk_s))
+
+
+def healthy_margins(reqs: Sequence[StreamRequest]) -> dict[str, dict[str, Any]]:
+    """Per backend, the worst first token and chunk gap of whole streams it served on the first
+    attempt.  `stream_timeout` is the HTTP read timeout for both: a deployment's value must stay
+    above these, or the gateway cuts (or cools down) a healthy server."""
+    out: dict[str, dict[str, Any]] = {}
+    for r in reqs:
+        if not r.ok or r.backend is None or r.retries not in (None, "0"):
+            continue
+        b = out.setdefault(r.backend, {"streams": 0, "ttft": [], "gap": []})
+        b["streams"] += 1
+        b["ttft"].append(r.ttft_s)
+        b["gap"].append(max_gap_s(r))
+    return {k: {"streams": v["streams"], "ttft_max_s": _r(max(v["ttft"])), "ttft_p95_s": _r(percentile(v["ttft"], 95)),
+                "gap_max_s": _r(max(v["gap"]))} for k, v in sorted(out.items())}
+
+
 def in_flight(r: StreamRequest, t_fault: float) -> bool:
     return r.t_send < t_fault < r.t_done
 
@@ -122,6 +145,7 @@ def analyse_streams(reqs: Sequence[StreamRequest], m: Marks, mode: str, max_toke
         "ttft": {"before": _ttft_stats([r for r in reqs if r.t_send < tf]),
                  "during": _ttft_stats([r for r in reqs if tf <= r.t_send < outage_end]),
                  "after": _ttft_stats([r for r in reqs if r.t_send >= outage_end])},
+        "healthy": healthy_margins(reqs),
         "in_flight": [brief(r) for r in flying],
         "in_flight_fates": dict(Counter(fate(r, m) for r in on_primary)),
         "cut": [brief(r) for r in cut],

@@ -17,14 +17,10 @@ from .streamload import StreamLoadGenerator, StreamRequest, stream_once
 from .timeline import Marks, analyse
 
 
-def stream_timeout_s(router: RouterSummary | None) -> float | None:
-    """The longest per-deployment stream_timeout: what a hung server costs a stream before its
-    first chunk (None when no deployment sets one: LiteLLM's default then applies)."""
-    if router is None:
-        return None
-    ts = [d.get("stream_timeout") for d in router.deployments]
-    vals = [float(t) for t in ts if t is not None]
-    return max(vals) if vals else None
+def stream_timeout_s(router: RouterSummary | None, target: str) -> float | None:
+    """The target's stream_timeout: what its hang costs a new stream before the gateway falls
+    back, and a stream under way on it before it is cut (None: LiteLLM's default applies)."""
+    return router.stream_timeout_s(target) if router is not None else None
 
 
 def stream_preflight(gateway_url: str, key: str, router: RouterSummary | None, max_tokens: int) -> list[dict[str, Any]]:
@@ -68,7 +64,7 @@ def stream_result(reqs: list[StreamRequest], m: Marks, o: Any, frame: Any, route
                   details: dict[str, Any], started_at: str, t_wall: float) -> tuple[CheckResult, str]:
     base = analyse(reqs, m)
     s = analyse_streams(reqs, m, o.mode, o.max_tokens)
-    st = stream_timeout_s(router)
+    st = stream_timeout_s(router, details["target"])
     metrics: dict[str, Any] = {k: base[k] for k in ("failover_time_s", "failover_penalty_s", "served_by_secondary",
                                                      "failback_time_s")}
     metrics.update({k: s[k] for k in ("failed_requests", "total_requests", "cut_streams", "in_flight_on_primary",
@@ -79,7 +75,8 @@ def stream_result(reqs: list[StreamRequest], m: Marks, o: Any, frame: Any, route
     metrics["latency"] = base["latency"]
     dod = stream_dod(s, base, o.mode, st, frame.restored)
     rows = cut_rows(reqs, m)
-    details = {**details, "stream": True, "stream_timeout_s": st, "analysis": base, "stream_analysis": s,
+    every = {str(dep.get("id")): dep.get("stream_timeout") for dep in (router.deployments if router else [])}
+    details = {**details, "stream": True, "stream_timeout_s": st, "stream_timeouts_s": every, "analysis": base, "stream_analysis": s,
                "timeline": rows,
                "streams": [{**r.to_json(), "sent_at_s": round(r.t_send - m.t_start, 4)} for r in reqs]}
     r = CheckResult("failover", CheckResult.status_from(dod), started_at, time.perf_counter() - t_wall,
@@ -93,6 +90,9 @@ def stream_text(r: CheckResult) -> str:
 
     def fmt(x: Any, unit: str = " s") -> str:
         return "n/a" if x is None else f"{x:.3f}{unit}" if isinstance(x, float) else f"{x}{unit}"
+
+    def secs(x: Any) -> str:
+        return "LiteLLM's default" if x is None else f"{float(x):g} s"
 
     first = s["first_stream_after_fault"] or {}
     fates = ", ".join(f"{n} {k}" for k, n in sorted(s["in_flight_fates"].items())) or "none"
@@ -121,7 +121,9 @@ def stream_text(r: CheckResult) -> str:
         f"{fmt(s['secondary_steady_ttft_median_s'])})",
         f"  stall_detect_s       {fmt(m['stall_detect_s'])}" + ("   (pause: fault to the stalled stream's end)"
                                                                 if d["mode"] == "pause" else ""),
-        f"  stream_timeout       {fmt(d['stream_timeout_s'])}",
+        f"  stream_timeout       {secs(d['stream_timeout_s'])} on {d['target']}"
+        + "".join(f", {secs(t)} on {dep}" for dep, t in (d.get("stream_timeouts_s") or {}).items()
+                  if dep != d["target"]),
         f"  failover_time_s      {fmt(m['failover_time_s'])}   (first whole stream from {d['secondary']})",
         f"  failback_time_s      {fmt(m['failback_time_s'])}",
         f"  restored             {str(m['restored']).lower()}",
@@ -132,6 +134,12 @@ def stream_text(r: CheckResult) -> str:
         t = s["ttft"][ph]
         lines.append(f"  {ph:10} {t['streams']:>7} {t['failed']:>6} {t['cut']:>4}  {fmt(t['ttft_p50_s'])}  "
                      f"{fmt(t['ttft_p95_s'])}  {fmt(t['ttft_max_s'])}")
+    healthy = s.get("healthy") or {}
+    if healthy:
+        lines += ["", "Healthy margin (whole streams served on the first attempt; stream_timeout must stay above):"]
+        for b, h in healthy.items():
+            lines.append(f"  {b:16} {h['streams']:>3} streams   TTFT max {fmt(h['ttft_max_s'])}   "
+                         f"longest chunk gap {fmt(h['gap_max_s'])}")
     lines += ["", "Timeline (one row per second of sending):", render_cut_rows(d["timeline"], d["target"], d["secondary"])]
     if s["cut"]:
         lines += ["", "Cut streams:"]
