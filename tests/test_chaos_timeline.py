@@ -35,6 +35,18 @@ def scenario() -> tuple[list[R], Marks]:
     return reqs, Marks(t_start=100.0, t_fault=103.0, t_restore=107.0, t_primary_ok=108.0, primary=P, secondary=S)
 
 
+def test_a_request_sent_while_the_engine_carries_the_fault_out_is_in_flight_not_the_first_failover() -> None:
+    reqs, m = scenario()
+    reqs.append(R(103.02, 0.10, 200, S, 200))     # sent 20 ms after the kill was issued: met a live primary
+    issued_only = analyse(reqs, m)
+    assert issued_only["first_failover_request"]["seq"] == 200
+    m.t_fault_done = 103.05                        # the engine's call returned 50 ms after it was issued
+    a = analyse(reqs, m)
+    assert a["first_failover_request"]["seq"] == 31          # the first one sent once the fault was in effect
+    assert 200 in a["in_flight_at_fault"]["seqs_on_secondary"]
+    assert a["failover_time_s"] == pytest.approx(103.1 + 0.06 - 103.0)   # still timed from the fault issued
+
+
 def test_failover_time_counts_the_first_request_sent_after_the_fault() -> None:
     reqs, m = scenario()
     a = analyse(reqs, m)

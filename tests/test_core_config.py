@@ -120,11 +120,11 @@ def test_litellm_defaults_config_warns_about_slow_failover() -> None:
 def test_stream_timeout_is_per_deployment_found_by_id_or_api_base_host() -> None:
     s = summarize(LITELLM / "config.yaml")
     # the primary's short wait is what a hang costs; the last resort keeps the longer one
-    assert s.stream_timeout_s("inference-chat") == 1.0 and s.stream_timeout_s("inference-code") == 2.0
+    assert s.stream_timeout_s("inference-chat") == 0.75 and s.stream_timeout_s("inference-code") == 2.0
     for d in s.deployments:
         d["id"] = None                                   # found by api_base host instead
     assert s.deployment("inference-chat")["api_base"] == "http://inference-chat:8080/v1"
-    assert s.stream_timeout_s("inference-chat") == 1.0
+    assert s.stream_timeout_s("inference-chat") == 0.75
     assert s.stream_timeout_s("nope") == 2.0             # unknown: the longest, what any hang may cost
     assert summarize(LITELLM / "config.defaults.yaml").stream_timeout_s("inference-chat") is None
 

@@ -123,6 +123,18 @@ def test_analysis_counts_the_cut_stream_in_flight_as_failed(replay: str) -> None
     assert by["streams sent after the fault that failed to start"].passed
 
 
+def test_a_stream_sent_before_the_fault_was_in_effect_counts_as_in_flight(replay: str) -> None:
+    # the kill was issued at 2.95 s and the engine's call returned at 3.1 s: the stream sent at 3.0 s
+    # met a live primary, so it is in flight, not the first stream after the fault
+    plan = [(0.0, "complete"), (1.0, "complete"), (3.0, "kill_before"), (4.0, "kill_before")]
+    reqs, m = run_of(replay, plan, fault_at=2.95)
+    assert analyse_streams(reqs, m, "kill", 32)["first_stream_after_fault"]["seq"] == 2
+    m.t_fault_done = 103.1
+    s = analyse_streams(reqs, m, "kill", 32)
+    assert s["first_stream_after_fault"]["seq"] == 3
+    assert [f["seq"] for f in s["in_flight"]] == [2] and s["in_flight"][0]["fate"] == "fell back before its first chunk"
+
+
 def test_a_cut_stream_not_in_flight_fails_the_dod(replay: str) -> None:
     # the same captures with the fault placed between streams: the cut one was not in flight
     plan = [(0.0, "complete"), (1.0, "kill_mid"), (2.0, "kill_before"), (3.0, "kill_before")]

@@ -210,7 +210,3 @@ def stream_bench(a: argparse.Namespace) -> None:
 
 if __name__ == "__main__":
     main()
-
-
-if __name__ == "__main__":
-    main()

@@ -13,7 +13,7 @@ from ..context import Context
 from ..errors import Aborted, EnvironmentProblem, UsageError
 from ..stack import Service
 from ..validate import check_range  # noqa: F401 - the experiments' options use it from here
-from .faults import MODES, inject
+from .faults import MODES, inject_into
 from .ledger import Entry, Ledger
 from .restore import Interrupted, ledger_path, restore_entry, signals_raise, wait_stack_healthy
 
@@ -72,6 +72,7 @@ class FaultFrame:
     phase: str = "chaos"          # which experiment, so charts can tell the faults apart
     entry: Entry | None = None
     t_fault: float | None = None
+    fault_call_s: float | None = None   # how long the engine took to carry the fault out
     t_restore: float | None = None
     restored: bool = False
     restore_how: str = ""
@@ -84,10 +85,13 @@ class FaultFrame:
 
     def inject(self) -> float:
         self.entry = self.ledger.add(self.ctx.project, self.service.name, self.service.container_id, self.mode)
+        container = self.ctx.client.containers.get(self.service.container_id)
         self.t_fault = time.monotonic()
-        inject(self.ctx.client, self.service.container_id, self.mode)
+        inject_into(container, self.mode)
+        self.fault_call_s = time.monotonic() - self.t_fault
         self.ctx.open_run().event("fault", t=self.ctx.open_run().to_run_time(self.t_fault),
-                                  phase=self.phase, service=self.service.name, action=self.mode)
+                                  phase=self.phase, service=self.service.name, action=self.mode,
+                                  call_s=round(self.fault_call_s, 4))
         return self.t_fault
 
     def undo(self) -> float:

@@ -18,7 +18,7 @@ from .faults import MODES
 from .netfaults import LOSS_DOD_MAX_PCT, NET_MODES, check_loss_pct
 from .loadgen import MAX_DURATION_S, MAX_RPS, MAX_TOKENS_LIMIT, LoadGenerator, Request
 from .restore import wait_http_ok
-from .timeline import Marks, analyse, before_fault_criterion, per_second, render_rows
+from .timeline import Marks, analyse, before_fault_criterion, in_effect, per_second, render_rows
 
 REFERENCE_FAILOVER_S = 1.15
 PENALTY_LIMIT_S = 0.1
@@ -149,7 +149,9 @@ def run_failover(ctx: Context, o: FailoverOptions, say: Callable[[str], None]) -
 
     reqs = frame.run(body, say) or sorted(lg.requests, key=lambda r: r.t_send)
     m = Marks(t_start=marks["t_start"] or 0.0, t_fault=frame.t_fault or 0.0, t_restore=frame.t_restore,
-              t_primary_ok=marks["t_primary_ok"], primary=target.name, secondary=secondary.name)
+              t_primary_ok=marks["t_primary_ok"], primary=target.name, secondary=secondary.name,
+              t_fault_done=(frame.t_fault + frame.fault_call_s
+                            if frame.t_fault is not None and frame.fault_call_s is not None else None))
     if o.stream:
         from .stream_failover import stream_result
         return stream_result(reqs, m, o, frame, router, {  # type: ignore[arg-type]
@@ -158,7 +160,8 @@ def run_failover(ctx: Context, o: FailoverOptions, say: Callable[[str], None]) -
             "preflight_warm": warmed, "stream_preflight": streamed, "router": router.to_json() if router else None,
             "restored": frame.restored, "restore_action": frame.restore_how, "notes": frame.notes,
             "marks": {k: (round(v - m.t_start, 4) if v else None) for k, v in
-                      (("fault", m.t_fault), ("restore", m.t_restore), ("primary_ok", m.t_primary_ok))}},
+                      (("fault", m.t_fault), ("fault_in_effect", m.t_fault_done), ("restore", m.t_restore),
+                       ("primary_ok", m.t_primary_ok))}},
             started_at, t_wall)
     a = analyse(reqs, m)
     rows = per_second(reqs, m)
@@ -176,7 +179,8 @@ def run_failover(ctx: Context, o: FailoverOptions, say: Callable[[str], None]) -
                "router": router.to_json() if router else None, "analysis": a, "timeline": rows,
                "restored": frame.restored, "restore_action": frame.restore_how, "notes": frame.notes,
                "marks": {k: (round(v - m.t_start, 4) if v else None) for k, v in
-                         (("fault", m.t_fault), ("restore", m.t_restore), ("primary_ok", m.t_primary_ok))}}
+                         (("fault", m.t_fault), ("fault_in_effect", m.t_fault_done), ("restore", m.t_restore),
+                       ("primary_ok", m.t_primary_ok))}}
     if network is not None:
         details["network_fault"] = network
         details["fault_description"] = fault_words(o, target.name, gateway.name)
@@ -292,7 +296,7 @@ def failover_text(r: CheckResult, rows: list[dict[str, Any]]) -> str:
         f"from {d['target']}, {before.get(d['secondary'], 0)} from {d['secondary']}"
         + (" (traffic was shared before any fault: the failover figures below are not a failover)"
            if before.get(d["secondary"]) else "") + ".",
-        f"  3. Fault at t={fmt(mk['fault'])}: {d.get('fault_description') or 'docker ' + d['mode'] + ' ' + d['target']}.",
+        f"  3. Fault at t={fmt(mk['fault'])}{in_effect(mk)}: {d.get('fault_description') or 'docker ' + d['mode'] + ' ' + d['target']}.",
         f"  4. Failover: first HTTP 200 from {d['secondary']} to a request sent after the fault, "
         f"{fmt(m['failover_time_s'])} after the fault (sent at t={fmt(first.get('sent_at_s'))}, "
         f"latency {fmt(first.get('latency_s'))}).",

@@ -72,9 +72,10 @@ class NetFaultFrame(FaultFrame):
             if isinstance(e, Exception) and not isinstance(e, EnvironmentProblem):
                 raise EnvironmentProblem(f"could not apply --mode {self.mode}: {e}; nothing was applied") from None
             raise
+        self.fault_call_s = time.monotonic() - self.t_fault
         self.ctx.open_run().event("fault", t=self.ctx.open_run().to_run_time(self.t_fault), phase=self.phase,
                                   service=self.service.name, action=self.mode, tag=self.tag,
-                                  loss_pct=self.loss_pct)
+                                  loss_pct=self.loss_pct, call_s=round(self.fault_call_s, 4))
         return self.t_fault
 
     def undo(self) -> float:

@@ -2,7 +2,8 @@
 
 Inputs are `StreamRequest`s on the load generator's monotonic clock and the same `Marks` the
 plain analysis uses (fault, restore, primary healthy again).  Definitions:
-- a stream is **in flight at the fault** when it was sent before the fault and ended after it; it
+- a stream is **in flight at the fault** when it was sent before the fault was in effect (the
+  engine's call returned, `Marks.t_effect`) and ended after the fault was issued; it
   is **on the primary** unless the gateway's headers name the secondary (then the gateway fell
   back before its first chunk);
 - `cut_streams`: streams that answered 200 and then broke (see `sse.judge`); every one is a
@@ -10,7 +11,7 @@ plain analysis uses (fault, restore, primary healthy again).  Definitions:
 - `tokens_lost`: content tokens cut streams had delivered before they broke;
 - `failed_to_start`: requests that never delivered a first token (non-200, transport error, or a
   200 with no content);
-- `ttft_penalty_s`: the first stream sent after the fault, its time to first token over the
+- `ttft_penalty_s`: the first stream sent after the fault was in effect, its time to first token over the
   secondary's steady median TTFT (streams the secondary served later in the outage);
 - `stall_detect_s` (pause): from the fault to the end of the slowest stalled in-flight stream.
 """
@@ -65,8 +66,9 @@ def healthy_margins(reqs: Sequence[StreamRequest]) -> dict[str, dict[str, Any]]:
                 "gap_max_s": _r(max(v["gap"]))} for k, v in sorted(out.items())}
 
 
-def in_flight(r: StreamRequest, t_fault: float) -> bool:
-    return r.t_send < t_fault < r.t_done
+def in_flight(r: StreamRequest, m: Marks) -> bool:
+    """Sent before the fault was in effect, ended after it was issued."""
+    return r.t_send < m.t_effect and r.t_done > m.t_fault
 
 
 def fate(r: StreamRequest, m: Marks) -> str:
@@ -92,13 +94,13 @@ def analyse_streams(reqs: Sequence[StreamRequest], m: Marks, mode: str, max_toke
     reqs = sorted(reqs, key=lambda r: r.t_send)
     t0, tf = m.t_start, m.t_fault
     outage_end = m.t_primary_ok if m.t_primary_ok is not None else math.inf
-    flying = [r for r in reqs if in_flight(r, tf)]
+    flying = [r for r in reqs if in_flight(r, m)]
     on_primary = [r for r in flying if r.backend != m.secondary]
     cut = [r for r in reqs if r.cut]
     cut_outside = [r for r in cut if r not in on_primary]
     failed_outside = [r for r in reqs if not r.ok and r not in on_primary]
     no_start = [r for r in reqs if not r.started]
-    after = [r for r in reqs if r.t_send >= tf]
+    after = [r for r in reqs if r.t_send >= m.t_effect]
     first_after = after[0] if after else None
     sec_after = [r for r in after if r.ok and r.backend == m.secondary and r.ttft_s is not None]
     steady = [r.ttft_s for r in sec_after[1:] if r.t_send < outage_end and r.ttft_s is not None]

@@ -14,7 +14,8 @@ from ..evidence import CheckResult
 from ..gateway_config import RouterSummary
 from .stream_analysis import analyse_streams, cut_rows, render_cut_rows, stream_dod
 from .streamload import StreamLoadGenerator, StreamRequest, stream_once
-from .timeline import Marks, analyse
+from .timeline import Marks, analyse, in_effect
+
 
 
 def stream_timeout_s(router: RouterSummary | None, target: str) -> float | None:
@@ -104,7 +105,7 @@ def stream_text(r: CheckResult) -> str:
         + (" and ".join(w["deployment"] for w in d.get("stream_preflight") or []) or "no deployment") + ".",
         f"  2. Steady state: {d['rps']:g} streamed completions/s of max_tokens={d['max_tokens']} (open loop); "
         f"TTFT p50 {fmt(s['ttft']['before']['ttft_p50_s'])}.",
-        f"  3. Fault at t={fmt(mk['fault'])}: docker {d['mode']} {d['target']}; {s['in_flight_on_primary']} stream(s) "
+        f"  3. Fault at t={fmt(mk['fault'])}{in_effect(mk)}: docker {d['mode']} {d['target']}; {s['in_flight_on_primary']} stream(s) "
         f"in flight on it: {fates}.",
         f"  4. First stream sent after the fault: t={fmt(first.get('sent_at_s'))}, first token after "
         f"{fmt(first.get('ttft_s'))} from {first.get('backend')}.",

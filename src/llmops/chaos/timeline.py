@@ -5,12 +5,14 @@ health turning OK.  Definitions (README, "Failover: what is measured"):
 - served_before_fault: who served the 2xx responses completed before the fault.  A failover is
   only measured if the primary served all of them: with the secondary already serving (shuffle
   routing, no `order`), a reply from it after the fault proves nothing;
-- failover_time_s: fault -> first 2xx response from the secondary to a request *sent* after the
-  fault (earliest completion).  Requests in flight at the fault are left out of it: under shuffle
+- failover_time_s: fault issued -> first 2xx response from the secondary to a request *sent* after
+  the fault was in effect (earliest completion).  Requests in flight at the fault are left out of it: under shuffle
   routing one of them is often already on the secondary, which made the figure ~0 by construction;
 - failover_penalty_s: that response's latency minus the secondary's steady-state median latency
   (the median of the secondary's later 2xx responses during the outage, once its path is warm);
-- in_flight_at_fault: requests sent before the fault and completed after it.  They are reported on
+- the fault is *issued* at t_fault and *in effect* once the engine's call returned (t_fault_done:
+  a kill takes a few milliseconds; a request sent meanwhile may still meet a live server);
+- in_flight_at_fault: requests sent before the fault was in effect and completed after it was issued.  They are reported on
   their own (count, who served them, how many LiteLLM retried, worst latency and penalty) and
   count in failed_requests when they fail, but they set neither failover time nor penalty;
 - failed_requests: every non-2xx or transport error during the whole run;
@@ -49,6 +51,18 @@ class Marks:
     t_primary_ok: float | None
     primary: str
     secondary: str
+    t_fault_done: float | None = None   # the engine's call returned: the fault is surely in effect
+
+    @property
+    def t_effect(self) -> float:
+        return self.t_fault if self.t_fault_done is None else self.t_fault_done
+
+
+def in_effect(marks: dict[str, Any]) -> str:
+    """For the evidence text: when the engine's call returned (requests sent before it count as
+    in flight at the fault)."""
+    t = marks.get("fault_in_effect")
+    return "" if t is None else f" (in effect at t={t:.3f} s)"
 
 
 def percentile(values: Sequence[float], p: float) -> float | None:
@@ -83,7 +97,7 @@ def analyse(reqs: Sequence[Req], m: Marks) -> dict[str, Any]:
     # primary was still up, so the secondary serving it means traffic was shared before any fault.
     done_before = [r for r in reqs if r.ok and r.t_done < m.t_fault]
     served_before = {b: sum(1 for r in done_before if r.backend == b) for b in (m.primary, m.secondary)}
-    after_fault = sorted((r for r in reqs if r.ok and r.backend == m.secondary and r.t_send >= m.t_fault),
+    after_fault = sorted((r for r in reqs if r.ok and r.backend == m.secondary and r.t_send >= m.t_effect),
                          key=lambda r: r.t_done)
     first = after_fault[0] if after_fault else None
     outage_end = m.t_primary_ok if m.t_primary_ok is not None else math.inf
@@ -96,7 +110,7 @@ def analyse(reqs: Sequence[Req], m: Marks) -> dict[str, Any]:
         back = sorted((r for r in reqs if r.ok and r.backend == m.primary and r.t_done >= m.t_primary_ok),
                       key=lambda r: r.t_done)
         failback = back[0].t_done - m.t_primary_ok if back else None
-    in_flight = [r for r in reqs if r.t_send < m.t_fault <= r.t_done]
+    in_flight = [r for r in reqs if r.t_send < m.t_effect and r.t_done >= m.t_fault]
     in_flight_sec = [r for r in in_flight if r.ok and r.backend == m.secondary]
     before = [r for r in reqs if r.t_send < m.t_fault]
     during = [r for r in reqs if m.t_fault <= r.t_send < outage_end]
