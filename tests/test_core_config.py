@@ -101,7 +101,7 @@ def test_shipped_gateway_config_has_no_warnings() -> None:
     assert s.router_settings["allowed_fails"] == 0
     assert s.per_attempt_timeout_s() == 2.0
     j = s.to_json()
-    assert set(j) == {"path", "router_settings", "deployments", "warnings"}
+    assert set(j) == {"path", "router_settings", "deployments", "warnings", "drift"}
 
 
 def test_litellm_defaults_config_warns_about_slow_failover() -> None:
@@ -316,3 +316,50 @@ def test_ensure_env_narrows_an_operator_made_env(project: Path) -> None:
     os.chmod(c.env_file, 0o644)
     c.ensure_env()
     assert stat.S_IMODE(os.stat(c.env_file).st_mode) == 0o600
+
+
+def _gateway_attrs(env: list[str], started: str = "2026-11-26T20:36:41.34088211Z") -> dict:
+    return {"Config": {"Env": ["PATH=/usr/bin", *env]}, "State": {"StartedAt": started}}
+
+
+def test_config_drift_by_digest_names_a_config_changed_since_the_gateway_started(tmp_path: Path) -> None:
+    from llmops.gateway_config import CONFIG_DIGEST_ENV, config_drift, file_digest
+
+    p = tmp_path / "config.yaml"
+    p.write_text((LITELLM / "config.yaml").read_text())
+    attrs = _gateway_attrs([f"{CONFIG_DIGEST_ENV}={file_digest(p)}"])
+    assert config_drift(attrs, p) is None
+    p.write_text(p.read_text().replace("stream_timeout: 0.75", "stream_timeout: 0.5"))
+    why = config_drift(attrs, p)
+    assert why is not None and "changed since the gateway started" in why and "llmops up" in why
+
+
+def test_config_drift_without_digest_falls_back_to_the_file_time(tmp_path: Path) -> None:
+    import os
+
+    from llmops.gateway_config import config_drift
+
+    p = tmp_path / "config.yaml"
+    p.write_text("model_list: []\n")
+    started = 1_800_000_000.0
+    os.utime(p, (started - 60, started - 60))
+    iso = "2027-01-15T08:00:00.123456789Z"            # 1_800_000_000 s after the epoch
+    assert config_drift(_gateway_attrs([], iso), p) is None
+    os.utime(p, (started + 60, started + 60))
+    assert "modified after the gateway started" in (config_drift(_gateway_attrs([], iso), p) or "")
+    assert config_drift(_gateway_attrs([], ""), p) is None   # no start time: nothing to compare
+
+
+def test_up_passes_the_mounted_config_digest_to_compose(tmp_path: Path) -> None:
+    from llmops.gateway_config import CONFIG_DIGEST_ENV, file_digest
+    from llmops.lifecycle import gateway_config_digest
+
+    p = tmp_path / "config.yaml"
+    p.write_text("model_list: []\n")
+    short = {"services": {"api-gateway": {"volumes": [f"{p}:/etc/litellm/config.yaml:ro"]},
+                          "qdrant": {"volumes": ["qdrant-data:/qdrant/storage:rw"]}}}
+    assert gateway_config_digest(short) == {CONFIG_DIGEST_ENV: file_digest(p)}
+    long = {"services": {"api-gateway": {"volumes": [{"type": "bind", "source": str(p),
+                                                      "target": "/etc/litellm/config.yaml"}]}}}
+    assert gateway_config_digest(long) == {CONFIG_DIGEST_ENV: file_digest(p)}
+    assert gateway_config_digest({"services": {"qdrant": {"volumes": ["q:/q"]}}}) == {}

@@ -16,16 +16,23 @@ LITELLM_DEFAULT_TIMEOUT_S = 6000.0   # LiteLLM's own default for a call: effecti
 MAX_SANE_TIMEOUT_S = 30.0
 
 
+CONFIG_IN_CONTAINER = "/etc/litellm/config.yaml"
+# Set by `llmops up` to the config file's digest: a changed config then changes the gateway's
+# environment, so compose recreates it, and a gateway still running an older one can be told.
+CONFIG_DIGEST_ENV = "LLMOPS_GATEWAY_CONFIG_SHA256"
+
+
 @dataclass
 class RouterSummary:
     path: str
     router_settings: dict[str, Any]
     deployments: list[dict[str, Any]]
     warnings: list[str]
+    drift: str | None = None        # why the running gateway may not have these settings
 
     def to_json(self) -> dict[str, Any]:
         return {"path": self.path, "router_settings": self.router_settings,
-                "deployments": self.deployments, "warnings": self.warnings}
+                "deployments": self.deployments, "warnings": self.warnings, "drift": self.drift}
 
     def per_attempt_timeout_s(self) -> float:
         """The longest per-call timeout of any deployment: what a hung backend costs."""
@@ -147,8 +154,40 @@ def summarize(path: Path, alias: str | None = None) -> RouterSummary:
 
 
 def mounted_config_path(gateway_attrs: dict[str, Any]) -> Path | None:
-    """The host file mounted as the gateway's config: the settings that really run."""
+    """The host file mounted as the gateway's config (LiteLLM read it when it started)."""
     for m in gateway_attrs.get("Mounts", []) or []:
-        if m.get("Destination") == "/etc/litellm/config.yaml":
+        if m.get("Destination") == CONFIG_IN_CONTAINER:
             return Path(m["Source"])
+    return None
+
+
+def file_digest(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def config_drift(gateway_attrs: dict[str, Any], path: Path) -> str | None:
+    """Why the running gateway may hold other settings than `path` says now, or None.
+
+    LiteLLM reads its config once, at start; an editor that writes a new file also leaves the
+    container's bind mount on the old one.  Either way the file on disk stops being the truth, and
+    every figure judged against its timeouts would be judged against settings that do not run."""
+    env = dict(e.split("=", 1) for e in (gateway_attrs.get("Config") or {}).get("Env") or [] if "=" in e)
+    started = ((gateway_attrs.get("State") or {}).get("StartedAt") or "")[:26].rstrip("Z")
+    digest = env.get(CONFIG_DIGEST_ENV)
+    if digest:
+        if file_digest(path) != digest:
+            return (f"{path.name} changed since the gateway started ({started or 'unknown'} UTC): "
+                    "it still runs the old settings; run `llmops up` to reload them")
+        return None
+    try:
+        from datetime import datetime, timezone
+
+        t0 = datetime.fromisoformat(started).replace(tzinfo=timezone.utc).timestamp()
+    except ValueError:
+        return None
+    if path.stat().st_mtime > t0:
+        return (f"{path.name} was modified after the gateway started ({started} UTC): it may still run "
+                "the old settings; run `llmops up` to reload them")
     return None

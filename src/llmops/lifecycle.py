@@ -7,6 +7,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .compose import published_ports
@@ -36,6 +37,20 @@ def compose_env(ctx: Context) -> dict[str, str]:
                     env["LLMOPS_QDRANT_IMAGE"] = tag
                     return env
     return env
+
+
+def gateway_config_digest(config: dict[str, Any]) -> dict[str, str]:
+    """The digest of the LiteLLM config the gateway will mount, for its environment: compose then
+    recreates the gateway whenever the file's content changes (a bind mount alone does not), and
+    `config_drift` can tell later whether the running gateway loaded what the file now says."""
+    from .gateway_config import CONFIG_DIGEST_ENV, CONFIG_IN_CONTAINER, file_digest
+
+    for svc in (config.get("services") or {}).values():
+        for v in svc.get("volumes") or []:
+            src, _, rest = v.partition(":") if isinstance(v, str) else (v.get("source", ""), ":", v.get("target", ""))
+            if rest.split(":")[0] == CONFIG_IN_CONTAINER and Path(src).is_file():
+                return {CONFIG_DIGEST_ENV: file_digest(Path(src))}
+    return {}
 
 
 def check_ports(ctx: Context, config: dict[str, Any], ours: list[Service]) -> None:
@@ -80,6 +95,7 @@ def prepare(ctx: Context, *, build: bool, say: Callable[[str], None] = print) ->
     env = compose_env(ctx)
     ctx.compose.ensure_env()
     config = ctx.compose.config(env)
+    env.update(gateway_config_digest(config))
     check_ports(ctx, config, ctx.services())
     result = UpResult(t0=t0)
     # Our own images (gateway, rag, embedding, and the cpu llama-server) are built, never pulled.

@@ -243,7 +243,7 @@ def collect(*, project_dir: Path, project: str, profile: str, compose: "Compose"
     ``gpu_env`` is what the GPU code left in ``Context.extra["gpu_env"]``, if anything, else the
     versions come from the run's 06_gpu_memory.json."""
     from .evidence import utc_now_iso
-    from .gateway_config import mounted_config_path, summarize
+    from .gateway_config import config_drift, mounted_config_path, summarize
 
     m = Manifest(version=__version__, git_sha=git_sha, project=project, profile=profile,
                  compose_files=[str(f.relative_to(project_dir)) for f in compose.files],
@@ -259,7 +259,9 @@ def collect(*, project_dir: Path, project: str, profile: str, compose: "Compose"
             if s.role == "gateway":
                 p = mounted_config_path(c.attrs)
                 if p and p.exists():
-                    m.router = summarize(p).to_json()
+                    r = summarize(p)
+                    r.drift = config_drift(c.attrs, p)
+                    m.router = r.to_json()
     except LlmopsError:
         pass
     try:

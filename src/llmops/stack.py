@@ -252,7 +252,14 @@ class Stack:
         """The gateway's router settings, read once from the config file it has mounted (None when
         there is no gateway or its config is not on this host).  Lazy: a malformed config fails
         only the commands that need it."""
-        from .gateway_config import summarize
+        from .gateway_config import config_drift, summarize
 
         p = self.router_path
-        return summarize(p, self.alias) if p and p.exists() else None
+        if not p or not p.exists():
+            return None
+        r = summarize(p, self.alias)
+        gw = self.gateway
+        r.drift = config_drift(gw.attrs, p) if gw else None
+        if r.drift:
+            r.warnings.insert(0, r.drift)
+        return r

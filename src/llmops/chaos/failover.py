@@ -88,6 +88,8 @@ def run_failover(ctx: Context, o: FailoverOptions, say: Callable[[str], None]) -
     if not key:
         raise EnvironmentProblem("no LITELLM_MASTER_KEY in compose/.env: run `llmops up`")
     router = stack.router
+    if router is not None and router.drift:   # every limit below comes from these settings
+        raise EnvironmentProblem(f"pre-flight: {router.drift}; refusing to inject a fault")
     for w in (router.warnings if router else ["gateway config not found: cannot lint router settings"]):
         say(f"[yellow]gateway config warning:[/] {w}")
     attempt_timeout = router.per_attempt_timeout_s() if router else None
