@@ -84,6 +84,9 @@ def test_host_services_errors(tmp_path, server):
         host_services([HostServer("x", gone.pid)])
     with pytest.raises(UsageError, match="cannot read log file"):
         host_services([HostServer("x", p.pid, tmp_path / "missing.log")])
+    # a wrapper's PID (here this test's own process) names no model: refused, not reported empty
+    with pytest.raises(UsageError, match="names no model"):
+        host_services([HostServer("x", os.getpid())])
 
 
 def test_report_attributes_a_host_process_by_pid(tmp_path, server):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
@@ -55,20 +56,26 @@ def parse_host_servers(values: Iterable[str]) -> list[HostServer]:
     return servers
 
 
-def _read_argv(proc: Path, pid: int) -> list[str]:
-    try:
-        raw = (proc / str(pid) / "cmdline").read_bytes()
-    except FileNotFoundError:
-        raise UsageError(f"--server: no process {pid} ({proc / str(pid)} does not exist)") from None
-    except OSError as exc:
-        raise UsageError(f"--server: cannot read the command line of process {pid}: "
-                         f"{exc.strerror}") from None
-    argv = [a.decode(errors="replace") for a in raw.split(b"\0")]
-    while argv and argv[-1] == "":
-        argv.pop()
-    if not argv:                        # a kernel thread or a zombie: nothing to budget
-        raise UsageError(f"--server: process {pid} has no command line (exited or a kernel thread)")
-    return argv
+def _read_argv(proc: Path, pid: int, tries: int = 10) -> list[str]:
+    argv: list[str] = []
+    for attempt in range(tries):
+        try:
+            raw = (proc / str(pid) / "cmdline").read_bytes()
+        except FileNotFoundError:
+            raise UsageError(f"--server: no process {pid} ({proc / str(pid)} does not exist)") from None
+        except OSError as exc:
+            raise UsageError(f"--server: cannot read the command line of process {pid}: "
+                             f"{exc.strerror}") from None
+        argv = [a.decode(errors="replace") for a in raw.split(b"\0")]
+        while argv and argv[-1] == "":
+            argv.pop()
+        if argv:
+            return argv
+        # A process in the middle of exec shows an empty command line for a moment (seen here
+        # within milliseconds of the fork); a kernel thread or a zombie stays empty.
+        if attempt + 1 < tries:
+            time.sleep(0.05)
+    raise UsageError(f"--server: process {pid} has no command line (exited or a kernel thread)")
 
 
 def _read_env(proc: Path, pid: int) -> dict[str, str]:
@@ -112,12 +119,15 @@ def host_services(servers: Iterable[HostServer], proc_root: Path = Path("/proc")
             model_arg = parse_server_args(argv, env).model_arg
         except ConfigError as exc:
             raise UsageError(f"--server {s.name} (PID {s.pid}): {exc}") from None
-        model = None
-        if model_arg:
-            model = Path(model_arg).expanduser()
-            if not model.is_absolute():
-                cwd = _cwd(proc_root, s.pid)
-                model = (cwd / model) if cwd else model
+        if not model_arg:
+            # most often the PID of a wrapper (a shell, `timeout`, a subshell's $!), whose memory
+            # NVML would not list either: say so now rather than report a server with no plan
+            raise UsageError(f"--server {s.name}: process {s.pid} ({Path(argv[0]).name}) names no "
+                             "model (-m or LLAMA_ARG_MODEL): give the llama-server's own PID")
+        model = Path(model_arg).expanduser()
+        if not model.is_absolute():
+            cwd = _cwd(proc_root, s.pid)
+            model = (cwd / model) if cwd else model
         out.append({"service": s.name, "pid": s.pid, "container_id": None, "argv": argv,
                     "model_path": model, "log_text": log_text, "env": env})
     return out
