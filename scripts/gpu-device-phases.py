@@ -215,11 +215,10 @@ def rows_for(servers: list[Server], plan: dict | None, plan_cal: dict | None, re
 
 
 def fmt(v: Any, spec: str = ">8.1f") -> str:
-    if v is None:
-        return f"{'-':>{spec.lstrip('>').split('.')[0] or 8}}"
-    if isinstance(v, (int, float)):
+    width = int(re.sub(r"\D", "", spec.split(".")[0]) or 8)
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
         return format(v, spec)
-    return str(v)
+    return f"{'-' if v is None else str(v):>{width}}"
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:

@@ -65,3 +65,21 @@ def test_phases_dry_run(tmp_path):
     assert "gpu-run/A-profile-pair/inference-chat.log" in names
     assert any(n.endswith("06_gpu_memory.json") for n in names)
     assert json.loads(state.read_text())["procs"] == []                   # every server stopped
+
+
+def test_a_server_that_dies_is_a_row_with_its_error(tmp_path, capsys):
+    """A server that exits before /health (a build or CUDA problem on the device) must not stop
+    the run: its row carries the error and the table still prints."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("phases", REPO / "scripts" / "gpu-device-phases.py")
+    m = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(m)
+    model = write_sparse_gguf(tmp_path / "l1b-q8.gguf", LLAMA_SHAPES["l1b-q8"])
+    s = m.Server("inference-chat", model, "-c 4096", 18999, tmp_path)
+    assert not s.start("/bin/false", ready_s=10)
+    assert "exited 1" in s.error
+    [row] = m.rows_for([s], None, None, None, {})
+    assert row["error"] == s.error and row["engine_mib"] is None and row["nvml_report_mib"] is None
+    m.print_table([row])
+    assert "ERROR: exited 1" in capsys.readouterr().out
