@@ -283,21 +283,28 @@ def gpu_report(
     tolerance: float = typer.Option(1.0, "--tolerance", callback=in_range(0, 100), help="Allowed |error| in percent (the reference procedure's 1 %; tune the calibration, not this)."),
     calibration: Optional[Path] = typer.Option(None, "--calibration", help="Per-process overhead measured by an earlier gpu-report (its 06_gpu_memory.json) or a calibration file."),
     device: Optional[int] = typer.Option(None, "--device", help="Only this GPU index."),
+    server: Optional[list[str]] = typer.Option(None, "--server", help="NAME=PID[:LOGFILE]: a llama-server running as a host process, not in Docker (repeatable; replaces the stack's services). Its command line and LLAMA_ARG_* come from /proc/PID, its buffer sizes and fit from LOGFILE (start it with -lv 4)."),
 ) -> None:
     """06_gpu_memory: NVML memory over time, per service: plan, engine-reported and NVML side by side."""
     from .certify import gpu_check, llama_services
     from .gpu.calibration import load_calibration
     from .runner import Phase
-    from .stack import docker_client
 
     c = ctx()
     cal = load_calibration(calibration) if calibration else None
-    try:
-        docker_client()
-        services = llama_services(c)
-    except LlmopsError as e:   # no engine or no stack: still report the GPU itself
-        say(f"[yellow]no stack to attribute to ({e}); reporting the GPU alone[/]")
-        services = []
+    if server:   # host processes: no Docker asked; a bad value is refused before any sampling
+        from .gpu.hostproc import host_services, parse_host_servers
+
+        services = host_services(parse_host_servers(server))
+    else:
+        from .stack import docker_client
+
+        try:
+            docker_client()
+            services = llama_services(c)
+        except LlmopsError as e:   # no engine or no stack: still report the GPU itself
+            say(f"[yellow]no stack to attribute to ({e}); reporting the GPU alone[/]")
+            services = []
 
     def render(r: "CheckResult", text: str, path: Path) -> None:
         show(r, text, path)

@@ -4,7 +4,8 @@ NVML reports PIDs in the *host's* PID namespace.  We read `/proc/<pid>/cgroup` t
 container (cgroup v1 and v2; docker, containerd/CRI, podman path forms), then map the container
 to its compose service: first through the containers the caller already knows, then through an
 injectable resolver (by default the Docker SDK's `com.docker.compose.service` label, imported
-lazily).  What cannot be mapped is reported as `unattributed`.  When PIDs cannot be resolved at
+lazily).  A server that runs as a plain host process (no Docker) is named by its PID instead
+(`gpu-report --server NAME=PID`).  What cannot be mapped is reported as `unattributed`.  When PIDs cannot be resolved at
 all (NVML PIDs absent from our /proc: WSL, MIG, a PID namespace) we say so instead of
 guessing.  Running inside a container is not such a case by itself: with docker-in-docker the
 engine's containers are visible in our /proc with their Docker cgroups.
@@ -64,7 +65,7 @@ class PidInfo:
     container_id: str | None = None
     service: str | None = None
     comm: str | None = None
-    via: str | None = None         # "services" | "resolver" | None
+    via: str | None = None         # "pid" | "services" | "resolver" | None
     note: str | None = None
 
     def to_json(self) -> dict[str, Any]:
@@ -115,14 +116,17 @@ class Attributor:
     def __init__(self, *, proc_root: Path = Path("/proc"), root: Path = Path("/"),
                  known: Mapping[str, str] | None = None,
                  resolver: Resolver | None = None,
-                 in_container: str | None | bool = False) -> None:
+                 in_container: str | None | bool = False,
+                 pids: Mapping[int, str] | None = None) -> None:
         """`known`: container ID (full or short) -> service, from the caller's discovery.
         `resolver`: fallback container ID -> service.  `in_container`: False to detect it,
-        None to assert we run on the host, or a reason string to assert we do not."""
+        None to assert we run on the host, or a reason string to assert we do not.
+        `pids`: host PID -> service, for servers the user named by PID (no container)."""
         self.proc_root = proc_root
         self.root = root
         self.known = {k.lower(): v for k, v in (known or {}).items() if k}
         self.resolver = resolver
+        self.pids = {int(k): v for k, v in (pids or {}).items()}
         self._in_container = in_container
         self._cache: dict[str, str | None] = {}
 
@@ -171,13 +175,19 @@ class Attributor:
         except FileNotFoundError:
             return PidInfo(pid=pid, visible=False, note="no such PID in /proc")
         except OSError as exc:
-            return PidInfo(pid=pid, visible=True, note=f"cgroup unreadable: {exc.strerror}")
+            info = PidInfo(pid=pid, visible=True, note=f"cgroup unreadable: {exc.strerror}")
+            if pid in self.pids:
+                info.service, info.via = self.pids[pid], "pid"
+            return info
         try:
             comm = (d / "comm").read_text().strip() or None
         except OSError:
             comm = None
         cid = container_id_from_cgroup(cg)
         info = PidInfo(pid=pid, visible=True, container_id=cid, comm=comm)
+        if pid in self.pids:            # named by the user: that says more than any cgroup
+            info.service, info.via = self.pids[pid], "pid"
+            return info
         if cid is None:
             info.note = "host process (no container in its cgroup)"
             return info

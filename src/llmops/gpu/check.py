@@ -40,7 +40,8 @@ def run_gpu_report(run: RunDir, *, duration_s: float, interval_s: float, device:
     """Sample GPU memory for `duration_s` every `interval_s`, attribute it, judge it.
 
     `services` items: {"service", "container_id", "argv", "model_path", "log_text"} (+ optional
-    "env": the container's environment, for LLAMA_ARG_*).  `nvml`, `resolver`, `attributor`,
+    "env": the container's environment, for LLAMA_ARG_*; + optional "pid": a server that runs
+    as a host process, attributed by that PID, see `hostproc`).  `nvml`, `resolver`, `attributor`,
     `clock`, `sleep` are injection points for tests.  Raises ConfigError for a malformed budget
     file and UsageError for bad arguments; a missing GPU/driver is a `skipped` result (exit 3).
     """
@@ -76,7 +77,9 @@ def run_gpu_report(run: RunDir, *, duration_s: float, interval_s: float, device:
     if attributor is None:
         known = {str(s["container_id"]): str(s["service"]) for s in services or []
                  if s.get("container_id") and s.get("service")}
-        attributor = Attributor(known=known,
+        by_pid = {int(s["pid"]): str(s["service"]) for s in services or []
+                  if s.get("pid") and s.get("service")}
+        attributor = Attributor(known=known, pids=by_pid,
                                 resolver=resolver if resolver is not None else docker_label_resolver())
     pids = rec.pids
     att = attributor.attribute(pids) if pids else Attribution(mode="host", reason=None)
