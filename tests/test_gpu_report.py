@@ -349,3 +349,40 @@ def test_cli_on_a_machine_without_a_gpu_exits_3_with_a_skipped_check(tmp_path):
     assert "Traceback" not in p.stderr
     j = json.loads(next((tmp_path / "ev").glob("2*/06_gpu_memory.json")).read_text())
     assert j["status"] == "skipped" and "NVML" in j["details"]["reason"]
+
+
+GPU_RUN = Path(__file__).parent / "data" / "gpu-run"    # this project's own H200 run (docs/gpu.md)
+
+
+@pytest.mark.parametrize("log, argv, nvml, shrunk", [
+    # fit lowered the context 8192 -> 5888 to keep -fitt free; the process held 3034 MiB
+    ("fit-auto.log", ["-m", "l3b-q4.gguf", "-np", "1", "-fitt", "140157"], 3034, True),
+    # -c and -ngl given: fit could not keep its margin, kept them ("abort") and loaded as asked
+    ("fit-user-set.log", ["-m", "l3b-q4.gguf", "-c", "8192", "-np", "1", "-ngl", "99", "-fitt", "140157"],
+     3290, False),
+])
+def test_a_server_fit_shrank_is_budgeted_as_it_runs_and_fails_its_own_line(run, tmp_path, log, argv, nvml, shrunk):
+    from llmops.gpu.calibration import Calibration
+
+    model = write_sparse_gguf(tmp_path / "l3b-q4.gguf", LLAMA_SHAPES["l3b-q4"])
+    text = (GPU_RUN / log).read_text()
+    services = [{"service": "s", "container_id": C_CHAT, "model_path": model, "argv": argv, "log_text": text}]
+    cal = Calibration(name="run A", overhead_mib={"none_offloaded": 519.0, "quantized": 589.8, "cublas": 690.0})
+    clock = FakeClock()
+    att = Attributor(proc_root=make_proc(tmp_path, {101: f"0::/docker/{C_CHAT}\n"}), root=tmp_path / "root",
+                     known={C_CHAT: "s"}, resolver=lambda cid: None)
+    res, _ = run_gpu_report(run, duration_s=0.4, interval_s=0.1, device=None, tolerance_pct=1.0, budget_file=None,
+                            services=services, nvml=FakeNvml([FakeGpu(used_mib=nvml + 9, compute=[(101, nvml)])]),
+                            attributor=att, resolver=lambda cid: None, clock=clock, sleep=clock.sleep,
+                            calibration=cal)
+    svc = res.metrics["per_service"]["s"]
+    dod = {c.criterion: c for c in res.dod}
+    line = dod["servers run what their command lines ask (llama.cpp's fit changed nothing)"]
+    assert line.passed is (not shrunk)
+    assert abs(svc["buffers_error_pct"]) < 2.0          # planned at the context the server really has
+    assert dod["measured VRAM within tolerance of budget"].passed
+    if shrunk:
+        assert "n_ctx 5888" in line.measured and res.status == "fail"
+        assert any("fit left" in a for a in res.details["budgets"]["s"]["assumptions"])
+    else:
+        assert res.status == "pass"

@@ -55,27 +55,39 @@ def build_budgets(services: list[dict] | None, budget_file: BudgetFile | None,
             # not a llama-server (rag, qdrant, ...): budgeted only if the budget file names it;
             # its GPU memory, if any, is still attributed and shown as "no budget"
             continue
+        rep = parse_llama_log(s["log_text"]) if s.get("log_text") else None
+        # When fit shrank the server, budget what runs (the log's context and layers): the
+        # server's memory is then judged against the right plan, and the shrinking itself is
+        # its own DoD line (`fit_criterion`) instead of a budget error of several percent.
+        ran_ctx, ran_ngl = (rep.n_ctx, rep.offloaded[0] if rep.offloaded else None) \
+            if rep is not None and rep.fit == "changed" else (None, None)
         if model is not None:
             try:
                 b = budget_for_llama(Path(model), argv, service=name, env=s.get("env"),
-                                     cuda_context_mib=ctx_file, calibration=calibration)
+                                     cuda_context_mib=ctx_file, calibration=calibration,
+                                     n_ctx=ran_ctx, n_gpu_layers=ran_ngl)
             except ConfigError as exc:
                 b = Budget(service=name, error=str(exc))
         else:
             b = Budget(service=name, error="no host path of its model file is known")
+        if ran_ctx is not None or ran_ngl is not None:
+            b.assumptions.append(f"planned with what llama.cpp's fit left (its log): n_ctx {ran_ctx}, "
+                                 f"{ran_ngl} layers on the GPU")
         if ctx_file is not None and b.error is None:
             b.sources["cuda_context_mib"] = "budget-file"
         budgets[name] = b
-        if s.get("log_text"):
-            rep = parse_llama_log(s["log_text"])
+        if rep is not None:
             if not rep.empty:
                 engines[name] = rep
             else:
                 notes.append(f"{name}: no buffer-size lines in the server log (current llama.cpp "
                              "prints them only at -lv 4; the gpu profile passes it)")
-            if rep.fit_changes:
+            if rep.fit == "changed":
                 notes.append(f"{name}: llama.cpp's fit changed the command line: "
                              + "; ".join(rep.fit_changes))
+            elif rep.fit_changes:
+                notes.append(f"{name}: llama.cpp's fit could not keep its margin and kept the command "
+                             "line: " + "; ".join(rep.fit_changes))
     if budget_file:
         for name, terms in budget_file.services.items():
             b = budgets.get(name)
@@ -239,6 +251,20 @@ def _calibration(budgets: dict[str, Budget], engines: dict[str, EngineReport],
     return measure_calibration(entries, name)
 
 
+def fit_criterion(engines: dict[str, EngineReport]) -> Criterion | None:
+    """Every server whose log says what fit did runs what its command line asks; None when no
+    log says (then nothing was measured, and no line is shown)."""
+    told = {n: e for n, e in engines.items() if e.fit is not None}
+    if not told:
+        return None
+    shrunk = {n: e for n, e in told.items() if e.fit == "changed"}
+    what = "; ".join(f"{n}: n_ctx {e.n_ctx}, offloaded {e.offloaded[0] if e.offloaded else '?'}"
+                     f"/{e.offloaded[1] if e.offloaded else '?'}" for n, e in shrunk.items())
+    return Criterion("servers run what their command lines ask (llama.cpp's fit changed nothing)",
+                     f"0 of {len(told)} changed", f"{len(shrunk)} changed" + (f" ({what})" if what else ""),
+                     not shrunk)
+
+
 def _criteria(budgets: dict[str, Budget], expected: float | None, used_mean: float | None,
               err: float | None, tolerance_pct: float) -> list[Criterion]:
     dod: list[Criterion] = []
@@ -280,6 +306,9 @@ def analyse(rec: Recording, att: Attribution, *, started: str, t0: float,
     expected = expected_total(budgets, overhead)
     err = error_pct(used.mean, expected)
     dod = _criteria(budgets, expected, used.mean, err, tolerance_pct)
+    fit = fit_criterion(engines)
+    if fit is not None:
+        dod.append(fit)
 
     reason = None
     if rec.sample_error:

@@ -231,12 +231,14 @@ def overhead_class(info: ModelInfo, gpu_layers: int, output_on_gpu: bool,
 
 def budget_for_llama(model_path: Path | str, argv: Iterable[str] | str | None, *,
                      service: str = "", env: Mapping[str, str] | None = None,
-                     cuda_context_mib: float | None = None, calibration: Any = None) -> Budget:
-    """The expected VRAM of one llama-server: its GGUF file (host path) and its command line."""
+                     cuda_context_mib: float | None = None, calibration: Any = None,
+                     n_ctx: int | None = None, n_gpu_layers: int | None = None) -> Budget:
+    """The expected VRAM of one llama-server: its GGUF file (host path) and its command line
+    (`n_ctx`/`n_gpu_layers`: what the server really runs, when its fit changed them)."""
     opts = parse_server_args(argv, env)
     info = read_model_info(model_path)
     return budget_from_info(info, opts, service=service, cuda_context_mib=cuda_context_mib,
-                            calibration=calibration)
+                            calibration=calibration, n_ctx=n_ctx, n_gpu_layers=n_gpu_layers)
 
 
 # ----------------------------------------------------------------------------- budget file
