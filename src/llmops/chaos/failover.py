@@ -182,7 +182,7 @@ def run_failover(ctx: Context, o: FailoverOptions, say: Callable[[str], None]) -
                "restored": frame.restored, "restore_action": frame.restore_how, "notes": frame.notes,
                "marks": {k: (round(v - m.t_start, 4) if v else None) for k, v in
                          (("fault", m.t_fault), ("fault_in_effect", m.t_fault_done), ("restore", m.t_restore),
-                       ("primary_ok", m.t_primary_ok))}}
+                          ("primary_ok", m.t_primary_ok))}}
     if network is not None:
         details["network_fault"] = network
         details["fault_description"] = fault_words(o, target.name, gateway.name)

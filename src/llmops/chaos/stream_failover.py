@@ -17,7 +17,6 @@ from .streamload import StreamLoadGenerator, StreamRequest, stream_once
 from .timeline import Marks, analyse, in_effect
 
 
-
 def stream_timeout_s(router: RouterSummary | None, target: str) -> float | None:
     """The target's stream_timeout: what its hang costs a new stream before the gateway falls
     back, and a stream under way on it before it is cut (None: LiteLLM's default applies)."""
@@ -77,8 +76,8 @@ def stream_result(reqs: list[StreamRequest], m: Marks, o: Any, frame: Any, route
     dod = stream_dod(s, base, o.mode, st, frame.restored)
     rows = cut_rows(reqs, m)
     every = {str(dep.get("id")): dep.get("stream_timeout") for dep in (router.deployments if router else [])}
-    details = {**details, "stream": True, "stream_timeout_s": st, "stream_timeouts_s": every, "analysis": base, "stream_analysis": s,
-               "timeline": rows,
+    details = {**details, "stream": True, "stream_timeout_s": st, "stream_timeouts_s": every, "analysis": base,
+               "stream_analysis": s, "timeline": rows,
                "streams": [{**r.to_json(), "sent_at_s": round(r.t_send - m.t_start, 4)} for r in reqs]}
     r = CheckResult("failover", CheckResult.status_from(dod), started_at, time.perf_counter() - t_wall,
                     metrics, dod, details)
