@@ -299,7 +299,7 @@ def failover_text(r: CheckResult, rows: list[dict[str, Any]]) -> str:
         + (" (traffic was shared before any fault: the failover figures below are not a failover)"
            if before.get(d["secondary"]) else "") + ".",
         f"  3. Fault at t={fmt(mk['fault'])}{in_effect(mk)}: {d.get('fault_description') or 'docker ' + d['mode'] + ' ' + d['target']}.",
-        f"  4. Failover: first HTTP 200 from {d['secondary']} to a request sent after the fault, "
+        f"  4. Failover: first HTTP 200 from {d['secondary']} to a request sent once the fault was in effect, "
         f"{fmt(m['failover_time_s'])} after the fault (sent at t={fmt(first.get('sent_at_s'))}, "
         f"latency {fmt(first.get('latency_s'))}).",
         f"     In flight at the fault: {fl['requests']} request(s), {fl['failed']} failed, "
