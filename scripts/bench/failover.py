@@ -11,8 +11,9 @@ gateway and the primary; `loss` drops --loss-pct % of the gateway's packets, def
 It recreates the gateway to switch configs and puts ours back at the end.  --fresh takes the stack
 down, up and verify before every run (certify's situation: the first failover after `up`); --no-warm
 skips the warm-ups (`up`'s and the failover pre-flight's), to measure what a cold standby costs.
---project-name/--port-base run it against a stack of its own (its compose project, host ports
-base+0..5 as the e2e suite assigns them) instead of the default `llmops` stack.
+--project-name/--port-base (required; default $LLMOPS_E2E_PROJECT/$LLMOPS_E2E_PORT_BASE) name the
+stack it breaks and reconfigures: its compose project and host ports base+0..5 as the e2e suite
+assigns them; never the operator's `llmops` stack.
 
 Run i of N injects its fault at 3 s + (i/N) of one request interval.  With a fixed fault time the
 fault would land at the same point of the request cycle every run (the load is periodic), and a
@@ -68,8 +69,10 @@ def main() -> None:
     ap.add_argument("--modes", default="stop,kill,pause")
     ap.add_argument("--no-baseline", action="store_true")
     ap.add_argument("--only-baseline", action="store_true", help="LiteLLM's defaults only")
-    ap.add_argument("--project-name", help="compose project of the stack to use (default: llmops's own)")
-    ap.add_argument("--port-base", type=int, help="its host ports: base+0..5 as the e2e suite assigns them")
+    ap.add_argument("--project-name", default=os.environ.get("LLMOPS_E2E_PROJECT"),
+                    help="compose project of the stack to break and reconfigure (never `llmops`)")
+    ap.add_argument("--port-base", type=int, default=int(os.environ.get("LLMOPS_E2E_PORT_BASE") or 0) or None,
+                    help="its host ports: base+0..5 as the e2e suite assigns them")
     ap.add_argument("--name", default="failover", help="output name under docs/bench/")
     ap.add_argument("--fresh", action="store_true", help="down + up before every run")
     ap.add_argument("--no-warm", dest="warm", action="store_false", help="up without the warm-up")
@@ -78,8 +81,11 @@ def main() -> None:
     ap.add_argument("--stream", action="store_true", help="streamed completions (chaos failover --stream)")
     ap.add_argument("--loss-pct", type=float, default=5.0, help="packet loss for --modes loss, percent")
     a = ap.parse_args()
-    if a.project_name:
-        PROJECT[:] = ["--project-name", a.project_name]
+    # It recreates the gateway with other router settings and breaks servers: never the operator's
+    # own stack (as scripts/bench/qdrant.py).
+    if not a.project_name or a.project_name == "llmops" or not a.port_base:
+        ap.error("name the stack to break: --project-name (not `llmops`) and --port-base")
+    PROJECT[:] = ["--project-name", a.project_name]
     if a.port_base:
         for i, var in enumerate(("GATEWAY_PORT", "CHAT_PORT", "RAG_PORT", "EMBEDDING_PORT", "CODE_PORT", "QDRANT_PORT")):
             os.environ[var] = str(a.port_base + i)
