@@ -155,3 +155,16 @@ def test_cli_bad_server_is_exit_2_in_one_line(tmp_path, value, msg):
     assert r.returncode == 2, r.stdout + r.stderr
     assert r.stderr.strip().count("\n") == 0 and msg in r.stderr and "Traceback" not in r.stderr
     assert not list((tmp_path / "ev").glob("2*/06_gpu_memory.json"))
+
+
+def test_inside_a_container_a_server_named_by_pid_gets_no_container_note(tmp_path):
+    proc = tmp_path / "proc"
+    for pid in (5, 6):
+        (proc / str(pid)).mkdir(parents=True)
+        (proc / str(pid) / "cgroup").write_text("0::/init.scope\n")      # plain host processes
+    named = Attributor(proc_root=proc, root=tmp_path, pids={5: "chat"}, in_container="/.dockerenv exists",
+                       resolver=lambda cid: None).attribute([5])
+    assert named.pids[5].service == "chat" and named.notes == []
+    unnamed = Attributor(proc_root=proc, root=tmp_path, in_container="/.dockerenv exists",
+                         resolver=lambda cid: None).attribute([6])
+    assert any("no GPU PID carries a container cgroup" in n for n in unnamed.notes)

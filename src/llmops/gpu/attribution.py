@@ -157,7 +157,8 @@ class Attributor:
             att.reason = ("none of the PIDs NVML reports exist in our /proc (a PID namespace, "
                           "WSL or MIG); per-process attribution is not possible"
                           + (f"; llmops runs inside a container ({inside})" if inside else ""))
-        elif pids and not any(i.container_id for i in att.pids.values()) and inside:
+        elif pids and not any(i.container_id or i.via == "pid" for i in att.pids.values()) and inside:
+            # worth saying only when nothing was attributed otherwise (servers named by PID are)
             att.notes.append(f"llmops runs inside a container ({inside}) and no GPU PID carries a "
                              "container cgroup")
         elif invisible:
