@@ -63,6 +63,13 @@ def write(name: str, data: dict[str, dict[str, list]], rows: list[list[Any]], ne
     save(name, data, md)
 
 
+def chosen_configs(a: argparse.Namespace) -> dict[str, str]:
+    """Ours, LiteLLM's defaults, or both (--no-baseline, --only-baseline)."""
+    if a.no_baseline:
+        return {"llmops": CONFIGS["llmops"]}
+    return {k: v for k, v in CONFIGS.items() if k != "llmops"} if a.only_baseline else CONFIGS
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=3)
@@ -98,8 +105,7 @@ def main() -> None:
     net = any(m in ("partition", "blackhole", "loss") for m in modes)
     data: dict[str, dict[str, list]] = {}
     rows = []
-    configs = ({"llmops": CONFIGS["llmops"]} if a.no_baseline
-               else {k: v for k, v in CONFIGS.items() if k != "llmops"} if a.only_baseline else CONFIGS)
+    configs = chosen_configs(a)
     try:
         for label, cfg in configs.items():
             switch(cfg, a.warm)
@@ -164,8 +170,7 @@ def worst(res: list[dict[str, Any]], key: str) -> str:
 def stream_bench(a: argparse.Namespace) -> None:
     """`chaos failover --stream` N times per mode and config; median and max of each figure."""
     modes = a.modes.split(",")
-    configs = ({"llmops": CONFIGS["llmops"]} if a.no_baseline
-               else {k: v for k, v in CONFIGS.items() if k != "llmops"} if a.only_baseline else CONFIGS)
+    configs = chosen_configs(a)
     data: dict[str, dict[str, list]] = {}
     rows = []
     keys = ("cut_streams", "in_flight_on_primary", "tokens_lost", "failed_to_start", "failed_requests",

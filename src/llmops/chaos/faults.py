@@ -10,10 +10,6 @@ from ..errors import UsageError
 MODES = ("stop", "kill", "pause")
 
 
-def inject(client: Any, container_id: str, mode: str) -> None:
-    inject_into(client.containers.get(container_id), mode)
-
-
 def inject_into(c: Any, mode: str) -> None:
     """The fault alone, on a container already looked up: the engine's inspect takes longer than
     the kill itself (~0.15 s here), and requests sent meanwhile still meet a live server."""

@@ -17,12 +17,6 @@ from .streamload import StreamLoadGenerator, StreamRequest, stream_once
 from .timeline import Marks, analyse, in_effect
 
 
-def stream_timeout_s(router: RouterSummary | None, target: str) -> float | None:
-    """The target's stream_timeout: what its hang costs a new stream before the gateway falls
-    back, and a stream under way on it before it is cut (None: LiteLLM's default applies)."""
-    return router.stream_timeout_s(target) if router is not None else None
-
-
 def stream_preflight(gateway_url: str, key: str, router: RouterSummary | None, max_tokens: int) -> list[dict[str, Any]]:
     """Send the load's own streamed request to every deployment by its id: proves each streams
     whole through the gateway before any fault (else exit 4), and leaves the standby's prompt
@@ -64,7 +58,8 @@ def stream_result(reqs: list[StreamRequest], m: Marks, o: Any, frame: Any, route
                   details: dict[str, Any], started_at: str, t_wall: float) -> tuple[CheckResult, str]:
     base = analyse(reqs, m)
     s = analyse_streams(reqs, m, o.mode, o.max_tokens)
-    st = stream_timeout_s(router, details["target"])
+    # the target's: what its hang costs a new stream before the fallback (None: LiteLLM's default)
+    st = router.stream_timeout_s(details["target"]) if router is not None else None
     metrics: dict[str, Any] = {k: base[k] for k in ("failover_time_s", "failover_penalty_s", "served_by_secondary",
                                                      "failback_time_s")}
     metrics.update({k: s[k] for k in ("failed_requests", "total_requests", "cut_streams", "in_flight_on_primary",
