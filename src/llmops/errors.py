@@ -10,21 +10,50 @@ from typing import Any
 
 
 class ExitCode(IntEnum):
-    OK = 0
-    CHECK_FAILED = 1
-    USAGE = 2
-    SKIPPED = 3
-    ENVIRONMENT = 4
-    RESTORE_FAILED = 5
-    INTERRUPTED = 130
+    """Every exit code llmops uses: its value, what it means, and its rank when several checks'
+    codes fold into one run's (the loudest wins).  Like httpx's `codes`, the member carries its
+    own text, so no second table can drift from it."""
+
+    meaning: str
+    rank: int
+
+    def __new__(cls, value: int, rank: int, meaning: str) -> "ExitCode":
+        obj = int.__new__(cls, value)
+        obj._value_ = value
+        obj.rank = rank
+        obj.meaning = meaning
+        return obj
+
+    OK = 0, 1, "all checks passed"
+    SKIPPED = 3, 2, "skipped: nothing failed, but something could not be checked"
+    CHECK_FAILED = 1, 3, "a check failed, or was inconclusive"
+    USAGE = 2, 4, "usage or config error (a bad option, a malformed config, check file or label)"
+    ENVIRONMENT = 4, 5, "environment error (Docker unreachable, the stack not up, pre-flight refused)"
+    RESTORE_FAILED = 5, 6, "RESTORE FAILED: the stack was left degraded"
+    INTERRUPTED = 130, 7, "interrupted, after restoring what was broken"
+
+    @classmethod
+    def rank_of(cls, code: int) -> int:
+        """An unknown code ranks as a failed check: never below a pass or a skip."""
+        try:
+            return cls(code).rank
+        except ValueError:
+            return cls.CHECK_FAILED.rank
+
+    @classmethod
+    def meaning_of(cls, code: int) -> str:
+        try:
+            return cls(code).meaning
+        except ValueError:
+            return f"unknown exit code {code} (counted as a failure)"
 
 
 def aggregate_exit(codes: list[int]) -> int:
-    """Fold several check outcomes into one: 130 beats 5 beats 4 beats 2 beats 1 beats 3 beats 0.
+    """Fold several check outcomes into one: 130 beats 5 beats 4 beats 2 beats 1 beats 3 beats 0,
+    and an unknown code counts as 1's rank (so `[7, 0]` is 7, never 0).
 
     An interrupt dominates: whatever ran before it, the run did not finish."""
-    rank = {130: 7, 5: 6, 4: 5, 2: 4, 1: 3, 3: 2, 0: 1}
-    return max(codes, key=lambda c: rank.get(c, 0), default=0)
+    return int(max(codes, key=ExitCode.rank_of, default=ExitCode.OK))
 
 
 class LlmopsError(Exception):

@@ -34,10 +34,12 @@ class RouterSummary:
         return {"path": self.path, "router_settings": self.router_settings,
                 "deployments": self.deployments, "warnings": self.warnings, "drift": self.drift}
 
-    def per_attempt_timeout_s(self) -> float:
-        """The longest per-call timeout of any deployment: what a hung backend costs."""
-        ts = [d.get("timeout") for d in self.deployments]
-        return max((float(t) for t in ts if t is not None), default=LITELLM_DEFAULT_TIMEOUT_S)
+    def timeout_s(self, service: str) -> float | None:
+        """`service`'s own per-call timeout: what that backend costs a request when it hangs.
+        None when the deployment is not found or sets none (LiteLLM's 6000 s default then applies,
+        which no failover limit may be loosened to)."""
+        d = self.deployment(service)
+        return None if d is None or d.get("timeout") is None else float(d["timeout"])
 
     def deployment(self, service: str) -> dict[str, Any] | None:
         """The deployment that sends to `service`: by its model id, else by its api_base host."""

@@ -125,19 +125,19 @@ class Runner:
                 raise
             self.interrupted = True
             error = f"interrupted by {e or 'SIGINT'}"
-            r = CheckResult.error(check.id, error, ExitCode.INTERRUPTED, at, time.perf_counter() - t)
+            r = CheckResult.failed_to_run(check.id, error, ExitCode.INTERRUPTED, at, time.perf_counter() - t)
         except LlmopsError as e:
             if not self.contain:
                 raise
             self.interrupted = self.interrupted or int(e.exit_code) == ExitCode.INTERRUPTED
             error = one_line(e)
-            r = CheckResult.error(check.id, error, int(e.exit_code), at, time.perf_counter() - t,
+            r = CheckResult.failed_to_run(check.id, error, int(e.exit_code), at, time.perf_counter() - t,
                                   restored=False if isinstance(e, RestoreFailed) else None)
         except Exception as e:  # noqa: BLE001 - certify: one phase's surprise must not lose the others
             if not self.contain:
                 raise
             error = one_line(e)
-            r = CheckResult.error(check.id, error, ExitCode.CHECK_FAILED, at, time.perf_counter() - t)
+            r = CheckResult.failed_to_run(check.id, error, ExitCode.CHECK_FAILED, at, time.perf_counter() - t)
         if error is not None:
             self.say(f"[red]{check.id}: {error}[/]")
             text = f"{check.id} could not run: {error}"

@@ -13,7 +13,7 @@ from ..context import Context
 from ..errors import Aborted, EnvironmentProblem, UsageError
 from ..stack import Service
 from ..validate import check_range  # noqa: F401 - the experiments' options use it from here
-from .faults import MODES, inject_into
+from .faults import MODES, FaultClock, fault_clock, inject_into
 from .ledger import Entry, Ledger
 from .restore import Interrupted, ledger_path, restore_entry, signals_raise, wait_stack_healthy
 
@@ -71,8 +71,9 @@ class FaultFrame:
     restore: bool = True
     phase: str = "chaos"          # which experiment, so charts can tell the faults apart
     entry: Entry | None = None
-    t_fault: float | None = None
-    fault_call_s: float | None = None   # how long the engine took to carry the fault out
+    t_fault: float | None = None        # the engine call was issued
+    fault_call_s: float | None = None   # how long the engine took to carry the fault out (reported, not judged)
+    clock: FaultClock | None = None     # when the primary was gone (t_dead), and how that is known
     t_restore: float | None = None
     restored: bool = False
     restore_how: str = ""
@@ -86,13 +87,40 @@ class FaultFrame:
     def inject(self) -> float:
         self.entry = self.ledger.add(self.ctx.project, self.service.name, self.service.container_id, self.mode)
         container = self.ctx.client.containers.get(self.service.container_id)
-        self.t_fault = time.monotonic()
+        self.t_fault, wall0 = time.monotonic(), time.time()
         inject_into(container, self.mode)
-        self.fault_call_s = time.monotonic() - self.t_fault
-        self.ctx.open_run().event("fault", t=self.ctx.open_run().to_run_time(self.t_fault),
-                                  phase=self.phase, service=self.service.name, action=self.mode,
-                                  call_s=round(self.fault_call_s, 4))
+        self.mark_done(wall0, container)
         return self.t_fault
+
+    def mark_done(self, wall_issued: float, container: Any = None) -> None:
+        """The call returned: record its duration and when the primary was gone (for stop and
+        kill, the engine's `State.FinishedAt`, read after the call; see faults.fault_clock)."""
+        assert self.t_fault is not None
+        t1, wall1 = time.monotonic(), time.time()
+        finished = None
+        if container is not None and self.mode in ("stop", "kill"):
+            try:
+                container.reload()
+                finished = (container.attrs.get("State") or {}).get("FinishedAt")
+            except Exception as e:  # noqa: BLE001 - then the issue time stands (fault_clock says so)
+                finished = f"inspect failed: {e}"
+        self.clock = fault_clock(self.mode, self.t_fault, wall_issued, t1, wall1, finished)
+        self.fault_call_s = self.clock.call_s
+        if not self.clock.source.startswith(("State.FinishedAt", "call returned")):
+            self.notes.append(self.clock.source)
+        run = self.ctx.open_run()
+        run.event("fault", t=run.to_run_time(self.t_fault), phase=self.phase, service=self.service.name,
+                  action=self.mode, call_s=round(self.fault_call_s, 4),
+                  dead_t=round(run.to_run_time(self.clock.t_dead), 4), dead_from=self.clock.source,
+                  **self.fault_fields())
+
+    def fault_fields(self) -> dict[str, Any]:
+        """Extra fields for the fault event (the network frame adds its tag and loss)."""
+        return {}
+
+    @property
+    def t_dead(self) -> float | None:
+        return self.clock.t_dead if self.clock is not None else None
 
     def undo(self) -> float:
         assert self.entry is not None

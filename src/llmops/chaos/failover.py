@@ -18,7 +18,7 @@ from .faults import MODES
 from .netfaults import LOSS_DOD_MAX_PCT, NET_MODES, check_loss_pct
 from .loadgen import MAX_DURATION_S, MAX_RPS, MAX_TOKENS_LIMIT, LoadGenerator, Request
 from .restore import wait_http_ok
-from .timeline import Marks, analyse, before_fault_criterion, in_effect, per_second, render_rows
+from .timeline import Marks, analyse, availability_pct, before_fault_criterion, in_effect, per_second, render_rows
 
 REFERENCE_FAILOVER_S = 1.15
 PENALTY_LIMIT_S = 0.1
@@ -26,6 +26,8 @@ PENALTY_LIMIT_S = 0.1
 # judged against the reference 1.15 s and the penalty line.  Hung: the primary accepts nothing and
 # answers nothing, so each attempt waits out the per-attempt timeout; failover is judged against
 # hung_failover_limit_s().  Every mode must be in one of the two (failover_dod refuses others).
+# --stream: after --fault-at, wait at most this long for a stream whose first chunk came from the primary.
+MID_STREAM_WAIT_S = 10.0
 # LiteLLM's own cooldown when the config sets none (litellm.constants.DEFAULT_COOLDOWN_TIME_SECONDS).
 LITELLM_DEFAULT_COOLDOWN_S = 5.0
 REFUSED_MODES: frozenset[str] = frozenset({"stop", "kill"})
@@ -92,7 +94,9 @@ def run_failover(ctx: Context, o: FailoverOptions, say: Callable[[str], None]) -
         raise EnvironmentProblem(f"pre-flight: {router.drift}; refusing to inject a fault")
     for w in (router.warnings if router else ["gateway config not found: cannot lint router settings"]):
         say(f"[yellow]gateway config warning:[/] {w}")
-    attempt_timeout = router.per_attempt_timeout_s() if router else None
+    # The hung-server limit is the primary's own timeout: a longer one on the secondary must not
+    # loosen it (a secondary with timeout 30 once let a 9 s failover pass).
+    attempt_timeout = router.timeout_s(target.name) if router else None
     alias = stack.alias
     if not alias:
         raise EnvironmentProblem(f"{gateway.name} has no {ALIAS_LABEL} label: which alias to load?")
@@ -125,6 +129,10 @@ def run_failover(ctx: Context, o: FailoverOptions, say: Callable[[str], None]) -
         try:
             say(f"steady state: {o.rps:g} rps through {gateway.name} for {o.fault_at_s:g} s")
             await asyncio.sleep(o.fault_at_s)
+            if o.stream:   # the fault must land while the primary is mid-stream (else: inconclusive)
+                mid = await lg.wait_mid_stream(target.name, MID_STREAM_WAIT_S)  # type: ignore[attr-defined]
+                say("a stream is mid-flight on the primary" if mid else
+                    f"no stream mid-flight on the primary within {MID_STREAM_WAIT_S:g} s: the run will be inconclusive")
             say(f"fault: {fault_words(o, target.name, gateway.name)}")
             await asyncio.to_thread(f.inject)
             await asyncio.sleep(o.outage_s)
@@ -152,8 +160,8 @@ def run_failover(ctx: Context, o: FailoverOptions, say: Callable[[str], None]) -
     reqs = frame.run(body, say) or sorted(lg.requests, key=lambda r: r.t_send)
     m = Marks(t_start=marks["t_start"] or 0.0, t_fault=frame.t_fault or 0.0, t_restore=frame.t_restore,
               t_primary_ok=marks["t_primary_ok"], primary=target.name, secondary=secondary.name,
-              t_fault_done=(frame.t_fault + frame.fault_call_s
-                            if frame.t_fault is not None and frame.fault_call_s is not None else None))
+              t_dead=frame.t_dead)
+    marks_json = fault_marks(m, frame)
     if o.stream:
         from .stream_failover import stream_result
         return stream_result(reqs, m, o, frame, router, {  # type: ignore[arg-type]
@@ -161,14 +169,13 @@ def run_failover(ctx: Context, o: FailoverOptions, say: Callable[[str], None]) -
             "max_tokens": o.max_tokens, "fault_at_s": o.fault_at_s, "outage_s": o.outage_s,
             "preflight_warm": warmed, "stream_preflight": streamed, "router": router.to_json() if router else None,
             "restored": frame.restored, "restore_action": frame.restore_how, "notes": frame.notes,
-            "marks": {k: (round(v - m.t_start, 4) if v else None) for k, v in
-                      (("fault", m.t_fault), ("fault_in_effect", m.t_fault_done), ("restore", m.t_restore),
-                       ("primary_ok", m.t_primary_ok))}},
-            started_at, t_wall)
+            "marks": marks_json}, started_at, t_wall)
     a = analyse(reqs, m)
     rows = per_second(reqs, m)
     metrics = {k: a[k] for k in ("failover_time_s", "failover_penalty_s", "failed_requests", "total_requests",
                                  "served_by_secondary", "served_before_fault", "failback_time_s")}
+    metrics["fault_call_s"] = marks_json["fault_call_s"]
+    metrics["availability_pct"] = availability_pct(reqs)
     metrics["restored"] = frame.restored
     metrics["latency"] = a["latency"]
     network = net_evidence(frame, metrics)
@@ -180,15 +187,24 @@ def run_failover(ctx: Context, o: FailoverOptions, say: Callable[[str], None]) -
                "per_attempt_timeout_s": attempt_timeout, "preflight_warm": warmed,
                "router": router.to_json() if router else None, "analysis": a, "timeline": rows,
                "restored": frame.restored, "restore_action": frame.restore_how, "notes": frame.notes,
-               "marks": {k: (round(v - m.t_start, 4) if v else None) for k, v in
-                         (("fault", m.t_fault), ("fault_in_effect", m.t_fault_done), ("restore", m.t_restore),
-                          ("primary_ok", m.t_primary_ok))}}
+               "marks": marks_json}
     if network is not None:
         details["network_fault"] = network
         details["fault_description"] = fault_words(o, target.name, gateway.name)
-    r = CheckResult("failover", CheckResult.status_from(dod), started_at, time.perf_counter() - t_wall,
-                    metrics, dod, details)
+    r = CheckResult("failover", started_at, time.perf_counter() - t_wall, metrics, dod, details)
     return r, failover_text(r, rows)
+
+
+def fault_marks(m: Marks, frame: FaultFrame) -> dict[str, Any]:
+    """The run's moments for the evidence, in seconds from the load's start: the fault issued,
+    the primary gone (and how that is known), the restore, the primary healthy again."""
+    def rel(v: float | None) -> float | None:
+        return round(v - m.t_start, 4) if v else None
+
+    return {"fault": rel(m.t_fault), "fault_in_effect": rel(m.t_dead), "restore": rel(m.t_restore),
+            "primary_ok": rel(m.t_primary_ok),
+            "fault_call_s": round(frame.fault_call_s, 4) if frame.fault_call_s is not None else None,
+            "dead_from": frame.clock.source if frame.clock else None}
 
 
 def preflight_requests(ctx: Context, gateway: Service, key: str, alias: str, primary: str,
@@ -240,40 +256,61 @@ def hung_failover_limit_s(attempt_timeout: float | None) -> float:
     return min(attempt_timeout + 0.5, HUNG_FAILOVER_CEILING_S)
 
 
-def _hung_line(label: str, ft: float | None, attempt_timeout: float | None) -> Criterion:
+def _hung_line(label: str, ft: float | None, attempt_timeout: float | None, samples: int) -> Criterion:
     limit = hung_failover_limit_s(attempt_timeout)
-    how = (f"per-attempt timeout {attempt_timeout:g} s + 0.5 s, at most {HUNG_FAILOVER_CEILING_S:g} s"
-           if attempt_timeout is not None else "per-attempt timeout unknown")
-    return Criterion(f"failover_time_s ({label})", f"<= {limit:g} s ({how})", f"{ft} s",
-                     ft is not None and attempt_timeout is not None and ft <= limit)
+    how = (f"the primary's timeout {attempt_timeout:g} s + 0.5 s, at most {HUNG_FAILOVER_CEILING_S:g} s"
+           if attempt_timeout is not None else "the primary's timeout unknown: cannot be judged")
+    # An unknown timeout is missing evidence: the line fails as not measured.
+    return Criterion.judge(f"failover_time_s ({label})", f"<= {limit:g} s ({how})",
+                           ft if attempt_timeout is not None else None, lambda v: v <= limit,
+                           samples=samples, unit=" s")
 
 
 def _tail_lines(a: dict[str, Any], restored: bool, failback: bool = True) -> list[Criterion]:
-    out = [Criterion("restored (primary back, stack healthy)", "true", str(restored).lower(), restored)]
+    out = [Criterion.judge("restored (primary back, stack healthy)", "true", restored, lambda v: v is True,
+                           samples=1)]
     if failback:
-        out.append(Criterion("failback_time_s measured", "a value", f"{a['failback_time_s']} s",
-                             a["failback_time_s"] is not None))
+        fb = a["failback_time_s"]
+        out.append(Criterion.judge("failback_time_s measured", "a value", fb, True,
+                                   samples=1 if fb is not None else 0, unit=" s"))
     return out
+
+
+# The fewest requests a run's "0 failed" may rest on (a second of the default load).
+MIN_REQUESTS = 5
+
+
+def failed_line(a: dict[str, Any], label: str = "failed_requests during the whole run") -> Criterion:
+    return Criterion.judge(label, "0", a["failed_requests"], lambda n: n == 0,
+                           samples=a["total_requests"], need=MIN_REQUESTS)
+
+
+def secondary_line(a: dict[str, Any]) -> Criterion:
+    n = a["samples"]["secondary_after_fault"]
+    return Criterion.judge("served_by_secondary after the fault", "true", bool(a["served_by_secondary"]),
+                           lambda v: v is True, samples=n)
 
 
 def failover_dod(a: dict[str, Any], mode: str, restored: bool, attempt_timeout: float | None) -> list[Criterion]:
     if mode not in REFUSED_MODES | HUNG_MODES:
         raise ValueError(f"fault mode {mode!r} is neither a refused nor a hung mode: no failover limit for it")
     ft, pen = a["failover_time_s"], a["failover_penalty_s"]
-    dod = [
-        Criterion("failed_requests during the whole run", "0", str(a["failed_requests"]), a["failed_requests"] == 0),
-        before_fault_criterion(a),
-        Criterion("served_by_secondary after the fault", "true", str(a["served_by_secondary"]).lower(),
-                  bool(a["served_by_secondary"])),
-    ]
+    n_first, n_steady = a["samples"]["secondary_after_fault"], a["samples"]["steady"]
+    dod = [failed_line(a), before_fault_criterion(a), secondary_line(a)]
     if mode in REFUSED_MODES:
-        dod.append(Criterion("failover_time_s (connection refused)", f"< {REFERENCE_FAILOVER_S} s (reference)",
-                             f"{ft} s", ft is not None and ft < REFERENCE_FAILOVER_S))
-        dod.append(Criterion("failover_penalty_s", f"< {PENALTY_LIMIT_S} s", f"{pen} s",
-                             pen is not None and pen < PENALTY_LIMIT_S))
+        dod.append(Criterion.judge("failover_time_s (connection refused, from the primary's exit)",
+                                   f"< {REFERENCE_FAILOVER_S} s (reference)", ft,
+                                   lambda v: v < REFERENCE_FAILOVER_S, samples=min(n_first, 1), unit=" s"))
+        dod.append(Criterion.judge("failover_penalty_s", f"< {PENALTY_LIMIT_S} s "
+                                   f"(over the secondary's median of >= {MIN_STEADY} replies)", pen,
+                                   lambda v: v < PENALTY_LIMIT_S, samples=n_steady, need=MIN_STEADY, unit=" s"))
     else:
-        dod.append(_hung_line("hung server", ft, attempt_timeout))
+        dod.append(_hung_line("hung server", ft, attempt_timeout, min(n_first, 1)))
     return dod + _tail_lines(a, restored)
+
+
+# The secondary's steady median (the penalty's baseline) needs at least this many replies.
+MIN_STEADY = 3
 
 
 def failover_text(r: CheckResult, rows: list[dict[str, Any]]) -> str:
@@ -299,9 +336,10 @@ def failover_text(r: CheckResult, rows: list[dict[str, Any]]) -> str:
         + (" (traffic was shared before any fault: the failover figures below are not a failover)"
            if before.get(d["secondary"]) else "") + ".",
         f"  3. Fault at t={fmt(mk['fault'])}{in_effect(mk)}: {d.get('fault_description') or 'docker ' + d['mode'] + ' ' + d['target']}.",
-        f"  4. Failover: first HTTP 200 from {d['secondary']} to a request sent once the fault was in effect, "
-        f"{fmt(m['failover_time_s'])} after the fault (sent at t={fmt(first.get('sent_at_s'))}, "
-        f"latency {fmt(first.get('latency_s'))}).",
+        f"  4. Failover: first HTTP 200 from {d['secondary']} to a request sent after the primary was gone, "
+        f"{fmt(m['failover_time_s'])} after it was gone (sent at t={fmt(first.get('sent_at_s'))}, "
+        f"latency {fmt(first.get('latency_s'))}); the primary's end from {mk.get('dead_from') or 'the call issued'}, "
+        f"the engine call took {fmt(mk.get('fault_call_s'))}.",
         f"     In flight at the fault: {fl['requests']} request(s), {fl['failed']} failed, "
         f"{fl['served'].get(d['secondary'], 0)} served by {d['secondary']} ({fl['retried_on_secondary']} retried by the "
         f"gateway), slowest {fmt(fl['max_latency_s'])}; not counted in the failover time or penalty.",
@@ -309,7 +347,9 @@ def failover_text(r: CheckResult, rows: list[dict[str, Any]]) -> str:
         f"  6. Failback: first response from {d['target']} {fmt(m['failback_time_s'])} after its health turned OK.",
         "",
         "Figures:",
-        f"  failover_time_s      {fmt(m['failover_time_s'])}   (reference procedure: 1.15 s)",
+        f"  failover_time_s      {fmt(m['failover_time_s'])}   (from the primary gone; reference procedure: 1.15 s)",
+        f"  fault_call_s         {fmt(m.get('fault_call_s'))}   (how long the engine call took; reported, not judged)",
+        f"  availability         {fmt(m.get('availability_pct'), ' %')}   (2xx of all requests)",
         f"  failover_penalty_s   {fmt(m['failover_penalty_s'])}   (secondary steady median {fmt(a['secondary_steady_median_s'])})",
         f"  failed_requests      {m['failed_requests']} of {m['total_requests']}",
         f"  served_by_secondary  {str(m['served_by_secondary']).lower()}",
@@ -318,7 +358,7 @@ def failover_text(r: CheckResult, rows: list[dict[str, Any]]) -> str:
         f"  in-flight penalty    {fmt(fl['max_penalty_s'])}   (worst in-flight request on the secondary, not judged)",
         f"  failback_time_s      {fmt(m['failback_time_s'])}",
         f"  restored             {str(m['restored']).lower()}",
-        f"  per-attempt timeout  {fmt(d['per_attempt_timeout_s'])}",
+        f"  primary's timeout    {fmt(d['per_attempt_timeout_s'])}",
         "",
         "Latency      requests errors  p50      p95      max",
     ]
@@ -383,28 +423,24 @@ def network_dod(a: dict[str, Any], mode: str, restored: bool, attempt_timeout: f
     attempt (the hung-server limit, 10 s at most); loss: nothing fails at P <= 10 % (above that the
     failures are only reported, in the metrics).  All: the primary alone served before the fault,
     and the fault really cut the gateway off."""
-    ft, failed = a["failover_time_s"], a["failed_requests"]
+    ft = a["failover_time_s"]
     dod: list[Criterion] = []
     if mode in ("partition", "blackhole"):
-        dod += [
-            Criterion("failed_requests during the whole run", "0", str(failed), failed == 0),
-            before_fault_criterion(a),
-            Criterion("served_by_secondary after the fault", "true", str(a["served_by_secondary"]).lower(),
-                      bool(a["served_by_secondary"])),
-            _hung_line(mode, ft, attempt_timeout),
-        ]
-        during, reached = nf.get("samples_during"), nf.get("gateway_reached_during")
+        dod += [failed_line(a), before_fault_criterion(a), secondary_line(a),
+                _hung_line(mode, ft, attempt_timeout, min(a["samples"]["secondary_after_fault"], 1))]
+        during, reached = nf.get("samples_during") or 0, nf.get("gateway_reached_during")
         # No samples means the cut was never observed: that must fail, not vanish.
-        dod.append(Criterion("gateway could not reach the primary during the fault (TCP connects from its "
-                             "namespace)", "0 reached, >= 1 sample", f"{reached} of {during} reached",
-                             bool(during) and reached == 0))
+        dod.append(Criterion.judge("gateway could not reach the primary during the fault (TCP connects from its "
+                                   "namespace)", "0 reached, >= 1 sample", reached, lambda n: n == 0,
+                                   samples=during, shown=f"{reached} of {during} reached"))
         return dod + _tail_lines(a, restored)
     pct = loss_pct or 0.0
     if pct <= LOSS_DOD_MAX_PCT:
-        dod.append(Criterion(f"failed_requests at {pct:g} % packet loss", "0", str(failed), failed == 0))
+        dod.append(failed_line(a, f"failed_requests at {pct:g} % packet loss"))
     dod.append(before_fault_criterion(a))
     dropped = nf.get("dropped_packets")
-    dod.append(Criterion("packets dropped by the loss rule", "> 0", str(dropped), bool(dropped)))
+    dod.append(Criterion.judge("packets dropped by the loss rule", "> 0", dropped, lambda n: n > 0,
+                               samples=1 if dropped is not None else 0))
     return dod + _tail_lines(a, restored, failback=False)
 
 

@@ -56,7 +56,7 @@ class NetFaultFrame(FaultFrame):
         c = self.ctx.client
         self.entry = self.ledger.add(self.ctx.project, self.service.name, self.service.container_id, self.mode,
                                      tag=self.tag, net=self.net)
-        self.t_fault = time.monotonic()
+        self.t_fault, wall0 = time.monotonic(), time.time()
         try:
             if self.mode == "partition":
                 disconnect(c, self.net["network"], self.service.container_id)
@@ -72,11 +72,11 @@ class NetFaultFrame(FaultFrame):
             if isinstance(e, Exception) and not isinstance(e, EnvironmentProblem):
                 raise EnvironmentProblem(f"could not apply --mode {self.mode}: {e}; nothing was applied") from None
             raise
-        self.fault_call_s = time.monotonic() - self.t_fault
-        self.ctx.open_run().event("fault", t=self.ctx.open_run().to_run_time(self.t_fault), phase=self.phase,
-                                  service=self.service.name, action=self.mode, tag=self.tag,
-                                  loss_pct=self.loss_pct, call_s=round(self.fault_call_s, 4))
+        self.mark_done(wall0)   # the rule or the disconnect is in place: the primary is cut off now
         return self.t_fault
+
+    def fault_fields(self) -> dict[str, Any]:
+        return {"tag": self.tag, "loss_pct": self.loss_pct}
 
     def undo(self) -> float:
         if self.mode in IPTABLES_MODES:

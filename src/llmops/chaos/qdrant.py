@@ -168,24 +168,28 @@ def run_qdrant(ctx: Context, o: QdrantOptions, say: Callable[[str], None]) -> tu
     }
     if safety:
         metrics.update({k: safety[k] for k in ("requested_writes", "acked_writes", "found_after_kill", "lost_writes")})
+    nq = len(queries)
     dod = [
-        Criterion("degraded_health_latency_s (rag /health while Qdrant is down)",
-                  f"< {HEALTH_LIMIT_S} s (reference: {REFERENCE_HEALTH_S:g} s)", f"{metrics['degraded_health_latency_s']} s",
-                  deg is not None and deg < HEALTH_LIMIT_S),
+        Criterion.judge("degraded_health_latency_s (rag /health while Qdrant is down)",
+                        f"< {HEALTH_LIMIT_S} s (reference: {REFERENCE_HEALTH_S:g} s)", metrics["degraded_health_latency_s"],
+                        lambda v: v < HEALTH_LIMIT_S, samples=len(out_h), unit=" s"),
         truth_criterion(truth, lag_s),
-        Criterion("outage_query_status with Retry-After", "503 + Retry-After",
-                  ", ".join(f"{q['status_code']}{'+RA' if q['retry_after'] else ''}" for q in queries) or "no queries",
-                  bool(queries) and all(q["status_code"] == 503 and q["retry_after"] for q in queries)),
-        Criterion("outage queries end within the rag deadline", f"<= {deadline_s + 0.5:g} s",
-                  f"{metrics['outage_query_max_latency_s']} s",
-                  bool(queries) and max(q["latency_s"] for q in queries) <= deadline_s + 0.5),
-        Criterion("reconnect_time_s (Qdrant /readyz OK -> rag qdrant:true)", f"< {RECONNECT_LIMIT_S} s",
-                  f"{metrics['reconnect_time_s']} s", reconnect is not None and reconnect < RECONNECT_LIMIT_S),
-        Criterion("points_after == points_before", str(points_before), str(points_after),
-                  points_before is not None and points_after == points_before),
-        Criterion("query after recovery returns hits", ">= 1", str(q1["hits"] if q1 else None),
-                  bool(q1 and q1["status_code"] == 200 and q1["hits"] >= 1)),
-        Criterion("restored (Qdrant back, stack healthy)", "true", str(frame.restored).lower(), frame.restored),
+        Criterion.judge("outage_query_status with Retry-After", "503 + Retry-After", queries,
+                        lambda qs: all(q["status_code"] == 503 and q["retry_after"] for q in qs), samples=nq,
+                        shown=", ".join(f"{q['status_code']}{'+RA' if q['retry_after'] else ''}" for q in queries)),
+        Criterion.judge("outage queries end within the rag deadline", f"<= {deadline_s + 0.5:g} s",
+                        metrics["outage_query_max_latency_s"], lambda v: v <= deadline_s + 0.5, samples=nq, unit=" s"),
+        Criterion.judge("reconnect_time_s (Qdrant /readyz OK -> rag qdrant:true)", f"< {RECONNECT_LIMIT_S} s",
+                        metrics["reconnect_time_s"], lambda v: v < RECONNECT_LIMIT_S,
+                        samples=1 if reconnect is not None else 0, unit=" s"),
+        Criterion.judge("points_after == points_before", str(points_before),
+                        points_after if points_before is not None else None, lambda v: v == points_before,
+                        samples=1, shown=str(points_after)),
+        Criterion.judge("query after recovery returns hits", ">= 1",
+                        q1["hits"] if q1 and q1["status_code"] == 200 else None, lambda v: v >= 1,
+                        samples=1 if q1 else 0, shown=str(q1["hits"] if q1 else None)),
+        Criterion.judge("restored (Qdrant back, stack healthy)", "true", frame.restored, lambda v: v is True,
+                        samples=1),
     ]
     if safety:
         dod += safety_criteria(safety)
@@ -195,7 +199,7 @@ def run_qdrant(ctx: Context, o: QdrantOptions, say: Callable[[str], None]) -> tu
                "restore_action": frame.restore_how, "notes": frame.notes,
                "marks": {"qdrant_ready_after_restore_s": _r(marks["ready"] - frame.t_restore)
                          if marks["ready"] and frame.t_restore else None}}
-    r = CheckResult("qdrant", CheckResult.status_from(dod), started_at, time.perf_counter() - t_wall, metrics, dod, details)
+    r = CheckResult("qdrant", started_at, time.perf_counter() - t_wall, metrics, dod, details)
     return r, qdrant_text(r)
 
 
@@ -269,10 +273,11 @@ def safety_criteria(s: dict[str, Any]) -> list[Criterion]:
         if s["lost_ids"]:
             actual += f" (missing e.g. {', '.join(s['lost_ids'][:2])})"
     return [
-        Criterion(f"all writes acknowledged (n >= {MIN_SAFETY_POINTS})", f"{n} of {n}, n >= {MIN_SAFETY_POINTS}",
-                  f"{acked} of {n}", n >= MIN_SAFETY_POINTS and acked == n),
-        Criterion("acknowledged writes survive SIGKILL (read back by ID)", f"{acked} of {acked} found, unchanged",
-                  actual, bool(s["read_back"]) and acked > 0 and s["lost_writes"] == 0 and s["changed_writes"] == 0),
+        Criterion.judge(f"all writes acknowledged (n >= {MIN_SAFETY_POINTS})", f"{n} of {n}, n >= {MIN_SAFETY_POINTS}",
+                        acked, lambda a: a == n, samples=n, need=MIN_SAFETY_POINTS, shown=f"{acked} of {n}"),
+        Criterion.judge("acknowledged writes survive SIGKILL (read back by ID)", f"{acked} of {acked} found, unchanged",
+                        s["lost_writes"] + s["changed_writes"] if s["read_back"] else None, lambda bad: bad == 0,
+                        samples=acked, shown=actual),
     ]
 
 
@@ -300,8 +305,9 @@ def truth_criterion(truth: dict[str, Any], lag_s: float) -> Criterion:
     actual = (f"{truth['judged'] - truth['wrong']} of {truth['judged']} false"
               + (f" ({truth['samples'] - truth['judged']} earlier samples inside the lag not judged)"
                  if truth["samples"] > truth["judged"] else ""))
-    return Criterion(f"rag /health tells the truth during the outage (samples after its {lag_s:g} s lag)",
-                     f"qdrant: false in all, >= {MIN_HEALTH_SAMPLES} samples", actual, truth["ok"])
+    return Criterion.judge(f"rag /health tells the truth during the outage (samples after its {lag_s:g} s lag)",
+                           f"qdrant: false in all, >= {MIN_HEALTH_SAMPLES} samples", truth["wrong"],
+                           lambda w: w == 0, samples=truth["judged"], need=MIN_HEALTH_SAMPLES, shown=actual)
 
 
 def data_safety(ctx: Context, qdrant: Service, n: int, say: Callable[[str], None]) -> dict[str, Any]:

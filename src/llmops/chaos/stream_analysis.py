@@ -133,6 +133,9 @@ def analyse_streams(reqs: Sequence[StreamRequest], m: Marks, mode: str, max_toke
         "tokens_lost": sum(r.tokens for r in cut),
         "failed_to_start": len(no_start),
         "failed_to_start_after_fault": sum(not r.started for r in after),
+        "streams_after_fault": len(after),
+        "steady_ttft_samples": len(steady),
+        "ttft_during_outage_samples": len(ttft_after),
         "ttft_penalty_s": _r(penalty),
         "secondary_steady_ttft_median_s": _r(steady_med),
         "first_stream_after_fault": ({"seq": first_after.seq, "sent_at_s": _r(first_after.t_send - t0),
@@ -159,38 +162,60 @@ def analyse_streams(reqs: Sequence[StreamRequest], m: Marks, mode: str, max_toke
 def stream_dod(s: dict[str, Any], base: dict[str, Any], mode: str, stream_timeout: float | None,
                restored: bool) -> list[Criterion]:
     """DoD lines of a streaming failover.  `base` is the plain analysis of the same requests
-    (timeline.analyse), for served_by_secondary and failback."""
+    (timeline.analyse), for served_by_secondary and failback.
+
+    The experiment exists to see what becomes of a stream the primary was serving when it died:
+    a run with none in flight is inconclusive (a failing line that says so), and "no repeated
+    text" is only a claim when at least one stream was continued across the fault."""
     fates = s["in_flight_fates"]
+    n, after = s["total_requests"], s["streams_after_fault"]
+    flying = s["in_flight_on_primary"]
     dod = [
-        Criterion("streams sent after the fault that failed to start", "0", str(s["failed_to_start_after_fault"]),
-                  s["failed_to_start_after_fault"] == 0),
-        Criterion("cut streams not in flight on the primary at the fault (fault time from the timeline)", "0",
-                  f"{s['cut_not_in_flight']} ({s['cut_streams']} cut; in flight on the primary: "
-                  f"{s['in_flight_on_primary']}: " + (", ".join(f"{n} {k}" for k, n in sorted(fates.items())) or "none")
-                  + ")", s["cut_not_in_flight"] == 0),
-        Criterion("failed streams not in flight on the primary at the fault", "0", str(s["failed_not_in_flight"]),
-                  s["failed_not_in_flight"] == 0),
-        Criterion("streams completed across the fault repeat no text", "0 duplicated",
-                  f"{s['duplicated_text']} of {s['completed_across_fault']} differ from the steady answer",
-                  s["duplicated_text"] == 0),
+        Criterion.judge("streams in flight on the primary at the fault (else the run is inconclusive)", ">= 1",
+                        flying, lambda k: k >= 1,
+                        samples=n, need=MIN_STREAMS,
+                        shown=(f"{flying}: " + ", ".join(f"{k} {f}" for f, k in sorted(fates.items()))
+                               if flying else "0: inconclusive, no stream was in flight on the primary when it "
+                               "died, so the cut-stream classification was not exercised")),
+        Criterion.judge("streams sent after the fault that failed to start", "0", s["failed_to_start_after_fault"],
+                        lambda k: k == 0, samples=after),
+        Criterion.judge("cut streams not in flight on the primary at the fault (fault time from the timeline)", "0",
+                        s["cut_not_in_flight"], lambda k: k == 0, samples=n, need=MIN_STREAMS,
+                        shown=f"{s['cut_not_in_flight']} ({s['cut_streams']} cut; in flight on the primary: {flying})"),
+        Criterion.judge("failed streams not in flight on the primary at the fault", "0", s["failed_not_in_flight"],
+                        lambda k: k == 0, samples=n, need=MIN_STREAMS),
+    ]
+    if s["completed_across_fault"]:
+        dod.append(Criterion.judge("streams completed across the fault repeat no text", "0 duplicated",
+                                   s["duplicated_text"], lambda k: k == 0, samples=s["completed_across_fault"],
+                                   shown=f"{s['duplicated_text']} of {s['completed_across_fault']} differ from "
+                                   "the steady answer"))
+    dod += [
         before_fault_criterion(base),
-        Criterion("served_by_secondary after the fault", "true", str(bool(base["served_by_secondary"])).lower(),
-                  bool(base["served_by_secondary"])),
+        Criterion.judge("served_by_secondary after the fault", "true", bool(base["served_by_secondary"]),
+                        lambda v: v is True, samples=base["samples"]["secondary_after_fault"]),
     ]
     if mode in ("stop", "kill"):
-        p = s["ttft_penalty_s"]
-        dod.append(Criterion("ttft_penalty_s (first stream sent after the fault)", f"< {TTFT_PENALTY_LIMIT_S} s",
-                             f"{p} s", p is not None and p < TTFT_PENALTY_LIMIT_S))
+        dod.append(Criterion.judge("ttft_penalty_s (first stream sent after the fault)", f"< {TTFT_PENALTY_LIMIT_S} s",
+                                   s["ttft_penalty_s"], lambda p: p < TTFT_PENALTY_LIMIT_S,
+                                   samples=s["steady_ttft_samples"], need=1, unit=" s"))
     else:
         limit = (stream_timeout or 0) + PAUSE_TTFT_SLACK_S
         mx = s["max_ttft_during_outage_s"]
-        dod.append(Criterion("first token of every stream sent during the outage",
-                             f"<= {limit:g} s (stream_timeout + {PAUSE_TTFT_SLACK_S:g} s)", f"max {mx} s",
-                             stream_timeout is not None and mx is not None and mx <= limit))
-    dod.append(Criterion("restored (primary back, stack healthy)", "true", str(restored).lower(), restored))
-    dod.append(Criterion("failback_time_s measured", "a value", f"{base['failback_time_s']} s",
-                         base["failback_time_s"] is not None))
+        dod.append(Criterion.judge("first token of every stream sent during the outage",
+                                   f"<= {limit:g} s (stream_timeout + {PAUSE_TTFT_SLACK_S:g} s)",
+                                   mx if stream_timeout is not None else None, lambda v: v <= limit,
+                                   samples=s["ttft_during_outage_samples"], shown=f"max {mx} s"))
+    dod.append(Criterion.judge("restored (primary back, stack healthy)", "true", restored, lambda v: v is True,
+                               samples=1))
+    fb = base["failback_time_s"]
+    dod.append(Criterion.judge("failback_time_s measured", "a value", fb, True,
+                               samples=1 if fb is not None else 0, unit=" s"))
     return dod
+
+
+# A streamed run needs this many streams in all before its counts of cut and failed streams mean anything.
+MIN_STREAMS = 3
 
 
 def cut_rows(reqs: Sequence[StreamRequest], m: Marks) -> list[dict[str, Any]]:

@@ -14,7 +14,7 @@ from ..evidence import CheckResult
 from ..gateway_config import RouterSummary
 from .stream_analysis import analyse_streams, cut_rows, render_cut_rows, stream_dod
 from .streamload import StreamLoadGenerator, StreamRequest, stream_once
-from .timeline import Marks, analyse, in_effect
+from .timeline import Marks, analyse, availability_pct, in_effect
 
 
 def stream_preflight(gateway_url: str, key: str, router: RouterSummary | None, max_tokens: int) -> list[dict[str, Any]]:
@@ -66,6 +66,8 @@ def stream_result(reqs: list[StreamRequest], m: Marks, o: Any, frame: Any, route
                                       "cut_in_flight_on_primary", "tokens_lost", "failed_to_start",
                                       "ttft_penalty_s", "stall_detect_s")})
     metrics["ttft"] = {ph: {"p50_s": v["ttft_p50_s"], "p95_s": v["ttft_p95_s"]} for ph, v in s["ttft"].items()}
+    metrics["fault_call_s"] = details["marks"].get("fault_call_s")
+    metrics["availability_pct"] = availability_pct(reqs)
     metrics["restored"] = frame.restored
     metrics["latency"] = base["latency"]
     dod = stream_dod(s, base, o.mode, st, frame.restored)
@@ -74,8 +76,7 @@ def stream_result(reqs: list[StreamRequest], m: Marks, o: Any, frame: Any, route
     details = {**details, "stream": True, "stream_timeout_s": st, "stream_timeouts_s": every, "analysis": base,
                "stream_analysis": s, "timeline": rows,
                "streams": [{**r.to_json(), "sent_at_s": round(r.t_send - m.t_start, 4)} for r in reqs]}
-    r = CheckResult("failover", CheckResult.status_from(dod), started_at, time.perf_counter() - t_wall,
-                    metrics, dod, details)
+    r = CheckResult("failover", started_at, time.perf_counter() - t_wall, metrics, dod, details)
     return r, stream_text(r)
 
 

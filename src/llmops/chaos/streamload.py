@@ -108,10 +108,23 @@ def _r(x: float | None, nd: int = 4) -> float | None:
 
 
 async def read_stream(client: httpx.AsyncClient, url: str, headers: dict[str, str], payload: dict[str, Any],
-                      seq: int, max_tokens: int, timeout_s: float) -> StreamRequest:
-    """One streamed completion, every chunk timed; never raises for HTTP or transport trouble."""
+                      seq: int, max_tokens: int, timeout_s: float,
+                      opened: dict[int, StreamRequest] | None = None) -> StreamRequest:
+    """One streamed completion, every chunk timed; never raises for HTTP or transport trouble.
+    While it is open it sits in `opened` (by seq), so a caller can see streams mid-flight."""
     t = time.monotonic()
     r = StreamRequest(seq, t, max_tokens=max_tokens)
+    if opened is not None:
+        opened[seq] = r
+    try:
+        return await _read_stream(client, url, headers, payload, r, t, max_tokens, timeout_s)
+    finally:
+        if opened is not None:
+            opened.pop(seq, None)
+
+
+async def _read_stream(client: httpx.AsyncClient, url: str, headers: dict[str, str], payload: dict[str, Any],
+                       r: StreamRequest, t: float, max_tokens: int, timeout_s: float) -> StreamRequest:
     parser, events, raw = SSEParser(), [], bytearray()
     try:
         async with client.stream("POST", url, json=payload, headers=headers,
@@ -157,10 +170,24 @@ class StreamLoadGenerator(LoadGenerator):
     def __init__(self, url: str, master_key: str, alias: str, rps: float, max_duration_s: float,
                  timeout_s: float = 30.0, on_request: Any = None, max_tokens: int = DEFAULT_STREAM_MAX_TOKENS) -> None:
         super().__init__(url, master_key, alias, rps, max_duration_s, timeout_s, on_request, max_tokens)
+        self.opened: dict[int, StreamRequest] = {}
+
+    def mid_stream_on(self, backend: str) -> bool:
+        """A stream is open whose chunks come from `backend`: at least one chunk, not yet ended."""
+        return any(r.backend == backend and r.chunk_s for r in list(self.opened.values()))
+
+    async def wait_mid_stream(self, backend: str, timeout_s: float) -> bool:
+        """Wait (polling every 5 ms) until a stream is mid-flight on `backend`; False at the timeout."""
+        deadline = time.monotonic() + timeout_s
+        while not self.mid_stream_on(backend):
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.005)
+        return True
 
     async def _one(self, client: httpx.AsyncClient, seq: int) -> None:  # type: ignore[override]
         r = await read_stream(client, self.url, self.headers, stream_payload(self.alias, self.max_tokens), seq,
-                              self.max_tokens, self.timeout_s)
+                              self.max_tokens, self.timeout_s, self.opened)
         self.requests.append(r)
         if self.on_request:
             self.on_request(r)

@@ -138,12 +138,12 @@ def skipped_result(started: str, t0: float, reason: str, budgets: dict[str, Budg
                    tolerance_pct: float, budget_path: Path | None) -> CheckResult:
     per_service = {n: service_entry(b, engines.get(n), None, None) for n, b in budgets.items()}
     return CheckResult(
-        check=CHECK, status="skipped", started_at=started, duration_s=time.monotonic() - t0,
+        check=CHECK, skipped=reason, started_at=started, duration_s=time.monotonic() - t0,
         metrics={"total_mib": None, "used_mib": None,
                  "expected_mib": _r(expected_total(budgets, overhead)),
                  "error_pct": None, "peak_used_mib": None, "per_service": per_service,
                  "headroom_mib": None, "tolerance_pct": tolerance_pct},
-        details={"reason": reason, "budgets": {n: b.to_json() for n, b in budgets.items()},
+        details={"budgets": {n: b.to_json() for n, b in budgets.items()},
                  "engine_reported": {n: e.to_json() for n, e in engines.items()},
                  "overhead_mib": overhead, "budget_file": str(budget_path) if budget_path else None,
                  "notes": notes, "calibration": None, "gpu_env": None},
@@ -260,25 +260,28 @@ def fit_criterion(engines: dict[str, EngineReport]) -> Criterion | None:
     shrunk = {n: e for n, e in told.items() if e.fit == "changed"}
     what = "; ".join(f"{n}: n_ctx {e.n_ctx}, offloaded {e.offloaded[0] if e.offloaded else '?'}"
                      f"/{e.offloaded[1] if e.offloaded else '?'}" for n, e in shrunk.items())
-    return Criterion("servers run what their command lines ask (llama.cpp's fit changed nothing)",
-                     f"0 of {len(told)} changed", f"{len(shrunk)} changed" + (f" ({what})" if what else ""),
-                     not shrunk)
+    return Criterion.judge("servers run what their command lines ask (llama.cpp's fit changed nothing)",
+                           f"0 of {len(told)} changed", len(shrunk), lambda k: k == 0, samples=len(told),
+                           shown=f"{len(shrunk)} changed" + (f" ({what})" if what else ""))
 
 
 def _criteria(budgets: dict[str, Budget], expected: float | None, used_mean: float | None,
-              err: float | None, tolerance_pct: float) -> list[Criterion]:
+              err: float | None, tolerance_pct: float, samples: int) -> list[Criterion]:
     dod: list[Criterion] = []
     missing = [n for n, b in budgets.items() if b.total_mib is None]
     if budgets:
         why = "; ".join(f"{n}: {', '.join(f'{t} unknown ({r})' for t, r in budgets[n].unknown.items()) or budgets[n].error or 'unknown'}"
                         for n in missing)
-        dod.append(Criterion("budget known for every service", f"all {len(budgets)}",
-                             f"{len(budgets) - len(missing)} of {len(budgets)}"
-                             + (f" (missing: {why})" if missing else ""), not missing))
-    if expected is not None and used_mean is not None and err is not None:
-        dod.append(Criterion("measured VRAM within tolerance of budget",
-                             f"{expected:.0f} MiB ±{tolerance_pct:g}%",
-                             f"{used_mean:.0f} MiB ({err:+.1f}%)", abs(err) <= tolerance_pct))
+        dod.append(Criterion.judge("budget known for every service", f"all {len(budgets)}", len(missing),
+                                   lambda k: k == 0, samples=len(budgets),
+                                   shown=f"{len(budgets) - len(missing)} of {len(budgets)}"
+                                   + (f" (missing: {why})" if missing else "")))
+    dod.append(Criterion.judge("measured VRAM within tolerance of budget",
+                               f"{expected:.0f} MiB ±{tolerance_pct:g}%" if expected is not None else
+                               f"the budget ±{tolerance_pct:g}%", err, lambda e: abs(e) <= tolerance_pct,
+                               samples=samples,
+                               shown=f"{used_mean:.0f} MiB ({err:+.1f}%)" if used_mean is not None and err is not None
+                               else None))
     return dod
 
 
@@ -305,21 +308,18 @@ def analyse(rec: Recording, att: Attribution, *, started: str, t0: float,
                                         for t, row in rec.ticks]).mean
     expected = expected_total(budgets, overhead)
     err = error_pct(used.mean, expected)
-    dod = _criteria(budgets, expected, used.mean, err, tolerance_pct)
+    dod = _criteria(budgets, expected, used.mean, err, tolerance_pct, len(rec.ticks))
     fit = fit_criterion(engines)
     if fit is not None:
         dod.append(fit)
 
-    reason = None
+    error = skipped = None
     if rec.sample_error:
-        status, reason = "error", rec.sample_error
+        error = rec.sample_error
     elif not rec.ticks:
-        status, reason = "error", "no sample was taken"
+        error = "no sample was taken"
     elif expected is None and not budgets:
-        status, reason = "skipped", ("nothing to compare with: no service with a model file and "
-                                     "no --budget file")
-    else:
-        status = CheckResult.status_from(dod)
+        skipped = "nothing to compare with: no service with a model file and no --budget file"
     gpu_names = ", ".join(sorted({str(d["name"]) for d in rec.devices})) or "GPU"
     cal = _calibration(budgets, engines, per_service,
                        f"{gpu_names} driver {rec.driver.get('driver_version') or '?'}")
@@ -332,7 +332,6 @@ def analyse(rec: Recording, att: Attribution, *, started: str, t0: float,
         "tolerance_pct": tolerance_pct,
     }
     details = {
-        "reason": reason,
         "memory_api": sorted({d["memory_api"] for d in rec.devices if d["memory_api"]}),
         "devices": per_device, **rec.driver,
         "used_definition": "mean over the window of NVML device 'used' (v2 excludes driver-"
@@ -361,5 +360,5 @@ def analyse(rec: Recording, att: Attribution, *, started: str, t0: float,
         "gpu_env": rec.gpu_env(),
         "notes": notes,
     }
-    return CheckResult(check=CHECK, status=status, started_at=started,
-                       duration_s=time.monotonic() - t0, metrics=metrics, dod=dod, details=details)
+    return CheckResult(check=CHECK, started_at=started, duration_s=time.monotonic() - t0, metrics=metrics,
+                       dod=dod, details=details, error=error, skipped=skipped)
