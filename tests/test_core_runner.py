@@ -36,9 +36,9 @@ def ctx(tmp_path: Path) -> Context:
 
 def passing(check: str, restored: bool | None = None) -> Check:
     def run() -> tuple[CheckResult, str]:
-        dod = [Criterion("it worked", "yes", "yes", True)]
+        dod = [Criterion.judge("it worked", "yes", "yes", lambda v: v == "yes", samples=1)]
         metrics = {} if restored is None else {"restored": restored}
-        return CheckResult(check, "pass", utc_now_iso(), 0.01, metrics, dod), f"{check} ran"
+        return CheckResult(check, utc_now_iso(), 0.01, metrics, dod), f"{check} ran"
 
     return Check(check, run)
 
@@ -78,16 +78,21 @@ def test_interrupt_dominates_every_other_exit_code() -> None:
 
 
 def test_check_result_owns_the_restore_and_error_rules() -> None:
+    ok = Criterion.judge("ok", "1", 1, True, samples=1)
+    bad = Criterion.judge("ok", "1", 2, False, samples=1)
+
     def result(status: str, **kw: Any) -> CheckResult:
-        return CheckResult("failover", status, "t", 0.0, kw.get("metrics", {}), [], kw.get("details", {}))
+        dod = {"pass": [ok], "fail": [bad]}.get(status, [])
+        return CheckResult("failover", "t", 0.0, kw.get("metrics", {}), dod, kw.get("details", {}),
+                           error="boom" if status == "error" else None)
 
     assert result("pass", metrics={"restored": False}).exit_code() == 5
     assert result("fail", metrics={"restored": False}).exit_code() == 5
     assert result("pass", metrics={"restored": True}).exit_code() == 0
     assert result("error", details={"exit_code": 4}).exit_code() == 4
     assert result("error", details={"exit_code": 130}, metrics={"restored": False}).exit_code() == 130
-    e = CheckResult.error("qdrant", "boom", ExitCode.RESTORE_FAILED, "t", 0.0, restored=False)
-    assert e.exit_code() == 5 and e.details["reason"] == "boom" and e.metrics == {"restored": False}
+    e = CheckResult.failed_to_run("qdrant", "boom", ExitCode.RESTORE_FAILED, "t", 0.0, restored=False)
+    assert e.exit_code() == 5 and e.to_json()["details"]["reason"] == "boom" and e.metrics == {"restored": False}
 
 
 # ---- a single command: errors propagate, as they always have --------------------------------------
@@ -152,7 +157,8 @@ def test_an_llmops_error_keeps_its_exit_code(ctx: Context) -> None:
     out = certify_like(ctx, [Phase("failover", [raising("failover", EnvironmentProblem("pre-flight: not healthy"))]),
                              Phase("qdrant", [passing("qdrant")])])
     assert out.code == 4
-    assert evidence(ctx, "failover")["details"] == {"reason": "pre-flight: not healthy", "exit_code": 4}
+    assert evidence(ctx, "failover")["details"] == {"reason": "pre-flight: not healthy", "exit_code": 4,
+                                                    "error": "pre-flight: not healthy", "skipped": None}
 
 
 def test_a_failed_restore_is_recorded_as_not_restored(ctx: Context) -> None:

@@ -33,10 +33,10 @@ import pytest
 
 from llmops.chaos.failover import failover_dod, failover_text
 from llmops.chaos.loadgen import Request
-from llmops.chaos.timeline import Marks, analyse, per_second
+from llmops.chaos.timeline import Marks, analyse, availability_pct, per_second
 from llmops.checks import health_result, health_text, status_result, status_text
 from llmops.compose import Compose
-from llmops.evidence import CHECK_FILES, CheckResult, RunDir
+from llmops.evidence import CHECK_FILES, CheckResult, Criterion, RunDir
 from llmops.gpu.check import run_gpu_report
 from llmops.gpu.testing import NVML_ERROR_DRIVER_NOT_LOADED, FakeClock, FakeGpu, FakeNvml
 from llmops.manifest import Manifest, collect
@@ -143,6 +143,7 @@ def failover_check(run: RunDir, *, failed: int = 0, restored: bool = True) -> Ch
     rows = per_second(reqs, m)
     metrics = {k: a[k] for k in ("failover_time_s", "failover_penalty_s", "failed_requests", "total_requests",
                                  "served_by_secondary", "failback_time_s")}
+    metrics["availability_pct"] = availability_pct(reqs)
     metrics["restored"] = restored
     metrics["latency"] = a["latency"]
     dod = failover_dod(a, "stop", restored, None)
@@ -152,7 +153,7 @@ def failover_check(run: RunDir, *, failed: int = 0, restored: bool = True) -> Ch
                "restore_action": "start" if restored else None, "notes": [],
                "marks": {"fault": 10.0, "restore": 24.0 if restored else None,
                          "primary_ok": 25.0 if restored else None}}
-    r = CheckResult("failover", CheckResult.status_from(dod), T0, 41.2, metrics, dod, details)
+    r = CheckResult("failover", T0, 41.2, metrics, dod, details)
     run.write_check(r, failover_text(r, rows))
     return r
 
@@ -406,10 +407,9 @@ def test_junit_validates_one_testcase_per_check(full_run, tmp_path):
     # a mixed run: failed requests, restore failure, skipped GPU, an errored check
     path = make_run(tmp_path, "mixed", failed=3, gpu="skipped", manifest=False, recorded=False)
     run = RunDir(path)
-    # No producer on this branch writes an `error` result yet (the check runner will): the
-    # evidence contract's own type, through the real writer, stands in for it.
-    run.write_check(CheckResult("functional", "error", T0, 0.2, {}, [],
-                                {"error": "ConnectError: connection refused"}), "could not run")
+    # The check runner's own producer of an `error` result, through the real writer.
+    run.write_check(CheckResult.failed_to_run("functional", "ConnectError: connection refused", 1, T0, 0.2),
+                    "could not run")
     run.close()
     r = render_report(path, charts=False)
     schema.validate(str(r.junit_xml))
@@ -444,17 +444,64 @@ def test_restore_false_exits_5_even_with_other_failures(tmp_path):
     assert "RESTORE FAILED" in md.split("## Conclusion", 1)[1]
     assert md.index("RESTORE FAILED") < md.index("## Tests")     # loudest: at the top
     assert "health FAILED" in md.split("## Conclusion", 1)[1]
-    # restored=false in details alone, with status pass, still counts as 5
-    c = CheckResult("qdrant", "pass", T0, 1.0, {}, [], {"restored": False}).to_json()
-    assert check_exit_code(c) == 5
+    # restored=false in details alone, on a passing check, still counts as 5
+    ok = Criterion.judge("ok", "1", 1, True, samples=1)
+    c = CheckResult("qdrant", T0, 1.0, {}, [ok], {"restored": False}).to_json()
+    assert c["status"] == "pass" and check_exit_code(c) == 5
 
 
 def test_skipped_gpu_alone_exits_3_only_if_nothing_failed(tmp_path):
+    """Why 7 of the verdict issue: every check that could run passed, the GPU alone was skipped:
+    the headline says PASS (GPU check skipped: no GPU), exit 3 as documented (it read SKIPPED)."""
     r = render_report(make_run(tmp_path, "skip", gpu="skipped"), charts=False)
-    assert (r.exit_code, r.status) == (3, "skipped")
-    assert "gpu was skipped: NVML" in r.summary_md.read_text()
+    assert (r.exit_code, r.status) == (3, "pass")
+    md = r.summary_md.read_text()
+    assert "Result: **PASS (GPU check skipped: no GPU)**, exit 3: skipped" in md
+    assert "gpu was skipped: NVML" in md
+    s = json.loads(r.summary_json.read_text())
+    assert s["headline"] == "PASS (GPU check skipped: no GPU)"
+    assert s["availability"] == [{"check": "failover", "availability_pct": 100.0, "ok": 200, "total": 200}]
+    assert "Availability during failover:** 100 % (200 of 200 requests answered 2xx)" in md
     r2 = render_report(make_run(tmp_path, "skipfail", gpu="skipped", failed=2), charts=False)
     assert r2.exit_code == 1
+
+
+def _edit(path: Path, stem: str, change) -> None:
+    f = path / f"{stem}.json"
+    doc = json.loads(f.read_text())
+    change(doc)
+    f.write_text(json.dumps(doc))
+
+
+@pytest.mark.parametrize("name, change, says", [
+    # Why 4: a check file with status pass and a false DoD line rendered PASS, exit 0.
+    ("pass-with-false-line", lambda d: d["dod"][0].update({"pass": False}),
+     "stored status 'pass' disagrees with its own DoD lines and reason, which give 'fail'"),
+    # status error with exit_code 0 exited 0: now an error needs its reason, and exits non-zero
+    ("error-without-reason", lambda d: d.update({"status": "error"}), "stored status 'error' disagrees"),
+    # a pass claimed on too few samples
+    ("pass-on-no-samples", lambda d: d["dod"][0].update({"samples": 0}), "claims a pass on 0 of 5 samples"),
+    ("restored-string", lambda d: d["metrics"].update({"restored": "false"}),
+     'metrics.restored must be true or false, not "false"'),
+    ("dod-not-a-list", lambda d: d.update({"dod": {"a": 1}}), "dod must be a list"),
+    ("duration-slow", lambda d: d.update({"duration_s": "slow"}), 'duration_s must be a number of seconds, not "slow"'),
+    ("no-samples-field", lambda d: d["dod"][0].pop("samples"), "dod[0].samples must be a count"),
+])
+def test_malformed_check_file_is_refused_naming_the_field(tmp_path, name, change, says):
+    path = make_run(tmp_path, name, gpu="none", recorded=False)
+    _edit(path, "04_failover_test", change)
+    with pytest.raises(ReportError) as e:
+        render_report(path, charts=False)
+    assert "04_failover_test.json" in str(e.value) and says in str(e.value), str(e.value)
+    assert e.value.exit_code == 2
+
+
+def test_an_error_whose_own_code_is_0_still_exits_non_zero(tmp_path):
+    path = make_run(tmp_path, "err0", gpu="none", recorded=False)
+    _edit(path, "04_failover_test", lambda d: (d.update({"status": "error"}),
+                                               d["details"].update({"error": "cut short", "exit_code": 0})))
+    r = render_report(path, charts=False)
+    assert r.exit_code == 1 and r.status == "error"
 
 
 def test_charts_are_pngs_when_data_present_and_absent_otherwise(full_run, tmp_path):

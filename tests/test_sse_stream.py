@@ -129,7 +129,7 @@ def test_a_stream_sent_before_the_fault_was_in_effect_counts_as_in_flight(replay
     plan = [(0.0, "complete"), (1.0, "complete"), (3.0, "kill_before"), (4.0, "kill_before")]
     reqs, m = run_of(replay, plan, fault_at=2.95)
     assert analyse_streams(reqs, m, "kill", 32)["first_stream_after_fault"]["seq"] == 2
-    m.t_fault_done = 103.1
+    m.t_dead = 103.1
     s = analyse_streams(reqs, m, "kill", 32)
     assert s["first_stream_after_fault"]["seq"] == 3
     assert [f["seq"] for f in s["in_flight"]] == [2] and s["in_flight"][0]["fate"] == "fell back before its first chunk"

@@ -14,11 +14,21 @@ from pathlib import Path
 from typing import Any
 
 from .context import Context
-from .errors import aggregate_exit
+from .errors import UsageError, aggregate_exit
 from .runner import Check, Phase, PhaseOutcome, Runner, Show
 from .stack import MODEL_LABEL
 
 PHASES = ("verify", "failover", "qdrant", "gpu", "report")
+CHECK_PHASES = PHASES[:-1]   # the report checks nothing itself: it renders what these wrote
+
+
+def check_skip(skip: list[str]) -> None:
+    """`--skip` names real phases and leaves at least one that checks something: a certify run
+    that checked nothing must not exit 0 (nor write a report that looks like a pass)."""
+    if bad := [p for p in skip if p not in PHASES]:
+        raise UsageError(f"unknown phase {', '.join(bad)}; valid: {', '.join(PHASES)}")
+    if all(p in skip for p in CHECK_PHASES):
+        raise UsageError(f"every check phase is skipped ({', '.join(CHECK_PHASES)}): nothing would be certified")
 
 
 def llama_services(ctx: Context) -> list[dict[str, Any]]:
@@ -83,6 +93,7 @@ def certify_phases(ctx: Context, say: Callable[[str], None], failover_opts: Any 
 def run_certify(ctx: Context, skip: list[str], show: Show | None, say: Callable[[str], None],
                 on_phase: Callable[[str, str], None], failover_opts: Any = None, qdrant_opts: Any = None,
                 gpu_kw: dict[str, Any] | None = None) -> tuple[int, list[PhaseOutcome]]:
+    check_skip(skip)
     runner = Runner(ctx, show=show, say=say, on_phase=on_phase, contain=True)
     out = runner.run(certify_phases(ctx, say, failover_opts, qdrant_opts, gpu_kw), skip)
     code = out.code
@@ -98,4 +109,4 @@ def run_certify(ctx: Context, skip: list[str], show: Show | None, say: Callable[
     return code, out.phases
 
 
-__all__ = ["PHASES", "run_certify", "certify_phases", "llama_services", "gpu_check"]
+__all__ = ["PHASES", "CHECK_PHASES", "check_skip", "run_certify", "certify_phases", "llama_services", "gpu_check"]

@@ -309,7 +309,7 @@ def gpu_report(
     def render(r: "CheckResult", text: str, path: Path) -> None:
         show(r, text, path)
         if r.status == "skipped":
-            say(f"[yellow]skipped:[/] {r.details.get('reason')}")
+            say(f"[yellow]skipped:[/] {r.skipped}")
 
     check = gpu_check(c, lambda: services, duration_s=duration, interval_s=interval, device=device,
                       tolerance_pct=tolerance, budget_file=budget, calibration=cal)
@@ -394,14 +394,13 @@ def certify(
     from rich.live import Live
     from rich.table import Table
 
-    from .certify import PHASES, run_certify
+    from .certify import PHASES, check_skip, run_certify
     from .chaos.failover import FailoverOptions
     from .chaos.qdrant import QdrantOptions
     from .chaos.streamload import stream_defaults
 
     skip = skip or []
-    if bad := [p for p in skip if p not in PHASES]:
-        raise UsageError(f"unknown phase {', '.join(bad)}; valid: {', '.join(PHASES)}")
+    check_skip(skip)
     rps, max_tokens = stream_defaults(stream, None, None)
     fo = FailoverOptions(mode=failover_mode, rps=rps, max_tokens=max_tokens, stream=stream)
     qo = QdrantOptions(mode=qdrant_mode)

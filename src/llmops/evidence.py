@@ -143,10 +143,15 @@ class CheckResult:
         codes = [int(_STATUS_EXIT[self.status])]
         if "exit_code" in self.details:
             codes.append(int(self.details["exit_code"]))
-        # Either place counts: a restore failure must never be masked by where it was written.
-        if self.metrics.get("restored") is False or self.details.get("restored") is False:
+        if self.restore_failed:
             codes.append(ExitCode.RESTORE_FAILED)
         return aggregate_exit(codes)
+
+    @property
+    def restore_failed(self) -> bool:
+        """The check says it could not restore the stack.  Either place counts: a restore failure
+        must never be masked by where it was written."""
+        return self.metrics.get("restored") is False or self.details.get("restored") is False
 
     @classmethod
     def from_json(cls, d: Any, source: str = "check file") -> "CheckResult":
@@ -173,7 +178,7 @@ def derive_status(dod: list[Criterion], error: str | None, skipped: str | None) 
     return "pass" if dod and all(c.passed for c in dod) else "fail"
 
 
-class MalformedEvidence(ConfigError):
+class MalformedEvidence(ConfigError):  # noqa: N818 - reads as what it is, like httpx's errors
     """A check file that is not what llmops writes: exit 2, one line naming the file and field."""
 
 

@@ -138,7 +138,28 @@ def lint(doc: dict[str, Any], alias: str | None = None) -> list[str]:
             warnings.append(f"deployment {name}: max_retries not 0, the OpenAI SDK retries inside one attempt")
         if "order" not in p:
             warnings.append(f"deployment {name}: no `order`, primary/secondary are not defined")
+    last = last_standing(deps)
+    if last is not None and deployment_cooldown(last) not in (0, 0.0):
+        name = (last.get("model_info") or {}).get("id") or (last.get("litellm_params") or {}).get("api_base")
+        warnings.append(f"deployment {name} is the last in the failover order but can be cooled down: with the "
+                        "others down, one slow reply takes the alias out of service (HTTP 429) for cooldown_time; "
+                        "set its model_info.cooldown_time: 0")
     return warnings
+
+
+def deployment_cooldown(m: dict[str, Any]) -> Any:
+    """A deployment's own cooldown_time, where LiteLLM looks for it: model_info first, then
+    litellm_params (None: the router's applies)."""
+    for where in (m.get("model_info"), m.get("litellm_params")):
+        if isinstance(where, dict) and where.get("cooldown_time") is not None:
+            return where["cooldown_time"]
+    return None
+
+
+def last_standing(deps: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The deployment tried last (highest `order`): the one left serving when the others are down."""
+    ordered = [m for m in deps if (m.get("litellm_params") or {}).get("order") is not None]
+    return max(ordered, key=lambda m: float(m["litellm_params"]["order"])) if len(ordered) >= 2 else None
 
 
 def summarize(path: Path, alias: str | None = None) -> RouterSummary:
@@ -151,7 +172,8 @@ def summarize(path: Path, alias: str | None = None) -> RouterSummary:
         p = m.get("litellm_params") or {}
         deps.append({"id": (m.get("model_info") or {}).get("id"), "api_base": p.get("api_base"),
                      "order": p.get("order"), "timeout": p.get("timeout"),
-                     "stream_timeout": p.get("stream_timeout"), "max_retries": p.get("max_retries")})
+                     "stream_timeout": p.get("stream_timeout"), "max_retries": p.get("max_retries"),
+                     "cooldown_time": deployment_cooldown(m)})
     return RouterSummary(str(path), dict(doc.get("router_settings") or {}), deps, lint(doc, alias))
 
 

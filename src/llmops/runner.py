@@ -158,6 +158,8 @@ class Runner:
 
     @property
     def code(self) -> int:
+        if not self.results:   # nothing was checked: never a pass
+            return int(ExitCode.INTERRUPTED if self.interrupted else ExitCode.USAGE)
         return aggregate_exit([r.exit_code() for r in self.results])
 
 

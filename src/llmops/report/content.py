@@ -84,9 +84,13 @@ def build_doc(summary: dict[str, Any]) -> Doc:
     doc = Doc(f"llmops reliability report: {run_id}")
     status, code = summary["status"], summary["exit_code"]
     doc.add(Heading(1, doc.title))
-    doc.add(Para([Text("Result: "), Strong(f"{status.upper()} (exit {code})"),
-                  Text(f": {summary['exit_meaning']}.")],
+    doc.add(Para([Text("Result: "), Strong(summary["headline"]),
+                  Text(f", exit {code}: {summary['exit_meaning']}.")],
                  css=f"verdict status-{status}"))
+    for a in summary.get("availability") or []:
+        pct = "n/a" if a["availability_pct"] is None else f"{a['availability_pct']:g} %"
+        doc.add(Para([Strong(f"Availability during {a['check']}:"),
+                      Text(f" {pct} ({a['ok']} of {a['total']} requests answered 2xx).")]))
     if summary["restore_failed"]:
         doc.add(Para([Strong("RESTORE FAILED: the stack was left degraded by "
                              + ", ".join(summary["restore_failed"]) + "."),

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from llmops.errors import UsageError
-from llmops.evidence import CHECK_FILES, STATUSES, load_checks, read_events
+from llmops.evidence import CHECK_FILES, CheckResult, MalformedEvidence, load_checks, read_events
 
 
 class ReportError(UsageError):
@@ -53,17 +53,13 @@ def load_run_checks(run_dir: Path) -> dict[str, dict[str, Any]]:
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ReportError(f"a check file in {run_dir} is not valid JSON: {e}") from None
     for cid, c in checks.items():
-        if not isinstance(c, dict):
-            raise ReportError(f"{CHECK_FILES[cid]}.json is not a JSON object")
-        c.setdefault("check", cid)
-        if c.get("status") not in STATUSES:
-            raise ReportError(f"{CHECK_FILES[cid]}.json: status must be one of "
-                              f"{', '.join(STATUSES)}, not {c.get('status')!r}")
-        c.setdefault("metrics", {})
-        c.setdefault("dod", [])
-        c.setdefault("details", {})
-        if not isinstance(c["metrics"], dict):
-            c["metrics"] = {}
-        if not isinstance(c["details"], dict):
-            c["details"] = {}
+        # The files are the verdict: each is read strictly, and its status recomputed from its own
+        # lines and reason; a file that disagrees with itself is refused (exit 2), never rendered.
+        source = str(run_dir / f"{CHECK_FILES[cid]}.json")
+        try:
+            r = CheckResult.from_json(c, source)
+        except MalformedEvidence as e:
+            raise ReportError(str(e)) from None
+        if r.check != cid:
+            raise ReportError(f"{source}: check {r.check!r} in the file of check {cid!r}")
     return checks

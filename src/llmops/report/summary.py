@@ -13,29 +13,24 @@ from pathlib import Path
 from typing import Any
 
 from llmops import __version__
-from llmops.errors import aggregate_exit
+from llmops.errors import ExitCode, aggregate_exit
 from llmops.evidence import CHECK_FILES, STATUSES, CheckResult, utc_now_iso
 
 from .model import fmt, fmt_metric
 
-EXIT_MEANING = {
-    0: "all checks passed",
-    1: "a check failed",
-    3: "skipped (nothing failed, but something could not be checked)",
-    5: "RESTORE FAILED: the stack was left degraded",
-}
-
 
 def restore_failed(check: dict[str, Any]) -> bool:
-    """True when the check says it could not restore the stack (``restored`` is false)."""
-    details = check.get("details") or {}
-    metrics = check.get("metrics") or {}
-    return details.get("restored") is False or metrics.get("restored") is False
+    """True when the check says it could not restore the stack (the one rule, in evidence.py)."""
+    return CheckResult.from_json(check).restore_failed
 
 
 def check_exit_code(check: dict[str, Any]) -> int:
     """One check's exit code, by the same rule the run itself used."""
     return CheckResult.from_json(check).exit_code()
+
+
+# Chaos checks whose load's availability (2xx of all requests) the summary shows.
+CHAOS_CHECKS = ("failover",)
 
 
 # The reference procedure and what each check does
@@ -183,11 +178,11 @@ def build_summary(run_dir: Path, checks: dict[str, dict[str, Any]],
     codes = [r["exit_code"] for r in rows]
     exit_code = aggregate_exit(codes)
     statuses = [r["status"] for r in rows]
-    if exit_code == 5 or "fail" in statuses:
+    if exit_code == ExitCode.RESTORE_FAILED or "fail" in statuses:
         overall = "fail"
     elif "error" in statuses:
         overall = "error"
-    elif "skipped" in statuses:
+    elif "skipped" in statuses and not only_gpu_skipped(rows):
         overall = "skipped"
     else:
         overall = "pass"
@@ -225,8 +220,10 @@ def build_summary(run_dir: Path, checks: dict[str, dict[str, Any]],
         "run_dir": str(run_dir),
         "run_id": run_dir.name,
         "status": overall,
+        "headline": headline(overall, exit_code, rows),
         "exit_code": exit_code,
-        "exit_meaning": EXIT_MEANING.get(exit_code, ""),
+        "exit_meaning": ExitCode.meaning_of(exit_code),
+        "availability": availability(checks),
         "counts": {s: statuses.count(s) for s in STATUSES} | {"total": len(statuses)},
         "checks": rows,
         "not_run": [c for c in CHECK_FILES if c not in present],
@@ -238,6 +235,36 @@ def build_summary(run_dir: Path, checks: dict[str, dict[str, Any]],
         "warnings": list(warnings),
         "conclusion": _conclusion_lines(rows, exit_code),
     }
+
+
+def only_gpu_skipped(rows: list[dict[str, Any]]) -> bool:
+    """Every check that could run passed, and the GPU check alone was skipped (no GPU here)."""
+    skipped = [r for r in rows if r["status"] == "skipped"]
+    return (len(skipped) == 1 and skipped[0]["check"] == "gpu"
+            and all(r["status"] == "pass" for r in rows if r is not skipped[0]))
+
+
+def headline(overall: str, exit_code: int, rows: list[dict[str, Any]]) -> str:
+    """What happened, in one line: `PASS (exit 0)`, `FAIL (exit 1)`, and for a machine without
+    a GPU whose every other check passed `PASS (GPU check skipped: no GPU)` (exit 3 still)."""
+    if overall == "pass" and only_gpu_skipped(rows):
+        gpu = next(r for r in rows if r["check"] == "gpu")
+        why = "no GPU" if "nvml" in str(gpu.get("reason") or "").lower() else (gpu.get("reason") or "skipped")
+        return f"PASS (GPU check skipped: {why})"
+    return f"{overall.upper()} (exit {exit_code})"
+
+
+def availability(checks: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each chaos window's availability: 2xx responses of all the requests its load sent."""
+    out = []
+    for cid in CHAOS_CHECKS:
+        m = (checks.get(cid) or {}).get("metrics") or {}
+        if "availability_pct" in m:
+            ok = None if m.get("failed_requests") is None or m.get("total_requests") is None \
+                else m["total_requests"] - m["failed_requests"]
+            out.append({"check": cid, "availability_pct": m["availability_pct"], "ok": ok,
+                        "total": m.get("total_requests")})
+    return out
 
 
 def dod_phrase(d: dict[str, Any]) -> str:
@@ -275,5 +302,5 @@ def _conclusion_lines(rows: list[dict[str, Any]], exit_code: int) -> list[str]:
                         + (f" ({len(skipped)} skipped)." if skipped else "."))
     else:
         lines.insert(0, f"{len(passed)} of {n} checks passed.")
-    lines.append(f"Exit code {exit_code}: {EXIT_MEANING.get(exit_code, '')}.")
+    lines.append(f"Exit code {exit_code}: {ExitCode.meaning_of(exit_code)}.")
     return lines
