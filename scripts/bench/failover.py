@@ -4,6 +4,9 @@ default router settings (the peer baseline, compose/litellm/config.defaults.yaml
 Usage: .venv/bin/python scripts/bench/failover.py [--runs N] [--modes stop,kill,pause] [--no-baseline]
                                                   [--only-baseline] [--fresh] [--no-warm] [--max-tokens N]
                                                   [--project-name NAME --port-base N] [--loss-pct P] [--stream]
+                                                  [--busy]
+--busy runs the whole benchmark under load (scripts/bench/busy.py): two CPU-bound processes and a
+loop creating and removing a small container, as on a busy GPU box; they stop by themselves.
 --stream runs `chaos failover --stream` (streamed completions, 32 tokens at 1/s unless given) and
 tabulates the streaming figures: cut streams, tokens lost, failed to start, TTFT penalty, stall.
 Modes: stop, kill, pause (the container) and partition, blackhole, loss (the network between the
@@ -24,10 +27,12 @@ stage, the worst one included.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 from typing import Any
 
 import common
+from busy import busy
 from common import med, mx, save, table
 
 CONFIGS = {"llmops": "config.yaml", "litellm defaults": "config.defaults.yaml"}
@@ -53,7 +58,8 @@ def switch(config: str, warm: bool = True) -> None:
 
 
 def write(name: str, data: dict[str, dict[str, list]], rows: list[list[Any]], net: bool) -> None:
-    md = table(["router settings", "mode", "runs", "failover median (s)", "failover max (s)", "penalty median (s)",
+    md = table(["router settings", "mode", "runs", "failover median (s)", "failover max (s)",
+                "fault_call_s median (s)", "fault_call_s max (s)", "penalty median (s)",
                 "penalty max (s)", "failed requests", "requests", "p95 during outage (s)", "max during outage (s)",
                 "failback median (s)",
                 "failback max (s)", "runs with an in-flight request served by the secondary",
@@ -87,6 +93,7 @@ def main() -> None:
     ap.add_argument("--rps", type=float, default=None, help="request rate (10; 1 with --stream)")
     ap.add_argument("--stream", action="store_true", help="streamed completions (chaos failover --stream)")
     ap.add_argument("--loss-pct", type=float, default=5.0, help="packet loss for --modes loss, percent")
+    ap.add_argument("--busy", action="store_true", help="2 CPU loops + container churn for the whole run")
     a = ap.parse_args()
     # It recreates the gateway with other router settings and breaks servers: never the operator's
     # own stack (as scripts/bench/qdrant.py).
@@ -98,9 +105,14 @@ def main() -> None:
             os.environ[var] = str(a.port_base + i)
     a.rps = a.rps or (1.0 if a.stream else 10.0)
     a.max_tokens = a.max_tokens or (32 if a.stream else 1)
-    if a.stream:
-        stream_bench(a)
-        return
+    with busy() if a.busy else contextlib.nullcontext():
+        if a.stream:
+            stream_bench(a)
+        else:
+            plain_bench(a)
+
+
+def plain_bench(a: argparse.Namespace) -> None:
     modes = a.modes.split(",")
     net = any(m in ("partition", "blackhole", "loss") for m in modes)
     data: dict[str, dict[str, list]] = {}
@@ -126,6 +138,8 @@ def main() -> None:
                     an, sec = r["details"]["analysis"], r["details"]["secondary"]
                     failed_lines = [c["criterion"] for c in r["dod"] if not c["pass"]]
                     res.append({"exit": code, "fault_at_s": round(fault_at, 4),
+                                "fault_call_s": m.get("fault_call_s"), "dead_from": r["details"]["marks"].get("dead_from"),
+                                "availability_pct": m.get("availability_pct"),
                                 "in_flight_on_secondary": an["in_flight_at_fault"]["served"].get(sec, 0),
                                 "secondary_before_fault": an["served_before_fault"].get(sec, 0),
                                 "failed_lines": failed_lines, **{k: m.get(k) for k in (
@@ -136,11 +150,12 @@ def main() -> None:
                         "errors_during": m["latency"]["during"]["errors"],
                         "health_divergence_s": m.get("health_divergence_s"), "dropped_packets": m.get("dropped_packets")})
                 cond = (label + (", fresh stack" if a.fresh else "") + ("" if a.warm else ", no warm-up")
-                        + f", max_tokens={a.max_tokens}")
+                        + f", max_tokens={a.max_tokens}" + (", busy" if a.busy else ", quiet"))
                 mode_label = f"loss {a.loss_pct:g} %" if mode == "loss" else mode
                 data.setdefault(cond, {})[mode] = res
                 col = lambda k: [x[k] for x in res]  # noqa: E731
                 rows.append([cond, mode_label, len(res), med(col("failover_time_s")), mx(col("failover_time_s")),
+                             med(col("fault_call_s")), mx(col("fault_call_s")),
                              med(col("failover_penalty_s")), mx(col("failover_penalty_s")),
                              sum(col("failed_requests")), sum(col("total_requests")),
                              med(col("p95_during_s")), mx(col("max_during_s")),
