@@ -150,7 +150,7 @@ def test_no_driver_via_real_loader_is_skipped(run, tmp_path, monkeypatch):
     monkeypatch.setattr(smp, "load_nvml", boom)
     res, text = run_gpu_report(run, duration_s=0, interval_s=0.1, device=None, tolerance_pct=5,
                                budget_file=None, services=None)
-    assert res.status == "skipped" and "binding not installed" in res.details["reason"]
+    assert res.status == "skipped" and "binding not installed" in res.skipped
     assert text.startswith("GPU memory") and "SKIPPED" in text
 
 
@@ -249,7 +249,7 @@ def test_service_without_budget_fails_coverage(run, tmp_path):
 
 def test_nothing_to_compare_is_skipped(run, tmp_path):
     res = report(run, FakeNvml([FakeGpu(used_mib=100)]), tmp_path, proc_pids={})
-    assert res.status == "skipped" and "nothing to compare" in res.details["reason"]
+    assert res.status == "skipped" and "nothing to compare" in res.skipped
     assert res.metrics["used_mib"] == pytest.approx(100)
 
 
@@ -290,6 +290,7 @@ def test_cli_without_docker_exits_by_its_verdict(tmp_path):
     env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{src}", "PATH": str(tmp_path / "nobin")}
     env["DOCKER_HOST"] = f"unix://{tmp_path}/no-docker.sock"
     p = subprocess.run([sys.executable, "-m", "llmops", "--project-dir", str(src.parent),
+                        "--project-name", f"llmops-e2e-gpureport-{secrets.token_hex(6)}",
                         "--evidence-dir", str(tmp_path / "ev"), "gpu-report", "--duration", "0.3",
                         "--budget", str(budget), "--tolerance", "2"],
                        capture_output=True, text=True, env=env, timeout=60)
@@ -343,6 +344,7 @@ def test_cli_on_a_machine_without_a_gpu_exits_3_with_a_skipped_check(tmp_path):
     if p.returncode == 0:
         pytest.skip("this machine has a working NVML; the no-GPU path is covered by the fakes")
     p = subprocess.run([sys.executable, "-m", "llmops", "--project-dir", str(src.parent),
+                        "--project-name", f"llmops-e2e-gpureport-{secrets.token_hex(6)}",
                         "--evidence-dir", str(tmp_path / "ev"), "gpu-report", "--duration", "0.3"],
                        capture_output=True, text=True, env=env, timeout=60)
     assert p.returncode == 3, p.stdout + p.stderr
