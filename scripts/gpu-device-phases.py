@@ -310,7 +310,10 @@ class Run:
             report = None
             if up:
                 ev = folder / "evidence"
-                args = ["--project-dir", str(REPO), "--evidence-dir", str(ev), "gpu-report",
+                # a project of its own: the servers are named by --server, and the manifest
+                # must not list an operator's `llmops` stack that happens to be up
+                args = ["--project-dir", str(REPO), "--project-name", f"llmops-gpudevice-{os.getpid()}",
+                        "--evidence-dir", str(ev), "gpu-report",
                         "--duration", str(duration), "--interval", "0.1"]
                 args += [x for s in up for x in ("--server", f"{s.name}={s.proc.pid}:{s.log}")]
                 if report_cal is not None:

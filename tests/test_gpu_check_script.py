@@ -6,6 +6,7 @@ import importlib.machinery
 import importlib.util
 import json
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -63,8 +64,12 @@ def test_gpu_check_logic(monkeypatch, tmp_path, capsys, ctx, alloc, attributed, 
     monkeypatch.setattr(mod, "stop", lambda p: setattr(p, "stopped", True) if p else None)
     monkeypatch.setattr(mod.time, "sleep", lambda s: None)
     ev = tmp_path / "ev"
+    # A project no stack uses: gpu-report must not find the operator's `llmops` stack (if one is
+    # up) and add its model servers to the budget this test states.
+    project = f"llmops-e2e-gpucheck-{uuid.uuid4().hex[:12]}"
     monkeypatch.setattr(sys, "argv", ["gpu-check", "--alloc-mib", str(alloc), "--duration", "0.3",
-                                      "--interval", "0.1", "--evidence-dir", str(ev)])
+                                      "--interval", "0.1", "--evidence-dir", str(ev),
+                                      "--project-name", project])
     rc = mod.main()
     out = capsys.readouterr().out
     assert rc == code, out
@@ -76,6 +81,9 @@ def test_gpu_check_logic(monkeypatch, tmp_path, capsys, ctx, alloc, attributed, 
     doc = json.loads(next(ev.glob("*/06_gpu_memory.json")).read_text())
     # the budget file states what should be on the GPU: what was there, two contexts, the tensor
     assert doc["metrics"]["expected_mib"] == pytest.approx(100 + 2 * ctx + alloc, abs=0.01), out
+    assert list(doc["metrics"]["per_service"]) == ["gpu-check-alloc"], out
+    manifest = json.loads(next(ev.glob("*/manifest.json")).read_text())
+    assert manifest["project"] == project
     assert doc["status"] == ("pass" if code == 0 else "fail"), out
     assert f"llmops gpu-report exit code: {code}" in out
 

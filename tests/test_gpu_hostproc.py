@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -84,9 +85,15 @@ def test_host_services_errors(tmp_path, server):
         host_services([HostServer("x", gone.pid)])
     with pytest.raises(UsageError, match="cannot read log file"):
         host_services([HostServer("x", p.pid, tmp_path / "missing.log")])
-    # a wrapper's PID (here this test's own process) names no model: refused, not reported empty
-    with pytest.raises(UsageError, match="names no model"):
-        host_services([HostServer("x", os.getpid())])
+    # a wrapper's PID names no model: refused, not reported empty.  A child of its own, not this
+    # test's process: under `python -m pytest` that one's argv has `-m pytest`, read as a model
+    wrapper = subprocess.Popen(["sleep", "60"])
+    try:
+        with pytest.raises(UsageError, match="names no model"):
+            host_services([HostServer("x", wrapper.pid)])
+    finally:
+        wrapper.kill()
+        wrapper.wait(timeout=10)
 
 
 def test_report_attributes_a_host_process_by_pid(tmp_path, server):
@@ -128,7 +135,10 @@ def test_named_pid_wins_over_its_cgroup(tmp_path):
 def _cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{SRC}", "PATH": str(tmp_path / "nobin"),
            "DOCKER_HOST": f"unix://{tmp_path}/no-docker.sock"}
+    # DOCKER_HOST names no engine, and the project is one no stack uses besides: the test never
+    # reads the operator's `llmops` stack
     return subprocess.run([sys.executable, "-m", "llmops", "--project-dir", str(SRC.parent),
+                           "--project-name", f"llmops-e2e-gpuhost-{secrets.token_hex(6)}",
                            "--evidence-dir", str(tmp_path / "ev"), "gpu-report", "--duration", "0.3",
                            *args], capture_output=True, text=True, env=env, timeout=60)
 

@@ -150,7 +150,7 @@ def test_no_driver_via_real_loader_is_skipped(run, tmp_path, monkeypatch):
     monkeypatch.setattr(smp, "load_nvml", boom)
     res, text = run_gpu_report(run, duration_s=0, interval_s=0.1, device=None, tolerance_pct=5,
                                budget_file=None, services=None)
-    assert res.status == "skipped" and "binding not installed" in res.details["reason"]
+    assert res.status == "skipped" and "binding not installed" in res.skipped
     assert text.startswith("GPU memory") and "SKIPPED" in text
 
 
@@ -249,7 +249,7 @@ def test_service_without_budget_fails_coverage(run, tmp_path):
 
 def test_nothing_to_compare_is_skipped(run, tmp_path):
     res = report(run, FakeNvml([FakeGpu(used_mib=100)]), tmp_path, proc_pids={})
-    assert res.status == "skipped" and "nothing to compare" in res.details["reason"]
+    assert res.status == "skipped" and "nothing to compare" in res.skipped
     assert res.metrics["used_mib"] == pytest.approx(100)
 
 
@@ -290,6 +290,7 @@ def test_cli_without_docker_exits_by_its_verdict(tmp_path):
     env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{src}", "PATH": str(tmp_path / "nobin")}
     env["DOCKER_HOST"] = f"unix://{tmp_path}/no-docker.sock"
     p = subprocess.run([sys.executable, "-m", "llmops", "--project-dir", str(src.parent),
+                        "--project-name", f"llmops-e2e-gpureport-{secrets.token_hex(6)}",
                         "--evidence-dir", str(tmp_path / "ev"), "gpu-report", "--duration", "0.3",
                         "--budget", str(budget), "--tolerance", "2"],
                        capture_output=True, text=True, env=env, timeout=60)
@@ -343,6 +344,7 @@ def test_cli_on_a_machine_without_a_gpu_exits_3_with_a_skipped_check(tmp_path):
     if p.returncode == 0:
         pytest.skip("this machine has a working NVML; the no-GPU path is covered by the fakes")
     p = subprocess.run([sys.executable, "-m", "llmops", "--project-dir", str(src.parent),
+                        "--project-name", f"llmops-e2e-gpureport-{secrets.token_hex(6)}",
                         "--evidence-dir", str(tmp_path / "ev"), "gpu-report", "--duration", "0.3"],
                        capture_output=True, text=True, env=env, timeout=60)
     assert p.returncode == 3, p.stdout + p.stderr
@@ -386,3 +388,98 @@ def test_a_server_fit_shrank_is_budgeted_as_it_runs_and_fails_its_own_line(run, 
         assert any("fit left" in a for a in res.details["budgets"]["s"]["assumptions"])
     else:
         assert res.status == "pass"
+
+
+# ----------------------------------------------------------------------------- per-service lines
+
+def _two_servers(run, tmp_path, compute, used_mib):
+    services = [{"service": "inference-chat", "container_id": C_CHAT, "argv": None, "model_path": None,
+                 "log_text": None},
+                {"service": "inference-code", "container_id": C_CODE, "argv": None, "model_path": None,
+                 "log_text": None}]
+    budget, expected = reference_budget(tmp_path, chat=(1000, 0, 0, 0), code=(1000, 0, 0, 0), overhead=0)
+    fake = FakeNvml([FakeGpu(total_mib=24576, used_mib=used_mib, compute=compute)])
+    res = report(run, fake, tmp_path, services=services, budget=budget, tolerance=1.0,
+                 proc_pids={101: f"0::/docker/{C_CHAT}\n", 202: f"0::/docker/{C_CODE}\n"})
+    return res, {c.criterion: c for c in res.dod}
+
+
+def test_one_server_over_and_the_other_under_fail_their_own_lines(run, tmp_path):
+    """+20 % on one service and -20 % on the other sum to the budget exactly: the device total
+    passes at +0.0 %, and before the per-service lines that was the whole verdict (a pass)."""
+    res, dod = _two_servers(run, tmp_path, [(101, 1200), (202, 800)], 2000)
+    assert dod["measured VRAM within tolerance of budget"].passed          # the total hides it
+    chat = dod["inference-chat: measured VRAM within tolerance of its budget"]
+    code = dod["inference-code: measured VRAM within tolerance of its budget"]
+    assert (chat.passed, code.passed) == (False, False)
+    assert chat.measured == "1200 MiB (+20.0%)" and chat.expected == "1000 MiB ±1%"
+    assert code.measured == "800 MiB (-20.0%)"
+    assert chat.samples == res.details["sampling"]["samples"] == 5          # its NVML samples
+    assert res.status == "fail" and res.exit_code() == 1
+    txt = (run.path / "06_gpu_memory.txt").read_text()
+    assert "[FAIL] inference-chat: measured VRAM within tolerance of its budget: expected 1000 MiB ±1%, " \
+           "measured 1200 MiB (+20.0%)" in txt
+
+
+def test_servers_on_their_budgets_pass_their_own_lines(run, tmp_path):
+    res, dod = _two_servers(run, tmp_path, [(101, 1005), (202, 995)], 2000)
+    assert [c.passed for c in res.dod] == [True] * 4 and res.status == "pass"
+
+
+def test_a_server_whose_memory_nvml_did_not_report_fails_as_not_measured(run, tmp_path):
+    """The other server has its figure, this one none: not measured, so a fail, never a pass."""
+    res, dod = _two_servers(run, tmp_path, [(101, 1000), (202, None)], 2000)
+    code = dod["inference-code: measured VRAM within tolerance of its budget"]
+    assert not code.passed and code.measured == "not measured (0 of 1 samples)"
+    assert dod["inference-chat: measured VRAM within tolerance of its budget"].passed
+    assert res.status == "fail"
+    assert any("inference-code: NVML gave no usedGpuMemory" in n for n in res.details["notes"])
+
+
+def test_no_per_process_memory_at_all_gives_no_per_service_line_and_says_so(run, tmp_path):
+    res, dod = _two_servers(run, tmp_path, [(101, None), (202, None)], 2000)
+    assert list(dod) == ["budget known for every service", "measured VRAM within tolerance of budget"]
+    assert res.status == "pass"                        # the device total is all there is to judge
+    assert any("no per-service VRAM line for inference-chat, inference-code" in n
+               for n in res.details["notes"])
+
+
+def _without_buffer_lines(text: str) -> str:
+    """The same server's log as it reads without `-lv 4`: its buffer-size lines filtered out."""
+    return "\n".join(ln for ln in text.splitlines() if "buffer size" not in ln) + "\n"
+
+
+@pytest.mark.parametrize("buffers", [True, False])
+def test_a_fit_shrunk_server_fails_its_fit_line_with_or_without_buffer_lines(run, tmp_path, buffers):
+    """The real fit-shrunk log (tests/data/gpu-run/fit-auto.log), and the same log filtered of
+    its buffer-size lines: both fail the fit line and exit 1.  Before, the filtered log's report
+    was dropped as empty with it, so the line vanished and the same server exited 0."""
+    from llmops.gpu.llamalog import parse_llama_log
+
+    text = (GPU_RUN / "fit-auto.log").read_text()
+    if not buffers:
+        text = _without_buffer_lines(text)
+        rep = parse_llama_log(text)
+        assert rep.empty and rep.fit == "changed"          # the variant is what the test says
+    model = write_sparse_gguf(tmp_path / "l3b-q4.gguf", LLAMA_SHAPES["l3b-q4"])
+    services = [{"service": "s", "container_id": C_CHAT, "model_path": model,
+                 "argv": ["-m", "l3b-q4.gguf", "-np", "1", "-fitt", "140157"], "log_text": text}]
+    res = report(run, FakeNvml([FakeGpu(used_mib=3043, compute=[(101, 3034)])]), tmp_path,
+                 services=services, tolerance=1.0, proc_pids={101: f"0::/docker/{C_CHAT}\n"})
+    line = {c.criterion: c for c in res.dod}["servers run what their command lines ask (llama.cpp's fit changed nothing)"]
+    assert not line.passed and line.expected == "0 of 1 changed"
+    assert line.measured.startswith("1 changed (s: n_ctx 5888")
+    assert res.status == "fail" and res.exit_code() == 1
+    assert res.metrics["per_service"]["s"]["engine_fit"] == "changed"
+    assert (res.metrics["per_service"]["s"]["engine_reported_mib"] is None) is (not buffers)
+
+
+def test_a_log_without_fit_lines_gives_no_fit_line(run, tmp_path):
+    """-fit off: the log says nothing about fit, so there is nothing to judge (no line)."""
+    text = (Path(__file__).parent / "data" / "gpu-truth" / "logs" / "q4-8b-ngl99-c8192-fitoff.log").read_text()
+    from llmops.gpu.analysis import fit_criterion
+    from llmops.gpu.llamalog import parse_llama_log
+
+    assert parse_llama_log(text).fit == "not run"
+    assert fit_criterion({"s": parse_llama_log(text)}) is None
+    assert fit_criterion({"s": parse_llama_log(_without_buffer_lines(text))}) is None

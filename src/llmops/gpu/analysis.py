@@ -43,7 +43,11 @@ def build_budgets(services: list[dict] | None, budget_file: BudgetFile | None,
                   calibration: Calibration | None = None
                   ) -> tuple[dict[str, Budget], dict[str, EngineReport], list[str]]:
     """Formula budgets for the services that name a model and a command line, overridden by the
-    budget file; services only the budget file names are included with the terms it gives."""
+    budget file; services only the budget file names are included with the terms it gives.
+
+    The engine reports are every server log parsed, with or without buffer-size lines: what fit
+    did is in the log at any log level, so its DoD line must not depend on `-lv 4`.  Whoever
+    reads buffers checks `EngineReport.empty` (see `buffer_reports`)."""
     notes: list[str] = []
     budgets: dict[str, Budget] = {}
     engines: dict[str, EngineReport] = {}
@@ -77,9 +81,8 @@ def build_budgets(services: list[dict] | None, budget_file: BudgetFile | None,
             b.sources["cuda_context_mib"] = "budget-file"
         budgets[name] = b
         if rep is not None:
-            if not rep.empty:
-                engines[name] = rep
-            else:
+            engines[name] = rep
+            if rep.empty:
                 notes.append(f"{name}: no buffer-size lines in the server log (current llama.cpp "
                              "prints them only at -lv 4; the gpu profile passes it)")
             if rep.fit == "changed":
@@ -104,6 +107,11 @@ def build_budgets(services: list[dict] | None, budget_file: BudgetFile | None,
     return budgets, engines, notes
 
 
+def buffer_reports(engines: dict[str, EngineReport]) -> dict[str, EngineReport]:
+    """The reports that have buffer-size lines: the engine column and the calibration."""
+    return {n: e for n, e in engines.items() if not e.empty}
+
+
 def expected_total(budgets: dict[str, Budget], overhead: float) -> float | None:
     totals = [b.total_mib for b in budgets.values()]
     if any(t is None for t in totals) or (not budgets and not overhead):
@@ -116,17 +124,20 @@ def service_entry(b: Budget | None, eng: EngineReport | None, measured: dict | N
     """One service's three columns: plan (formula buffers), engine-reported, NVML."""
     exp = b.total_mib if b else None
     m = measured or {}
+    fit = eng                                  # fit is read from any log, buffers only at -lv 4
+    eng = eng if eng is not None and not eng.empty else None
     return {
         "expected_mib": _r(exp),
         "terms": {t: _r(getattr(b, t)) for t in TERMS} if b else None,
         "formula_buffers_mib": _r(b.buffers_mib) if b else None,
         "engine_reported_mib": _r(eng.gpu_total_mib, 2) if eng else None,
-        "engine_projected_mib": eng.projected_mib if eng else None,
-        "engine_fit": eng.fit if eng else None,
-        "fit_changes": eng.fit_changes if eng else [],
+        "engine_projected_mib": fit.projected_mib if fit else None,
+        "engine_fit": fit.fit if fit else None,
+        "fit_changes": fit.fit_changes if fit else [],
         "buffers_error_pct": _r(error_pct(b.buffers_mib if b else None,
                                           eng.gpu_total_mib if eng else None), 2),
         "measured_mib": _r(m.get("mean")),
+        "measured_samples": int(m.get("n") or 0),
         "measured_peak_mib": _r(m.get("peak")),
         "error_pct": _r(error_pct(m.get("mean"), exp), 2),
         "pids": pids if pids is not None else [],
@@ -144,7 +155,7 @@ def skipped_result(started: str, t0: float, reason: str, budgets: dict[str, Budg
                  "error_pct": None, "peak_used_mib": None, "per_service": per_service,
                  "headroom_mib": None, "tolerance_pct": tolerance_pct},
         details={"budgets": {n: b.to_json() for n, b in budgets.items()},
-                 "engine_reported": {n: e.to_json() for n, e in engines.items()},
+                 "engine_reported": {n: e.to_json() for n, e in buffer_reports(engines).items()},
                  "overhead_mib": overhead, "budget_file": str(budget_path) if budget_path else None,
                  "notes": notes, "calibration": None, "gpu_env": None},
     )
@@ -212,7 +223,7 @@ def _group_series(rec: Recording, rel: Any, pids: list[int], unknown: set[int]
         present = [pr.used_mib for s in row for pr in s.processes if pr.pid in pids]
         pts.append((rel(t), float(sum(v for v in present if v is not None))))
     st = series_stats(pts)
-    return {"mean": st.mean, "peak": st.peak, "p95": st.p95}
+    return {"mean": st.mean, "peak": st.peak, "p95": st.p95, "n": st.n}
 
 
 def _per_service(rec: Recording, rel: Any, att: Attribution, budgets: dict[str, Budget],
@@ -253,8 +264,11 @@ def _calibration(budgets: dict[str, Budget], engines: dict[str, EngineReport],
 
 def fit_criterion(engines: dict[str, EngineReport]) -> Criterion | None:
     """Every server whose log says what fit did runs what its command line asks; None when no
-    log says (then nothing was measured, and no line is shown)."""
-    told = {n: e for n, e in engines.items() if e.fit is not None}
+    log says (then nothing was measured, and no line is shown).
+
+    A log says when it has fit lines (`fit` other than "not run"), with or without buffer-size
+    lines: the same fit-shrunk server must fail whether or not it ran at `-lv 4`."""
+    told = {n: e for n, e in engines.items() if e.fit != "not run"}
     if not told:
         return None
     shrunk = {n: e for n, e in told.items() if e.fit == "changed"}
@@ -285,6 +299,58 @@ def _criteria(budgets: dict[str, Budget], expected: float | None, used_mean: flo
     return dod
 
 
+def _service_line(name: str, b: Budget, e: dict[str, Any], tolerance_pct: float) -> Criterion:
+    exp, mean, err = b.total_mib, e.get("measured_mib"), e.get("error_pct")
+    return Criterion.judge(f"{name}: measured VRAM within tolerance of its budget",
+                           f"{exp:.0f} MiB ±{tolerance_pct:g}%", err, lambda x: abs(x) <= tolerance_pct,
+                           samples=int(e.get("measured_samples") or 0),
+                           shown=f"{mean:.0f} MiB ({err:+.1f}%)" if mean is not None and err is not None
+                           else None)
+
+
+def service_criteria(budgets: dict[str, Budget], per_service: dict[str, Any], *,
+                     per_process_known: bool, unknown_pids: set[int], unattributed_mib: float | None,
+                     tolerance_pct: float) -> tuple[list[Criterion], list[str]]:
+    """One line per service with a budget total, judged on its own NVML figure, and the notes
+    for the services that get none.
+
+    The device total alone lets +20 % on one server and -20 % on the other pass as +0 %, so each
+    server is judged too.  Which services get a line:
+    * no per-process memory at all (NVML gives no usedGpuMemory for any PID, or the PIDs cannot
+      be attributed from here): no per-service line, one note; the device total still judges;
+    * per-process memory known for other PIDs but not for this service's: its line fails as not
+      measured.  It is the one server whose figure is missing, and passing it would hide exactly
+      the imbalance this line is for;
+    * no PID attributed to the service while some GPU memory is unattributed (or of unknown
+      size): no line, a note.
+      Its memory may be in the unattributed part (a host process, a container Docker did not
+      name), which the device total covers; failing here would fail every budget for a process
+      outside the stack (scripts/gpu-check's children);
+    * no PID attributed and nothing unattributed: judged at 0 MiB, which fails: the budget says
+      memory is held and NVML lists none for it."""
+    if not per_process_known:
+        named = [n for n, b in budgets.items() if b.total_mib is not None]
+        return [], ([f"no per-service VRAM line for {', '.join(named)}: NVML gave no per-process "
+                     "memory here, so only the device total is judged"] if named else [])
+    dod: list[Criterion] = []
+    notes: list[str] = []
+    for name, b in budgets.items():
+        e = per_service.get(name) or {}
+        if b.total_mib is None:
+            continue                 # "budget known for every service" already fails for it
+        pids = e.get("pids") or []
+        if not pids and unattributed_mib != 0:      # None: the unattributed memory is unknown
+            held = "unknown" if unattributed_mib is None else f"{unattributed_mib:.0f} MiB"
+            notes.append(f"{name}: no GPU process attributed to it; no per-service VRAM line (its "
+                         f"memory may be among the unattributed, {held})")
+            continue
+        if any(p in unknown_pids for p in pids):
+            notes.append(f"{name}: NVML gave no usedGpuMemory for its PIDs {pids}: its VRAM line "
+                         "is not measured")
+        dod.append(_service_line(name, b, e, tolerance_pct))
+    return dod, notes
+
+
 def analyse(rec: Recording, att: Attribution, *, started: str, t0: float,
             budgets: dict[str, Budget], engines: dict[str, EngineReport], overhead: float,
             notes: list[str], tolerance_pct: float, budget_path: Path | None,
@@ -309,6 +375,13 @@ def analyse(rec: Recording, att: Attribution, *, started: str, t0: float,
     expected = expected_total(budgets, overhead)
     err = error_pct(used.mean, expected)
     dod = _criteria(budgets, expected, used.mean, err, tolerance_pct, len(rec.ticks))
+    known = att.mode == "host" and any(pid not in pid_unknown for pid in pid_pts)
+    svc_dod, svc_notes = service_criteria(budgets, per_service, per_process_known=known,
+                                          unknown_pids=pid_unknown,
+                                          unattributed_mib=un["mean"] if un else None,
+                                          tolerance_pct=tolerance_pct)
+    dod += svc_dod
+    notes = notes + svc_notes
     fit = fit_criterion(engines)
     if fit is not None:
         dod.append(fit)
@@ -352,7 +425,7 @@ def analyse(rec: Recording, att: Attribution, *, started: str, t0: float,
         "non_process_mib": _r(used.mean - known_proc_mean)
         if (used.mean is not None and known_proc_mean is not None) else None,
         "budgets": {n: b.to_json() for n, b in budgets.items()},
-        "engine_reported": {n: e.to_json() for n, e in engines.items()},
+        "engine_reported": {n: e.to_json() for n, e in buffer_reports(engines).items()},
         "calibration": cal.to_json() if cal else None,
         "overhead_mib": overhead,
         "budget_file": str(budget_path) if budget_path else None,
