@@ -1,0 +1,119 @@
+"""The network-fault variant of `chaos failover` (partition, blackhole, loss): its frame, its
+evidence, its Definition of Done and its text.  chaos/failover.py runs the experiment and calls
+these; nothing here imports it (the options are read through `FaultOptions`)."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from ..context import Context
+from ..errors import UsageError
+from ..evidence import Criterion
+from ..stack import Service
+from .common import FaultFrame, check_mode
+from .dod_common import failed_line, hung_line, secondary_line, tail_lines
+from .faults import MODES
+from .netfaults import LOSS_DOD_MAX_PCT, NET_MODES
+from .timeline import before_fault_criterion
+
+
+class FaultOptions(Protocol):
+    """What the frame and the fault's words read of `FailoverOptions`."""
+
+    mode: str
+    restore: bool
+    loss_pct: float | None
+
+
+def check_mode_or_net(mode: str) -> None:
+    try:
+        check_mode(mode)
+    except UsageError:
+        raise UsageError(f"unknown mode {mode!r}; valid: {', '.join((*MODES, *NET_MODES))}") from None
+
+
+def make_frame(ctx: Context, target: Service, gateway: Service, o: FaultOptions) -> FaultFrame:
+    """A plain container fault, or a network fault checked (exit 4) before anything is touched."""
+    if o.mode not in NET_MODES:
+        return FaultFrame(ctx, target, o.mode, restore=o.restore, phase="failover")
+    from .netframe import NetFaultFrame
+
+    frame = NetFaultFrame(ctx, target, o.mode, restore=o.restore, phase="failover", gateway=gateway,
+                          loss_pct=o.loss_pct)
+    frame.prepare()
+    return frame
+
+
+def fault_words(o: FaultOptions, target: str, gateway: str) -> str:
+    if o.mode not in NET_MODES:
+        return f"docker {o.mode} {target}"
+    from .netframe import describe
+
+    return describe(o.mode, target, gateway, o.loss_pct)
+
+
+def net_evidence(frame: FaultFrame, metrics: dict[str, Any]) -> dict[str, Any] | None:
+    """The network fault's own evidence (health divergence, dropped packets), into the metrics too."""
+    summary = getattr(frame, "summary", None)
+    if summary is None:
+        return None
+    frame.finish()  # type: ignore[attr-defined]
+    nf: dict[str, Any] = summary()
+    metrics["health_divergence_s"] = nf.get("health_divergence_s")
+    if nf.get("loss_pct") is not None:
+        metrics["loss_pct"] = nf["loss_pct"]
+    if nf.get("rule"):
+        metrics["dropped_packets"] = nf.get("dropped_packets")
+    return nf
+
+
+def network_dod(a: dict[str, Any], mode: str, restored: bool, attempt_timeout: float | None,
+                loss_pct: float | None, nf: dict[str, Any]) -> list[Criterion]:
+    """partition and blackhole: nothing fails and the gateway gives up on the primary within one
+    attempt (the hung-server limit, 10 s at most); loss: nothing fails at P <= 10 % (above that the
+    failures are only reported, in the metrics).  All: the primary alone served before the fault,
+    and the fault really cut the gateway off."""
+    ft = a["failover_time_s"]
+    dod: list[Criterion] = []
+    if mode in ("partition", "blackhole"):
+        dod += [failed_line(a), before_fault_criterion(a), secondary_line(a),
+                hung_line(mode, ft, attempt_timeout, min(a["samples"]["secondary_after_fault"], 1))]
+        during, reached = nf.get("samples_during") or 0, nf.get("gateway_reached_during")
+        # No samples means the cut was never observed: that must fail, not vanish.
+        dod.append(Criterion.judge("gateway could not reach the primary during the fault (TCP connects from its "
+                                   "namespace)", "0 reached, >= 1 sample", reached, lambda n: n == 0,
+                                   samples=during, shown=f"{reached} of {during} reached"))
+        return dod + tail_lines(a, restored)
+    pct = loss_pct or 0.0
+    if pct <= LOSS_DOD_MAX_PCT:
+        dod.append(failed_line(a, f"failed_requests at {pct:g} % packet loss"))
+    dod.append(before_fault_criterion(a))
+    dropped = nf.get("dropped_packets")
+    dod.append(Criterion.judge("packets dropped by the loss rule", "> 0", dropped, lambda n: n > 0,
+                               samples=1 if dropped is not None else 0))
+    return dod + tail_lines(a, restored, failback=False)
+
+
+def network_text(nf: dict[str, Any]) -> list[str]:
+    def v(x: Any) -> str:
+        return "n/a" if x is None else str(x)
+
+    lines = ["Network fault:",
+             f"  tag                    {nf.get('tag')}",
+             f"  network / primary ip   {nf.get('network')} / {nf.get('primary_ip')} (gateway {nf.get('gateway_ip')})"]
+    if nf.get("rule"):
+        lines.append(f"  rule (primary's netns) iptables -I INPUT {' '.join(nf['rule'])}")
+    if nf.get("loss_pct") is not None:
+        lines.append(f"  loss                   {nf['loss_pct']:g} % of the gateway's packets; dropped {v(nf.get('dropped_packets'))}")
+    elif nf.get("dropped_packets") is not None:
+        lines.append(f"  packets dropped        {nf['dropped_packets']}")
+    lines += [
+        f"  health divergence      {v(nf.get('health_divergence_s'))} s of {v(nf.get('outage_s'))} s outage: the primary's "
+        "/health answered OK from the host while the gateway could not connect to it",
+        f"  samples during fault   {v(nf.get('samples_during'))}: health OK {v(nf.get('health_ok_during'))}"
+        + (f" ({nf['health_ok_via_netns']} inside its namespace: the published port went with the network)"
+           if nf.get("health_ok_via_netns") else "") + ", "
+        f"gateway connected {v(nf.get('gateway_reached_during'))} "
+        f"(before the fault: {v(nf.get('gateway_reached_before'))} of {v(nf.get('samples_before'))})",
+    ]
+    return lines
