@@ -70,19 +70,16 @@ def net_evidence(frame: FaultFrame, metrics: dict[str, Any]) -> dict[str, Any] |
 def network_dod(a: dict[str, Any], mode: str, restored: bool, attempt_timeout: float | None,
                 loss_pct: float | None, nf: dict[str, Any]) -> list[Criterion]:
     """partition and blackhole: nothing fails and the gateway gives up on the primary within one
-    attempt (the hung-server limit, 10 s at most); loss: nothing fails at P <= 10 % (above that the
+    attempt (the hung-server limit, 10 s at most), and the gateway's own probe, shown to work before
+    the fault, could not connect during it; loss: nothing fails at P <= 10 % (above that the
     failures are only reported, in the metrics).  All: the primary alone served before the fault,
     and the fault really cut the gateway off."""
     ft = a["failover_time_s"]
     dod: list[Criterion] = []
     if mode in ("partition", "blackhole"):
         dod += [failed_line(a), before_fault_criterion(a), secondary_line(a),
-                hung_line(mode, ft, attempt_timeout, min(a["samples"]["secondary_after_fault"], 1))]
-        during, reached = nf.get("samples_during") or 0, nf.get("gateway_reached_during")
-        # No samples means the cut was never observed: that must fail, not vanish.
-        dod.append(Criterion.judge("gateway could not reach the primary during the fault (TCP connects from its "
-                                   "namespace)", "0 reached, >= 1 sample", reached, lambda n: n == 0,
-                                   samples=during, shown=f"{reached} of {during} reached"))
+                hung_line(mode, ft, attempt_timeout, min(a["samples"]["secondary_after_fault"], 1)),
+                probe_before_line(nf), cut_line(nf)]
         return dod + tail_lines(a, restored)
     pct = loss_pct or 0.0
     if pct <= LOSS_DOD_MAX_PCT:
@@ -92,6 +89,39 @@ def network_dod(a: dict[str, Any], mode: str, restored: bool, attempt_timeout: f
     dod.append(Criterion.judge("packets dropped by the loss rule", "> 0", dropped, lambda n: n > 0,
                                samples=1 if dropped is not None else 0))
     return dod + tail_lines(a, restored, failback=False)
+
+
+# The gateway probe must have connected this often before the fault: a probe that never reached
+# the primary would read as "cut off" during it without having shown that it can connect at all.
+MIN_REACHED_BEFORE = 3
+PROBE_WORDS = "TCP connects from its namespace"
+
+
+def _probe_shown(reached: int | None, n: int, failed: int | None) -> str:
+    if reached is None:
+        return f"not probed ({n} samples)"
+    return f"{reached} of {n} reached" + (f", probe failed ({failed})" if failed else "")
+
+
+def probe_before_line(nf: dict[str, Any]) -> Criterion:
+    """The probe's control: it reached the primary before the fault, so its silence during the
+    fault is the network's, not its own.  Fewer than MIN_REACHED_BEFORE connects is not measured."""
+    n, reached, failed = nf.get("samples_before") or 0, nf.get("gateway_reached_before"), nf.get("probe_failed_before")
+    return Criterion.judge(f"gateway reached the primary before the fault ({PROBE_WORDS})",
+                           f">= {MIN_REACHED_BEFORE} reached", reached, lambda v: v >= MIN_REACHED_BEFORE,
+                           samples=reached or 0, need=MIN_REACHED_BEFORE, shown=_probe_shown(reached, n, failed))
+
+
+def cut_line(nf: dict[str, Any]) -> Criterion:
+    """No probe during the fault connected, and none failed to run: a failed probe saw nothing, so it
+    is never counted as "not reached".  No samples means the cut was never observed: that fails."""
+    during, reached, failed = nf.get("samples_during") or 0, nf.get("gateway_reached_during"), nf.get("probe_failed_during")
+    # A missing failure count (not probed, or an older summary) leaves the line unmeasured.
+    value = reached if failed is not None else None
+    return Criterion.judge(f"gateway could not reach the primary during the fault ({PROBE_WORDS})",
+                           "0 reached and 0 probe failures, >= 1 sample", value,
+                           lambda n: n == 0 and failed == 0, samples=during,
+                           shown=_probe_shown(reached, during, failed))
 
 
 def network_text(nf: dict[str, Any]) -> list[str]:
@@ -113,7 +143,11 @@ def network_text(nf: dict[str, Any]) -> list[str]:
         f"  samples during fault   {v(nf.get('samples_during'))}: health OK {v(nf.get('health_ok_during'))}"
         + (f" ({nf['health_ok_via_netns']} inside its namespace: the published port went with the network)"
            if nf.get("health_ok_via_netns") else "") + ", "
-        f"gateway connected {v(nf.get('gateway_reached_during'))} "
-        f"(before the fault: {v(nf.get('gateway_reached_before'))} of {v(nf.get('samples_before'))})",
+        f"gateway connected {v(nf.get('gateway_reached_during'))}, cut {v(nf.get('gateway_cut_during'))}, "
+        f"probe failed {v(nf.get('probe_failed_during'))} "
+        f"(before the fault: {v(nf.get('gateway_reached_before'))} of {v(nf.get('samples_before'))} connected, "
+        f"probe failed {v(nf.get('probe_failed_before'))})",
     ]
+    if nf.get("probe_error"):
+        lines.append(f"  first probe failure    {nf['probe_error']}")
     return lines
