@@ -16,7 +16,7 @@ import pytest
 
 from llmops.chaos import netfaults as nf
 from llmops.chaos.failover import FailoverOptions
-from llmops.chaos.net_dod import network_dod
+from llmops.chaos.net_dod import loss_failure_bound, network_dod
 from llmops.chaos.ledger import Entry, Ledger
 from llmops.errors import EnvironmentProblem, UsageError
 
@@ -176,21 +176,21 @@ def _failing(dod: list) -> list[str]:
 
 
 def test_network_dod_partition_and_blackhole() -> None:
-    ok = network_dod(_analysis(0, 2.3), "blackhole", True, 2.0, None, _probe())
+    ok = network_dod(_analysis(0, 2.3), "blackhole", True, 2.0, None, _probe(), 1)
     assert all(c.passed for c in ok) and any("the primary's timeout 2 s + 0.5 s, at most 10 s" in c.expected for c in ok)
-    shared = network_dod(_analysis(0, 2.3, shared=4), "blackhole", True, 2.0, None, _probe())
+    shared = network_dod(_analysis(0, 2.3, shared=4), "blackhole", True, 2.0, None, _probe(), 1)
     assert [c.criterion for c in shared if not c.passed] == ["primary served all traffic before the fault"]
-    unobserved = network_dod(_analysis(0, 2.3), "partition", True, 2.0, None, {})
+    unobserved = network_dod(_analysis(0, 2.3), "partition", True, 2.0, None, {}, 1)
     assert _failing(unobserved) == ["gateway reached the primary before the fault",
                                     "gateway could not reach the primary during the fault"]
-    capped = network_dod(_analysis(0, 12.0), "blackhole", True, 6000.0, None, _probe())
+    capped = network_dod(_analysis(0, 12.0), "blackhole", True, 6000.0, None, _probe(), 1)
     assert [c.criterion for c in capped if not c.passed] == ["failover_time_s (blackhole)"]   # 10 s ceiling
-    slow = network_dod(_analysis(0, 2.6), "partition", True, 2.0, None, _probe())
+    slow = network_dod(_analysis(0, 2.6), "partition", True, 2.0, None, _probe(), 1)
     assert [c.criterion for c in slow if not c.passed] == ["failover_time_s (partition)"]
-    leaky = network_dod(_analysis(1, 0.1), "blackhole", True, 2.0, None, _probe(reached=3))
+    leaky = network_dod(_analysis(1, 0.1), "blackhole", True, 2.0, None, _probe(reached=3), 1)
     assert set(_failing(leaky)) == {"failed_requests during the whole run",
                                     "gateway could not reach the primary during the fault"}
-    no_timeout = network_dod(_analysis(0, 0.5), "blackhole", True, None, None, _probe())
+    no_timeout = network_dod(_analysis(0, 0.5), "blackhole", True, None, None, _probe(), 1)
     assert not all(c.passed for c in no_timeout)
 
 
@@ -203,30 +203,30 @@ def test_dead_probe_fails_the_cut_line_and_is_never_counted_as_not_reached() -> 
     """Old behaviour: a probe that could not run (nsenter error, timeout) returned "not reached",
     so a dead probe passed "could not reach" with "0 of 8 reached"."""
     dead = network_dod(_analysis(0, 2.3), "blackhole", True, 2.0, None,
-                       _probe(before=5, reached_before=0, failed_before=5, during=8, reached=0, failed=8))
+                       _probe(before=5, reached_before=0, failed_before=5, during=8, reached=0, failed=8), 1)
     cut = _line(dead, "gateway could not reach the primary during the fault")
     assert not cut.passed and "probe failed (8)" in cut.measured
     assert _line(dead, "gateway reached the primary before the fault").passed is False
     # one failed probe among good cuts is enough: that probe saw nothing
-    one = network_dod(_analysis(0, 2.3), "partition", True, 2.0, None, _probe(during=8, reached=0, failed=1))
+    one = network_dod(_analysis(0, 2.3), "partition", True, 2.0, None, _probe(during=8, reached=0, failed=1), 1)
     cut = _line(one, "gateway could not reach the primary during the fault")
     assert not cut.passed and cut.measured == "0 of 8 reached, probe failed (1)"
     assert _failing(one) == ["gateway could not reach the primary during the fault"]
     # no failure count at all (not probed, or an older summary): not measured
-    blind = network_dod(_analysis(0, 2.3), "partition", True, 2.0, None, _probe(failed=None))
+    blind = network_dod(_analysis(0, 2.3), "partition", True, 2.0, None, _probe(failed=None), 1)
     assert _line(blind, "gateway could not reach").measured.startswith("not measured")
 
 
 def test_probe_that_never_reached_the_primary_before_the_fault_is_not_measured() -> None:
     """Old behaviour: nothing checked the probe before the fault; "0 of 5 before, 0 of 8 during" passed."""
     never = network_dod(_analysis(0, 2.3), "blackhole", True, 2.0, None,
-                        _probe(before=5, reached_before=0, during=8, reached=0))
+                        _probe(before=5, reached_before=0, during=8, reached=0), 1)
     line = _line(never, "gateway reached the primary before the fault")
     assert not line.passed and line.measured == "not measured (0 of 3 samples)" and line.need == 3
     assert _failing(never) == ["gateway reached the primary before the fault"]
-    two = network_dod(_analysis(0, 2.3), "blackhole", True, 2.0, None, _probe(before=5, reached_before=2))
+    two = network_dod(_analysis(0, 2.3), "blackhole", True, 2.0, None, _probe(before=5, reached_before=2), 1)
     assert not _line(two, "gateway reached the primary before the fault").passed
-    three = network_dod(_analysis(0, 2.3), "blackhole", True, 2.0, None, _probe(before=5, reached_before=3))
+    three = network_dod(_analysis(0, 2.3), "blackhole", True, 2.0, None, _probe(before=5, reached_before=3), 1)
     assert _line(three, "gateway reached the primary before the fault").measured == "3 of 5 reached"
     assert all(c.passed for c in three)
 
@@ -302,15 +302,55 @@ def test_sampler_summary_counts_each_state(monkeypatch: pytest.MonkeyPatch) -> N
 
 
 def test_network_dod_loss() -> None:
-    good = network_dod(_analysis(0, None, served=False), "loss", True, 2.0, 10, {"dropped_packets": 12})
+    good = network_dod(_analysis(0, None, served=False), "loss", True, 2.0, 10, {"dropped_packets": 12}, 1)
     assert all(c.passed for c in good)
-    bad = network_dod(_analysis(2, None), "loss", True, 2.0, 5, {"dropped_packets": 12})
+    bad = network_dod(_analysis(2, None), "loss", True, 2.0, 5, {"dropped_packets": 12}, 1)
     assert [c.criterion for c in bad if not c.passed] == ["failed_requests at 5 % packet loss"]
-    high = network_dod(_analysis(9, None), "loss", True, 2.0, 30, {"dropped_packets": 40})
-    assert all(c.passed for c in high)                       # above 10 % the errors are reported, not judged
-    assert not any("failed_requests" in c.criterion for c in high)   # ... and no line pretends to judge them
-    none_dropped = network_dod(_analysis(0, None), "loss", True, 2.0, 5, {"dropped_packets": 0})
+    none_dropped = network_dod(_analysis(0, None), "loss", True, 2.0, 5, {"dropped_packets": 0}, 1)
     assert not all(c.passed for c in none_dropped)
+
+
+def test_loss_above_10_pct_is_judged() -> None:
+    """Old behaviour: above 10 % no line judged requests; 33 of 80 failed at 50 % and the check passed."""
+    dod = network_dod(_analysis(33, None, total=80), "loss", True, 2.0, 50, {"dropped_packets": 400}, 1)
+    line = _line(dod, "failed_requests at 50 % packet loss")
+    assert not line.passed and line.measured == "33 of 80" and line.expected.startswith("<= 0 of 80")
+    assert _failing(dod) == ["failed_requests at 50 % packet loss"]
+    high_clean = network_dod(_analysis(0, None, total=600), "loss", True, 2.0, 50, {"dropped_packets": 900}, 1)
+    assert all(c.passed for c in high_clean)
+
+
+def test_low_loss_within_the_bound_passes() -> None:
+    """With no retry every hit primary attempt fails its request, so some failures are expected:
+    at 5 % loss, q = 1-0.95^3 = 14.3 %, 600 requests: 85.6 expected + 3 sigma = 111 allowed."""
+    within = network_dod(_analysis(90, None, total=600), "loss", True, 2.0, 5, {"dropped_packets": 30}, 0)
+    line = _line(within, "failed_requests at 5 % packet loss")
+    assert line.passed and line.measured == "90 of 600" and "<= 111 of 600" in line.expected
+    assert all(c.passed for c in within)
+    beyond = network_dod(_analysis(112, None, total=600), "loss", True, 2.0, 5, {"dropped_packets": 30}, 0)
+    assert _failing(beyond) == ["failed_requests at 5 % packet loss"]
+    retried = network_dod(_analysis(0, None, total=600), "loss", True, 2.0, 5, {"dropped_packets": 30}, "1")
+    assert all(c.passed for c in retried)        # the config's number, however it was written
+
+
+@pytest.mark.parametrize("retries", [None, "many", -1, 1.5, True])
+def test_loss_without_a_retry_count_is_not_measured(retries: object) -> None:
+    dod = network_dod(_analysis(0, None, total=600), "loss", True, 2.0, 5, {"dropped_packets": 30}, retries)
+    line = _line(dod, "failed_requests at 5 % packet loss")
+    assert not line.passed and line.measured.startswith("not measured") and "cannot be judged" in line.expected
+
+
+def test_loss_failure_bound() -> None:
+    b = loss_failure_bound
+    # one retry, to the lossless secondary: loss explains no failed request at any rate
+    assert [b(p, 1, 3, 600, 3.0) for p in (0.05, 0.10, 0.50, 1.0)] == [0, 0, 0, 0]
+    # no retry: n*q + 3 sigma, q = 1-(1-p)^k
+    assert [b(p, 0, 3, 600, 3.0) for p in (0.05, 0.10, 0.50)] == [111, 195, 549]
+    assert b(0.05, 0, 1, 600, 0.0) == 30                     # exactly n*p with one packet and no margin
+    assert b(0.0, 0, 3, 600, 3.0) == 0 and b(0.5, 0, 3, 0, 3.0) == 0
+    for bad in ((1.5, 1, 3, 10, 3.0), (0.1, -1, 3, 10, 3.0), (0.1, 1, 0, 10, 3.0)):
+        with pytest.raises(ValueError):
+            b(*bad)
 
 
 def test_missing_tool_names_the_fix(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

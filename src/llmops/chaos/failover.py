@@ -178,7 +178,8 @@ def run_failover(ctx: Context, o: FailoverOptions, say: Callable[[str], None]) -
     metrics["restored"] = frame.restored
     metrics["latency"] = a["latency"]
     network = net_evidence(frame, metrics)
-    dod = (network_dod(a, o.mode, frame.restored, attempt_timeout, o.loss_pct, network) if network is not None
+    dod = (network_dod(a, o.mode, frame.restored, attempt_timeout, o.loss_pct, network,
+                       router.router_settings.get("num_retries") if router else None) if network is not None
            else failover_dod(a, o.mode, frame.restored, attempt_timeout))
     details = {"mode": o.mode, "target": target.name, "secondary": secondary.name, "gateway": gateway.name,
                "rps": o.rps,

@@ -4,6 +4,7 @@ these; nothing here imports it (the options are read through `FaultOptions`)."""
 
 from __future__ import annotations
 
+import math
 from typing import Any, Protocol
 
 from ..context import Context
@@ -11,9 +12,9 @@ from ..errors import UsageError
 from ..evidence import Criterion
 from ..stack import Service
 from .common import FaultFrame, check_mode
-from .dod_common import failed_line, hung_line, secondary_line, tail_lines
+from .dod_common import MIN_REQUESTS, failed_line, hung_line, secondary_line, tail_lines
 from .faults import MODES
-from .netfaults import LOSS_DOD_MAX_PCT, NET_MODES
+from .netfaults import NET_MODES
 from .timeline import before_fault_criterion
 
 
@@ -68,12 +69,13 @@ def net_evidence(frame: FaultFrame, metrics: dict[str, Any]) -> dict[str, Any] |
 
 
 def network_dod(a: dict[str, Any], mode: str, restored: bool, attempt_timeout: float | None,
-                loss_pct: float | None, nf: dict[str, Any]) -> list[Criterion]:
+                loss_pct: float | None, nf: dict[str, Any], retries: Any) -> list[Criterion]:
     """partition and blackhole: nothing fails and the gateway gives up on the primary within one
     attempt (the hung-server limit, 10 s at most), and the gateway's own probe, shown to work before
-    the fault, could not connect during it; loss: nothing fails at P <= 10 % (above that the
-    failures are only reported, in the metrics).  All: the primary alone served before the fault,
-    and the fault really cut the gateway off."""
+    the fault, could not connect during it; loss: no more requests fail than the retry policy
+    (`retries`, router_settings.num_retries; None: not measured) allows at that loss, at every
+    loss rate.  All: the primary alone served before the fault, and the fault really cut the
+    gateway off."""
     ft = a["failover_time_s"]
     dod: list[Criterion] = []
     if mode in ("partition", "blackhole"):
@@ -81,14 +83,91 @@ def network_dod(a: dict[str, Any], mode: str, restored: bool, attempt_timeout: f
                 hung_line(mode, ft, attempt_timeout, min(a["samples"]["secondary_after_fault"], 1)),
                 probe_before_line(nf), cut_line(nf)]
         return dod + tail_lines(a, restored)
-    pct = loss_pct or 0.0
-    if pct <= LOSS_DOD_MAX_PCT:
-        dod.append(failed_line(a, f"failed_requests at {pct:g} % packet loss"))
+    dod.append(loss_line(a, loss_pct or 0.0, retries))
     dod.append(before_fault_criterion(a))
     dropped = nf.get("dropped_packets")
     dod.append(Criterion.judge("packets dropped by the loss rule", "> 0", dropped, lambda n: n > 0,
                                samples=1 if dropped is not None else 0))
     return dod + tail_lines(a, restored, failback=False)
+
+
+# ---- packet loss: how many failed requests the retry policy allows (docs/loss-bound.md) ----------------
+
+# Gateway->primary packets an attempt needs on a fresh connection: the SYN, the handshake's last
+# ACK and the request (a one-token completion's JSON fits one segment).  The gateway's ACKs of the
+# reply are not counted: the reply has arrived by then.  A kept-alive connection needs the request
+# alone, so 3 overstates how often an attempt is hit, which only loosens the bound.
+LOSS_PACKETS_PER_ATTEMPT = 3
+# Binomial standard deviations added to the expected failures.
+LOSS_MARGIN_SIGMA = 3.0
+
+
+def attempt_hit_p(p: float, packets_per_attempt: int) -> float:
+    """q: the chance that a DROP of a fraction p of the gateway's packets hits one of an attempt's
+    packets.  Counting every hit as a failed attempt overstates it: a dropped segment costs a
+    retransmit (>= 200 ms; 1 s for a SYN) and fails the attempt only when that outlasts its timeout."""
+    return 1.0 - (1.0 - p) ** packets_per_attempt
+
+
+def request_failure_p(p: float, retries: int, packets_per_attempt: int) -> float:
+    """f: the chance that a request fails.  It fails only if every attempt fails.  The first goes to
+    the primary, behind the rule (hit with q); each retry goes to the secondary, because the failure
+    cools the primary down (allowed_fails 0), and the secondary is behind no rule, so loss fails a
+    retry with probability 0: f = q * 0**retries, q with no retry and 0 with one or more."""
+    retry_hit = 0.0
+    return attempt_hit_p(p, packets_per_attempt) * retry_hit ** retries
+
+
+def loss_failure_bound(p: float, retries: int, packets_per_attempt: int, n_requests: int, margin: float) -> int:
+    """The most failed requests of `n_requests` that per-packet loss `p` (0-1) explains under the
+    retry policy: the expected n*f plus `margin` binomial standard deviations, rounded down."""
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"loss {p!r} is not a probability")
+    if retries < 0 or packets_per_attempt < 1 or n_requests < 0 or margin < 0:
+        raise ValueError("retries, n_requests and margin must be >= 0 and packets_per_attempt >= 1")
+    f = request_failure_p(p, retries, packets_per_attempt)
+    expected = n_requests * f
+    # The small epsilon keeps an exact integer (say 0.0 + 0) from rounding down past itself.
+    return math.floor(expected + margin * math.sqrt(n_requests * f * (1.0 - f)) + 1e-9)
+
+
+def loss_bound_words(p: float, retries: int, packets_per_attempt: int, n_requests: int, margin: float) -> str:
+    """How the bound was derived, for the line's `expected`."""
+    q = attempt_hit_p(p, packets_per_attempt)
+    f = request_failure_p(p, retries, packets_per_attempt)
+    head = f"q = 1-(1-{p:g})^{packets_per_attempt} = {q:.1%} per primary attempt"
+    if retries:
+        how = (f"{head}; num_retries {retries}, each retry on the secondary, behind no rule: f = q*0^{retries} = 0")
+    else:
+        how = f"{head}; num_retries 0: every hit attempt fails its request, f = q"
+    sigma = math.sqrt(n_requests * f * (1.0 - f))
+    return f"{how}; {n_requests} x f = {n_requests * f:.1f} expected + {margin:g} sigma ({sigma:.1f}); docs/loss-bound.md"
+
+
+def _retry_count(retries: Any) -> int | None:
+    if isinstance(retries, bool) or retries is None:
+        return None
+    try:
+        r = int(retries)
+    except (TypeError, ValueError):
+        return None
+    return r if r >= 0 and r == float(retries) else None
+
+
+def loss_line(a: dict[str, Any], pct: float, retries: Any) -> Criterion:
+    """failed_requests at every loss rate, against the bound the retry policy gives.  The run's
+    every request counts in n, though the loss lasts the outage only: that overstates exposure,
+    which only loosens the bound (and changes nothing with a retry: f = 0)."""
+    n, failed = a["total_requests"], a["failed_requests"]
+    label = f"failed_requests at {pct:g} % packet loss"
+    r = _retry_count(retries)
+    if r is None:   # no retry policy, no bound: missing evidence, not a pass
+        return Criterion.judge(label, f"<= a bound from router_settings.num_retries ({retries!r}: cannot be judged)",
+                               None, True, samples=n, need=MIN_REQUESTS)
+    p, k = pct / 100.0, LOSS_PACKETS_PER_ATTEMPT
+    bound = loss_failure_bound(p, r, k, n, LOSS_MARGIN_SIGMA)
+    return Criterion.judge(label, f"<= {bound} of {n} ({loss_bound_words(p, r, k, n, LOSS_MARGIN_SIGMA)})",
+                           failed, lambda v: v <= bound, samples=n, need=MIN_REQUESTS, shown=f"{failed} of {n}")
 
 
 # The gateway probe must have connected this often before the fault: a probe that never reached

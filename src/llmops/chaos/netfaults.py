@@ -32,7 +32,6 @@ NET_MODES = ("partition", "blackhole", "loss")
 IPTABLES_MODES = ("blackhole", "loss")
 TAG_PREFIX = "llmops:"
 CHAIN = "INPUT"
-LOSS_DOD_MAX_PCT = 10.0               # the DoD asks for zero failed requests up to this loss
 DEFAULT_LOSS_PCT = 5.0
 
 
