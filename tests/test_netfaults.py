@@ -7,13 +7,16 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from llmops.chaos import netfaults as nf
-from llmops.chaos.failover import FailoverOptions, network_dod
+from llmops.chaos.failover import FailoverOptions
+from llmops.chaos.net_dod import loss_failure_bound, network_dod
 from llmops.chaos.ledger import Entry, Ledger
 from llmops.errors import EnvironmentProblem, UsageError
 
@@ -125,12 +128,15 @@ def test_shared_network() -> None:
 
 
 def test_divergence_counts_healthy_and_unreachable_time_inside_the_window() -> None:
-    samples = [(0.0, True, True), (1.0, True, False), (2.0, True, False), (3.0, False, False), (4.0, True, True)]
+    R, C = nf.Reach.REACHED, nf.Reach.CUT
+    samples = [(0.0, True, R), (1.0, True, C), (2.0, True, C), (3.0, False, C), (4.0, True, R)]
     assert nf.divergence_s(samples, 1.0, 4.0) == 2.0        # 1-3 healthy and cut off; 3-4 unhealthy
     assert nf.divergence_s(samples, 1.5, 2.5) == 1.0        # clipped to the window
     assert nf.divergence_s(samples, 0.0, 1.0) == 0.0        # reachable before the fault
     assert nf.divergence_s([(0.0, True, None)], 0.0, 2.0) == 2.0   # not probed: the window counts
     assert nf.divergence_s([], 0.0, 5.0) == 0.0
+    # a probe that failed to run saw nothing: it is no divergence
+    assert nf.divergence_s([(0.0, True, nf.Reach.PROBE_FAILED)], 0.0, 2.0) == 0.0
 
 
 def test_ledger_records_network_entries_and_reads_old_ones(tmp_path: Path) -> None:
@@ -149,43 +155,202 @@ def test_ledger_records_network_entries_and_reads_old_ones(tmp_path: Path) -> No
     assert led.entries() == []
 
 
-def _analysis(failed: int, ft: float | None, served: bool = True, shared: int = 0) -> dict:
-    return {"failover_time_s": ft, "failed_requests": failed, "served_by_secondary": served, "failback_time_s": 1.0,
+def _analysis(failed: int, ft: float | None, served: bool = True, shared: int = 0, total: int = 60) -> dict:
+    return {"failover_time_s": ft, "failed_requests": failed, "total_requests": total, "served_by_secondary": served,
+            "failback_time_s": 1.0, "samples": {"secondary_after_fault": 20 if served else 0, "steady": 10,
+                                                "done_before_fault": 30 + shared},
             "served_before_fault": {"inference-chat": 30, "inference-code": shared}}
 
 
+def _probe(before: int = 10, reached_before: int | None = 10, failed_before: int = 0,
+           during: int = 20, reached: int | None = 0, failed: int | None = 0) -> dict:
+    """A sampler summary: `before`/`during` probes, of which so many connected and so many failed to run."""
+    cut = None if reached is None or failed is None else during - reached - failed
+    return {"samples_before": before, "gateway_reached_before": reached_before, "probe_failed_before": failed_before,
+            "samples_during": during, "gateway_reached_during": reached, "gateway_cut_during": cut,
+            "probe_failed_during": failed}
+
+
+def _failing(dod: list) -> list[str]:
+    return [c.criterion.split(" (")[0] for c in dod if not c.passed]
+
+
 def test_network_dod_partition_and_blackhole() -> None:
-    ok = network_dod(_analysis(0, 2.3), "blackhole", True, 2.0, None,
-                     {"samples_during": 20, "gateway_reached_during": 0})
-    assert all(c.passed for c in ok) and any("per-attempt timeout 2 s + 0.5 s, at most 10 s" in c.expected for c in ok)
-    shared = network_dod(_analysis(0, 2.3, shared=4), "blackhole", True, 2.0, None,
-                         {"samples_during": 20, "gateway_reached_during": 0})
+    ok = network_dod(_analysis(0, 2.3), "blackhole", True, 2.0, None, _probe(), 1)
+    assert all(c.passed for c in ok) and any("the primary's timeout 2 s + 0.5 s, at most 10 s" in c.expected for c in ok)
+    shared = network_dod(_analysis(0, 2.3, shared=4), "blackhole", True, 2.0, None, _probe(), 1)
     assert [c.criterion for c in shared if not c.passed] == ["primary served all traffic before the fault"]
-    unobserved = network_dod(_analysis(0, 2.3), "partition", True, 2.0, None, {})
-    assert [c.criterion.split(" (")[0] for c in unobserved if not c.passed] == [
-        "gateway could not reach the primary during the fault"]
-    capped = network_dod(_analysis(0, 12.0), "blackhole", True, 6000.0, None,
-                         {"samples_during": 20, "gateway_reached_during": 0})
+    unobserved = network_dod(_analysis(0, 2.3), "partition", True, 2.0, None, {}, 1)
+    assert _failing(unobserved) == ["gateway reached the primary before the fault",
+                                    "gateway could not reach the primary during the fault"]
+    capped = network_dod(_analysis(0, 12.0), "blackhole", True, 6000.0, None, _probe(), 1)
     assert [c.criterion for c in capped if not c.passed] == ["failover_time_s (blackhole)"]   # 10 s ceiling
-    slow = network_dod(_analysis(0, 2.6), "partition", True, 2.0, None, {"samples_during": 20, "gateway_reached_during": 0})
+    slow = network_dod(_analysis(0, 2.6), "partition", True, 2.0, None, _probe(), 1)
     assert [c.criterion for c in slow if not c.passed] == ["failover_time_s (partition)"]
-    leaky = network_dod(_analysis(1, 0.1), "blackhole", True, 2.0, None, {"samples_during": 20, "gateway_reached_during": 3})
-    assert {c.criterion.split(" (")[0] for c in leaky if not c.passed} == {"failed_requests during the whole run",
-                                                                         "gateway could not reach the primary during the fault"}
-    no_timeout = network_dod(_analysis(0, 0.5), "blackhole", True, None, None, {})
+    leaky = network_dod(_analysis(1, 0.1), "blackhole", True, 2.0, None, _probe(reached=3), 1)
+    assert set(_failing(leaky)) == {"failed_requests during the whole run",
+                                    "gateway could not reach the primary during the fault"}
+    no_timeout = network_dod(_analysis(0, 0.5), "blackhole", True, None, None, _probe(), 1)
     assert not all(c.passed for c in no_timeout)
 
 
+def _line(dod: list, start: str):
+    (line,) = [c for c in dod if c.criterion.startswith(start)]
+    return line
+
+
+def test_dead_probe_fails_the_cut_line_and_is_never_counted_as_not_reached() -> None:
+    """Old behaviour: a probe that could not run (nsenter error, timeout) returned "not reached",
+    so a dead probe passed "could not reach" with "0 of 8 reached"."""
+    dead = network_dod(_analysis(0, 2.3), "blackhole", True, 2.0, None,
+                       _probe(before=5, reached_before=0, failed_before=5, during=8, reached=0, failed=8), 1)
+    cut = _line(dead, "gateway could not reach the primary during the fault")
+    assert not cut.passed and "probe failed (8)" in cut.measured
+    assert _line(dead, "gateway reached the primary before the fault").passed is False
+    # one failed probe among good cuts is enough: that probe saw nothing
+    one = network_dod(_analysis(0, 2.3), "partition", True, 2.0, None, _probe(during=8, reached=0, failed=1), 1)
+    cut = _line(one, "gateway could not reach the primary during the fault")
+    assert not cut.passed and cut.measured == "0 of 8 reached, probe failed (1)"
+    assert _failing(one) == ["gateway could not reach the primary during the fault"]
+    # no failure count at all (not probed, or an older summary): not measured
+    blind = network_dod(_analysis(0, 2.3), "partition", True, 2.0, None, _probe(failed=None), 1)
+    assert _line(blind, "gateway could not reach").measured.startswith("not measured")
+
+
+def test_probe_that_never_reached_the_primary_before_the_fault_is_not_measured() -> None:
+    """Old behaviour: nothing checked the probe before the fault; "0 of 5 before, 0 of 8 during" passed."""
+    never = network_dod(_analysis(0, 2.3), "blackhole", True, 2.0, None,
+                        _probe(before=5, reached_before=0, during=8, reached=0), 1)
+    line = _line(never, "gateway reached the primary before the fault")
+    assert not line.passed and line.measured == "not measured (0 of 3 samples)" and line.need == 3
+    assert _failing(never) == ["gateway reached the primary before the fault"]
+    two = network_dod(_analysis(0, 2.3), "blackhole", True, 2.0, None, _probe(before=5, reached_before=2), 1)
+    assert not _line(two, "gateway reached the primary before the fault").passed
+    three = network_dod(_analysis(0, 2.3), "blackhole", True, 2.0, None, _probe(before=5, reached_before=3), 1)
+    assert _line(three, "gateway reached the primary before the fault").measured == "3 of 5 reached"
+    assert all(c.passed for c in three)
+
+
+def test_probe_exit_codes_are_three_states() -> None:
+    assert nf.reach_from_exit(0) is nf.Reach.REACHED
+    assert nf.reach_from_exit(nf.CONNECT_FAILED_EXIT) is nf.Reach.CUT
+    for code in (1, 2, 126, 127, -9, 255):     # nsenter, a Python error, usage, exec failure, a signal
+        assert nf.reach_from_exit(code) is nf.Reach.PROBE_FAILED
+    assert f"sys.exit({nf.CONNECT_FAILED_EXIT})" in nf.CONNECT_PROGRAM
+
+
+def test_probe_programs_are_constant_and_take_every_value_as_argv() -> None:
+    argv = nf.connect_argv(123, "172.18.0.5", 8080, 0.5)
+    assert argv[:5] == ["nsenter", "-t", "123", "-n", sys.executable]
+    assert argv[argv.index("-c") + 1] is nf.CONNECT_PROGRAM and argv[-3:] == ["172.18.0.5", "8080", "0.5"]
+    odd_path = "/health');import os;os.system('x')#"
+    h = nf.health_argv(9, 8080, odd_path, 0.5)
+    assert h[h.index("-c") + 1] is nf.HEALTH_PROGRAM and h[-3:] == ["8080", odd_path, "0.5"]
+    for prog in (nf.CONNECT_PROGRAM, nf.HEALTH_PROGRAM):
+        assert "172.18" not in prog and "8080" not in prog and "/health" not in prog
+
+
+def _child(program: str, *args: str) -> int:
+    return subprocess.run([sys.executable, "-I", "-S", "-c", program, *args], capture_output=True, timeout=20).returncode
+
+
+def test_connect_program_exits_by_outcome() -> None:
+    """The child program itself (without nsenter): 0 connected, 75 connect failed, else a failure."""
+    with socket.socket() as listening, socket.socket() as closed:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        closed.bind(("127.0.0.1", 0))          # bound, never listening: the connect is refused
+        assert _child(nf.CONNECT_PROGRAM, "127.0.0.1", str(listening.getsockname()[1]), "0.5") == 0
+        assert _child(nf.CONNECT_PROGRAM, "127.0.0.1", str(closed.getsockname()[1]), "0.5") == nf.CONNECT_FAILED_EXIT
+        assert nf.reach_from_exit(_child(nf.CONNECT_PROGRAM, "127.0.0.1", "not-a-port", "0.5")) is nf.Reach.PROBE_FAILED
+        assert nf.reach_from_exit(_child(nf.CONNECT_PROGRAM)) is nf.Reach.PROBE_FAILED   # no argv
+
+
+def test_gateway_probe_failures_are_not_cuts(monkeypatch: pytest.MonkeyPatch) -> None:
+    def raising(exc: BaseException):
+        def run(argv: list[str], timeout: float = 10.0):
+            raise exc
+        return run
+
+    monkeypatch.setattr(nf, "_run", raising(OSError(2, "No such file or directory")))
+    reach, why = nf.gateway_probe(1, "10.0.0.2", 80)
+    assert reach is nf.Reach.PROBE_FAILED and "nsenter" in why
+    monkeypatch.setattr(nf, "_run", raising(subprocess.TimeoutExpired(["nsenter"], 5.5)))
+    assert nf.gateway_reaches(1, "10.0.0.2", 80) is nf.Reach.PROBE_FAILED
+    for code, want in ((0, nf.Reach.REACHED), (nf.CONNECT_FAILED_EXIT, nf.Reach.CUT), (1, nf.Reach.PROBE_FAILED)):
+        monkeypatch.setattr(nf, "_run", lambda argv, timeout=10.0, c=code: subprocess.CompletedProcess(
+            argv, c, "", "nsenter: reassociate to namespace 'ns/net' failed: Operation not permitted" if c == 1 else ""))
+        assert nf.gateway_probe(1, "10.0.0.2", 80)[0] is want
+
+
+def test_sampler_summary_counts_each_state(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(nf.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(nf.shutil, "which", lambda tool: f"/usr/bin/{tool}")
+    R, C, F = nf.Reach.REACHED, nf.Reach.CUT, nf.Reach.PROBE_FAILED
+    s = nf.DivergenceSampler("http://x/health", gateway_pid=7, ip="10.0.0.2", port=8080)
+    s.samples = [(0.0, True, R), (0.5, True, F), (1.0, True, R), (2.0, True, C), (2.5, True, F), (3.0, True, C)]
+    s.ends = [t + 0.1 for t, _, _ in s.samples]
+    s.probe_error = "exit 1: nsenter: failed"
+    out = s.summary(t_fault=1.9, t_restore=4.0)
+    assert (out["samples_before"], out["gateway_reached_before"], out["probe_failed_before"]) == (3, 2, 1)
+    assert (out["samples_during"], out["gateway_reached_during"], out["gateway_cut_during"],
+            out["probe_failed_during"]) == (3, 0, 2, 1)
+    assert out["probe_error"] == "exit 1: nsenter: failed"
+    monkeypatch.setattr(nf.os, "geteuid", lambda: 1000)     # not probed: no counts, not zeros
+    blind = s.summary(t_fault=1.9, t_restore=4.0)
+    assert blind["gateway_reached_before"] is None and blind["probe_failed_during"] is None
+
+
 def test_network_dod_loss() -> None:
-    good = network_dod(_analysis(0, None, served=False), "loss", True, 2.0, 10, {"dropped_packets": 12})
+    good = network_dod(_analysis(0, None, served=False), "loss", True, 2.0, 10, {"dropped_packets": 12}, 1)
     assert all(c.passed for c in good)
-    bad = network_dod(_analysis(2, None), "loss", True, 2.0, 5, {"dropped_packets": 12})
+    bad = network_dod(_analysis(2, None), "loss", True, 2.0, 5, {"dropped_packets": 12}, 1)
     assert [c.criterion for c in bad if not c.passed] == ["failed_requests at 5 % packet loss"]
-    high = network_dod(_analysis(9, None), "loss", True, 2.0, 30, {"dropped_packets": 40})
-    assert all(c.passed for c in high)                       # above 10 % the errors are reported, not judged
-    assert not any("failed_requests" in c.criterion for c in high)   # ... and no line pretends to judge them
-    none_dropped = network_dod(_analysis(0, None), "loss", True, 2.0, 5, {"dropped_packets": 0})
+    none_dropped = network_dod(_analysis(0, None), "loss", True, 2.0, 5, {"dropped_packets": 0}, 1)
     assert not all(c.passed for c in none_dropped)
+
+
+def test_loss_above_10_pct_is_judged() -> None:
+    """Old behaviour: above 10 % no line judged requests; 33 of 80 failed at 50 % and the check passed."""
+    dod = network_dod(_analysis(33, None, total=80), "loss", True, 2.0, 50, {"dropped_packets": 400}, 1)
+    line = _line(dod, "failed_requests at 50 % packet loss")
+    assert not line.passed and line.measured == "33 of 80" and line.expected.startswith("<= 0 of 80")
+    assert _failing(dod) == ["failed_requests at 50 % packet loss"]
+    high_clean = network_dod(_analysis(0, None, total=600), "loss", True, 2.0, 50, {"dropped_packets": 900}, 1)
+    assert all(c.passed for c in high_clean)
+
+
+def test_low_loss_within_the_bound_passes() -> None:
+    """With no retry every hit primary attempt fails its request, so some failures are expected:
+    at 5 % loss, q = 1-0.95^3 = 14.3 %, 600 requests: 85.6 expected + 3 sigma = 111 allowed."""
+    within = network_dod(_analysis(90, None, total=600), "loss", True, 2.0, 5, {"dropped_packets": 30}, 0)
+    line = _line(within, "failed_requests at 5 % packet loss")
+    assert line.passed and line.measured == "90 of 600" and "<= 111 of 600" in line.expected
+    assert all(c.passed for c in within)
+    beyond = network_dod(_analysis(112, None, total=600), "loss", True, 2.0, 5, {"dropped_packets": 30}, 0)
+    assert _failing(beyond) == ["failed_requests at 5 % packet loss"]
+    retried = network_dod(_analysis(0, None, total=600), "loss", True, 2.0, 5, {"dropped_packets": 30}, "1")
+    assert all(c.passed for c in retried)        # the config's number, however it was written
+
+
+@pytest.mark.parametrize("retries", [None, "many", -1, 1.5, True])
+def test_loss_without_a_retry_count_is_not_measured(retries: object) -> None:
+    dod = network_dod(_analysis(0, None, total=600), "loss", True, 2.0, 5, {"dropped_packets": 30}, retries)
+    line = _line(dod, "failed_requests at 5 % packet loss")
+    assert not line.passed and line.measured.startswith("not measured") and "cannot be judged" in line.expected
+
+
+def test_loss_failure_bound() -> None:
+    b = loss_failure_bound
+    # one retry, to the lossless secondary: loss explains no failed request at any rate
+    assert [b(p, 1, 3, 600, 3.0) for p in (0.05, 0.10, 0.50, 1.0)] == [0, 0, 0, 0]
+    # no retry: n*q + 3 sigma, q = 1-(1-p)^k
+    assert [b(p, 0, 3, 600, 3.0) for p in (0.05, 0.10, 0.50)] == [111, 195, 549]
+    assert b(0.05, 0, 1, 600, 0.0) == 30                     # exactly n*p with one packet and no margin
+    assert b(0.0, 0, 3, 600, 3.0) == 0 and b(0.5, 0, 3, 0, 3.0) == 0
+    for bad in ((1.5, 1, 3, 10, 3.0), (0.1, -1, 3, 10, 3.0), (0.1, 1, 0, 10, 3.0)):
+        with pytest.raises(ValueError):
+            b(*bad)
 
 
 def test_missing_tool_names_the_fix(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -13,9 +13,11 @@ from ..errors import EnvironmentProblem, UsageError
 from ..evidence import CheckResult, Criterion, utc_now_iso
 from ..probes import complete
 from ..stack import ALIAS_LABEL, Role, Service
-from .common import FaultFrame, check_mode, check_range, preflight
-from .faults import MODES
-from .netfaults import LOSS_DOD_MAX_PCT, NET_MODES, check_loss_pct
+from .common import FaultFrame, check_range, preflight
+from .dod_common import (HUNG_FAILOVER_CEILING_S, MIN_REQUESTS, failed_line, hung_failover_limit_s,  # noqa: F401
+                         hung_line as _hung_line, secondary_line, tail_lines as _tail_lines)
+from .net_dod import check_mode_or_net, fault_words, make_frame, net_evidence, network_dod, network_text
+from .netfaults import NET_MODES, check_loss_pct
 from .loadgen import MAX_DURATION_S, MAX_RPS, MAX_TOKENS_LIMIT, LoadGenerator, Request
 from .restore import wait_http_ok
 from .timeline import Marks, analyse, availability_pct, before_fault_criterion, in_effect, per_second, render_rows
@@ -32,9 +34,6 @@ MID_STREAM_WAIT_S = 10.0
 LITELLM_DEFAULT_COOLDOWN_S = 5.0
 REFUSED_MODES: frozenset[str] = frozenset({"stop", "kill"})
 HUNG_MODES: frozenset[str] = frozenset({"pause"})
-# Whatever the config says, a hung primary must not hold traffic longer than this: LiteLLM's
-# default timeout (6000 s) would otherwise make the line "<= 6000.5 s", which nothing fails.
-HUNG_FAILOVER_CEILING_S = 10.0
 
 
 @dataclass
@@ -179,7 +178,8 @@ def run_failover(ctx: Context, o: FailoverOptions, say: Callable[[str], None]) -
     metrics["restored"] = frame.restored
     metrics["latency"] = a["latency"]
     network = net_evidence(frame, metrics)
-    dod = (network_dod(a, o.mode, frame.restored, attempt_timeout, o.loss_pct, network) if network is not None
+    dod = (network_dod(a, o.mode, frame.restored, attempt_timeout, o.loss_pct, network,
+                       router.router_settings.get("num_retries") if router else None) if network is not None
            else failover_dod(a, o.mode, frame.restored, attempt_timeout))
     details = {"mode": o.mode, "target": target.name, "secondary": secondary.name, "gateway": gateway.name,
                "rps": o.rps,
@@ -246,49 +246,6 @@ def preflight_requests(ctx: Context, gateway: Service, key: str, alias: str, pri
                                      f"primary {primary}, after {wait_s:g} s (a cooldown from an earlier fault?); "
                                      "refusing to inject a fault")
         time.sleep(0.25)
-
-
-def hung_failover_limit_s(attempt_timeout: float | None) -> float:
-    """The failover_time_s limit for a hung primary: one per-attempt timeout plus 0.5 s for the
-    retry on the secondary, never above HUNG_FAILOVER_CEILING_S (an unknown timeout gets the ceiling)."""
-    if attempt_timeout is None:
-        return HUNG_FAILOVER_CEILING_S
-    return min(attempt_timeout + 0.5, HUNG_FAILOVER_CEILING_S)
-
-
-def _hung_line(label: str, ft: float | None, attempt_timeout: float | None, samples: int) -> Criterion:
-    limit = hung_failover_limit_s(attempt_timeout)
-    how = (f"the primary's timeout {attempt_timeout:g} s + 0.5 s, at most {HUNG_FAILOVER_CEILING_S:g} s"
-           if attempt_timeout is not None else "the primary's timeout unknown: cannot be judged")
-    # An unknown timeout is missing evidence: the line fails as not measured.
-    return Criterion.judge(f"failover_time_s ({label})", f"<= {limit:g} s ({how})",
-                           ft if attempt_timeout is not None else None, lambda v: v <= limit,
-                           samples=samples, unit=" s")
-
-
-def _tail_lines(a: dict[str, Any], restored: bool, failback: bool = True) -> list[Criterion]:
-    out = [Criterion.judge("restored (primary back, stack healthy)", "true", restored, lambda v: v is True,
-                           samples=1)]
-    if failback:
-        fb = a["failback_time_s"]
-        out.append(Criterion.judge("failback_time_s measured", "a value", fb, True,
-                                   samples=1 if fb is not None else 0, unit=" s"))
-    return out
-
-
-# The fewest requests a run's "0 failed" may rest on (a second of the default load).
-MIN_REQUESTS = 5
-
-
-def failed_line(a: dict[str, Any], label: str = "failed_requests during the whole run") -> Criterion:
-    return Criterion.judge(label, "0", a["failed_requests"], lambda n: n == 0,
-                           samples=a["total_requests"], need=MIN_REQUESTS)
-
-
-def secondary_line(a: dict[str, Any]) -> Criterion:
-    n = a["samples"]["secondary_after_fault"]
-    return Criterion.judge("served_by_secondary after the fault", "true", bool(a["served_by_secondary"]),
-                           lambda v: v is True, samples=n)
 
 
 def failover_dod(a: dict[str, Any], mode: str, restored: bool, attempt_timeout: float | None) -> list[Criterion]:
@@ -371,99 +328,3 @@ def failover_text(r: CheckResult, rows: list[dict[str, Any]]) -> str:
     for n in d["notes"]:
         lines.append(f"NOTE: {n}")
     return "\n".join(lines)
-
-
-# ---- network fault modes (partition, blackhole, loss) ------------------------------------------------
-
-def check_mode_or_net(mode: str) -> None:
-    try:
-        check_mode(mode)
-    except UsageError:
-        raise UsageError(f"unknown mode {mode!r}; valid: {', '.join((*MODES, *NET_MODES))}") from None
-
-
-def make_frame(ctx: Context, target: Service, gateway: Service, o: FailoverOptions) -> FaultFrame:
-    """A plain container fault, or a network fault checked (exit 4) before anything is touched."""
-    if o.mode not in NET_MODES:
-        return FaultFrame(ctx, target, o.mode, restore=o.restore, phase="failover")
-    from .netframe import NetFaultFrame
-
-    frame = NetFaultFrame(ctx, target, o.mode, restore=o.restore, phase="failover", gateway=gateway,
-                          loss_pct=o.loss_pct)
-    frame.prepare()
-    return frame
-
-
-def fault_words(o: FailoverOptions, target: str, gateway: str) -> str:
-    if o.mode not in NET_MODES:
-        return f"docker {o.mode} {target}"
-    from .netframe import describe
-
-    return describe(o.mode, target, gateway, o.loss_pct)
-
-
-def net_evidence(frame: FaultFrame, metrics: dict[str, Any]) -> dict[str, Any] | None:
-    """The network fault's own evidence (health divergence, dropped packets), into the metrics too."""
-    summary = getattr(frame, "summary", None)
-    if summary is None:
-        return None
-    frame.finish()  # type: ignore[attr-defined]
-    nf: dict[str, Any] = summary()
-    metrics["health_divergence_s"] = nf.get("health_divergence_s")
-    if nf.get("loss_pct") is not None:
-        metrics["loss_pct"] = nf["loss_pct"]
-    if nf.get("rule"):
-        metrics["dropped_packets"] = nf.get("dropped_packets")
-    return nf
-
-
-def network_dod(a: dict[str, Any], mode: str, restored: bool, attempt_timeout: float | None,
-                loss_pct: float | None, nf: dict[str, Any]) -> list[Criterion]:
-    """partition and blackhole: nothing fails and the gateway gives up on the primary within one
-    attempt (the hung-server limit, 10 s at most); loss: nothing fails at P <= 10 % (above that the
-    failures are only reported, in the metrics).  All: the primary alone served before the fault,
-    and the fault really cut the gateway off."""
-    ft = a["failover_time_s"]
-    dod: list[Criterion] = []
-    if mode in ("partition", "blackhole"):
-        dod += [failed_line(a), before_fault_criterion(a), secondary_line(a),
-                _hung_line(mode, ft, attempt_timeout, min(a["samples"]["secondary_after_fault"], 1))]
-        during, reached = nf.get("samples_during") or 0, nf.get("gateway_reached_during")
-        # No samples means the cut was never observed: that must fail, not vanish.
-        dod.append(Criterion.judge("gateway could not reach the primary during the fault (TCP connects from its "
-                                   "namespace)", "0 reached, >= 1 sample", reached, lambda n: n == 0,
-                                   samples=during, shown=f"{reached} of {during} reached"))
-        return dod + _tail_lines(a, restored)
-    pct = loss_pct or 0.0
-    if pct <= LOSS_DOD_MAX_PCT:
-        dod.append(failed_line(a, f"failed_requests at {pct:g} % packet loss"))
-    dod.append(before_fault_criterion(a))
-    dropped = nf.get("dropped_packets")
-    dod.append(Criterion.judge("packets dropped by the loss rule", "> 0", dropped, lambda n: n > 0,
-                               samples=1 if dropped is not None else 0))
-    return dod + _tail_lines(a, restored, failback=False)
-
-
-def network_text(nf: dict[str, Any]) -> list[str]:
-    def v(x: Any) -> str:
-        return "n/a" if x is None else str(x)
-
-    lines = ["Network fault:",
-             f"  tag                    {nf.get('tag')}",
-             f"  network / primary ip   {nf.get('network')} / {nf.get('primary_ip')} (gateway {nf.get('gateway_ip')})"]
-    if nf.get("rule"):
-        lines.append(f"  rule (primary's netns) iptables -I INPUT {' '.join(nf['rule'])}")
-    if nf.get("loss_pct") is not None:
-        lines.append(f"  loss                   {nf['loss_pct']:g} % of the gateway's packets; dropped {v(nf.get('dropped_packets'))}")
-    elif nf.get("dropped_packets") is not None:
-        lines.append(f"  packets dropped        {nf['dropped_packets']}")
-    lines += [
-        f"  health divergence      {v(nf.get('health_divergence_s'))} s of {v(nf.get('outage_s'))} s outage: the primary's "
-        "/health answered OK from the host while the gateway could not connect to it",
-        f"  samples during fault   {v(nf.get('samples_during'))}: health OK {v(nf.get('health_ok_during'))}"
-        + (f" ({nf['health_ok_via_netns']} inside its namespace: the published port went with the network)"
-           if nf.get("health_ok_via_netns") else "") + ", "
-        f"gateway connected {v(nf.get('gateway_reached_during'))} "
-        f"(before the fault: {v(nf.get('gateway_reached_before'))} of {v(nf.get('samples_before'))})",
-    ]
-    return lines

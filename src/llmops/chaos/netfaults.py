@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
 from ..errors import EnvironmentProblem, RestoreFailed, UsageError
@@ -31,7 +32,6 @@ NET_MODES = ("partition", "blackhole", "loss")
 IPTABLES_MODES = ("blackhole", "loss")
 TAG_PREFIX = "llmops:"
 CHAIN = "INPUT"
-LOSS_DOD_MAX_PCT = 10.0               # the DoD asks for zero failed requests up to this loss
 DEFAULT_LOSS_PCT = 5.0
 
 
@@ -126,17 +126,64 @@ def shared_network(primary_attrs: dict[str, Any], gateway_attrs: dict[str, Any])
                              "cannot aim a network fault between them")
 
 
-def divergence_s(samples: list[tuple[float, bool, bool | None]], t_from: float, t_to: float) -> float:
+class Reach(str, Enum):
+    """What one probe from the gateway's namespace found."""
+
+    REACHED = "reached"
+    CUT = "cut"                        # the connect failed: refused, unreachable or timed out
+    PROBE_FAILED = "probe failed"      # the probe itself did not run: it says nothing about the network
+
+
+# The probe's child exits with this only when its connect raised OSError, so a cut is told apart
+# from a probe that never ran: nsenter's own failures exit 1 (126/127 when it cannot exec), an
+# uncaught Python exception 1, the interpreter's usage error 2.  75 is sysexits' EX_TEMPFAIL.
+CONNECT_FAILED_EXIT = 75
+# The programs run as root in another namespace, so their text is constant: every value (address,
+# port, timeout, path) comes in as argv, never pasted into the code.
+CONNECT_PROGRAM = ("import socket,sys\n"
+                   "ip,port,timeout=sys.argv[1],int(sys.argv[2]),float(sys.argv[3])\n"
+                   "try:\n socket.create_connection((ip,port),timeout).close()\n"
+                   "except OSError:\n sys.exit(75)\n")
+HEALTH_PROGRAM = ("import json,sys,urllib.request\n"
+                  "url='http://127.0.0.1:%d%s'%(int(sys.argv[1]),sys.argv[2])\n"
+                  "try:\n b=json.load(urllib.request.urlopen(url,timeout=float(sys.argv[3])))\n"
+                  "except Exception:\n sys.exit(1)\n"
+                  "sys.exit(0 if b.get('status')=='ok' else 1)\n")
+
+
+def python_argv(pid: int, program: str, *args: str) -> list[str]:
+    """Run a constant `program` with the host's interpreter in pid's network namespace; `args`
+    reach it as sys.argv[1:] (isolated mode: no site, no environment, no cwd on the path)."""
+    return nsenter_argv(pid, sys.executable, "-I", "-S", "-c", program, *args)
+
+
+def connect_argv(gateway_pid: int, ip: str, port: int, timeout: float) -> list[str]:
+    return python_argv(gateway_pid, CONNECT_PROGRAM, ip, str(int(port)), repr(float(timeout)))
+
+
+def health_argv(primary_pid: int, port: int, path: str, timeout: float) -> list[str]:
+    return python_argv(primary_pid, HEALTH_PROGRAM, str(int(port)), path, repr(float(timeout)))
+
+
+def reach_from_exit(code: int) -> Reach:
+    """The probe's exit status read: 0 connected, CONNECT_FAILED_EXIT cut, anything else failed."""
+    if code == 0:
+        return Reach.REACHED
+    return Reach.CUT if code == CONNECT_FAILED_EXIT else Reach.PROBE_FAILED
+
+
+def divergence_s(samples: list[tuple[float, bool, Reach | None]], t_from: float, t_to: float) -> float:
     """Seconds in [t_from, t_to] during which the primary's own /health said OK from the host while
-    the gateway could not reach it.  `samples` are (monotonic t, health ok, gateway reached); each
-    sample stands for the time until the next one.  `reached` None (not probed) counts as cut off,
-    so without the gateway probe the figure is the fault window's healthy time."""
+    the gateway could not reach it.  `samples` are (monotonic t, health ok, what the gateway probe
+    found); each sample stands for the time until the next one.  None (not probed) counts as cut
+    off, so without the gateway probe the figure is the fault window's healthy time; a failed
+    probe does not (a dead probe must not read as a divergence)."""
     total = 0.0
-    s = sorted(samples)
-    for i, (t, ok, reached) in enumerate(s):
+    s = sorted(samples, key=lambda x: x[0])
+    for i, (t, ok, reach) in enumerate(s):
         nxt = s[i + 1][0] if i + 1 < len(s) else t_to
         lo, hi = max(t, t_from), min(nxt, t_to)
-        if hi > lo and ok and not reached:
+        if hi > lo and ok and (reach is None or reach == Reach.CUT):
             total += hi - lo
     return round(total, 3)
 
@@ -215,14 +262,24 @@ def insert_rule(pid: int, spec: list[str]) -> None:
                                  "nothing was applied")
 
 
-def gateway_reaches(gateway_pid: int, ip: str, port: int, timeout: float = 0.5) -> bool:
-    """A TCP connect from inside the gateway's network namespace to the primary: what the gateway sees."""
-    code = (f"import socket,sys\ntry:\n socket.create_connection(({ip!r},{port}),{timeout}).close()\n"
-            "except OSError:\n sys.exit(1)")
+def gateway_probe(gateway_pid: int, ip: str, port: int, timeout: float = 0.5) -> tuple[Reach, str]:
+    """A TCP connect from inside the gateway's network namespace to the primary: what the gateway
+    sees, and why the probe failed ('' when it ran).  Only the child's own connect failure is a
+    cut; nsenter failing, the interpreter failing or the probe overrunning proves nothing."""
     try:
-        return _run(nsenter_argv(gateway_pid, sys.executable, "-I", "-S", "-c", code), timeout=timeout + 5).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
+        p = _run(connect_argv(gateway_pid, ip, port, timeout), timeout=timeout + 5)
+    except subprocess.TimeoutExpired:
+        return Reach.PROBE_FAILED, f"the probe overran {timeout + 5:g} s"
+    except OSError as e:
+        return Reach.PROBE_FAILED, f"cannot run nsenter: {e}"
+    reach = reach_from_exit(p.returncode)
+    why = (f"exit {p.returncode}: {' '.join((p.stderr or p.stdout or '').split())[:160]}"
+           if reach is Reach.PROBE_FAILED else "")
+    return reach, why
+
+
+def gateway_reaches(gateway_pid: int, ip: str, port: int, timeout: float = 0.5) -> Reach:
+    return gateway_probe(gateway_pid, ip, port, timeout)[0]
 
 
 def disconnect(client: Any, network: str, container_id: str) -> None:
@@ -284,8 +341,9 @@ class DivergenceSampler:
     primary_pid: int = 0
     health_path: str = "/health"
     interval_s: float = 0.25
-    samples: list[tuple[float, bool, bool | None]] = field(default_factory=list)
+    samples: list[tuple[float, bool, Reach | None]] = field(default_factory=list)
     ok_via_netns: int = 0       # samples answered only inside the primary's namespace (published port gone)
+    probe_error: str = ""       # why the first failed gateway probe failed: the evidence names it
     ends: list[float] = field(default_factory=list)   # when each sample's probes finished
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -303,11 +361,8 @@ class DivergenceSampler:
             pass
         if not (self.probes_gateway and self.primary_pid > 0):
             return False
-        code = ("import json,sys,urllib.request\ntry:\n"
-                f" b=json.load(urllib.request.urlopen('http://127.0.0.1:{self.port}{self.health_path}',timeout=0.5))\n"
-                "except Exception:\n sys.exit(1)\nsys.exit(0 if b.get('status')=='ok' else 1)")
         try:
-            ok = _run(nsenter_argv(self.primary_pid, sys.executable, "-I", "-S", "-c", code), timeout=5).returncode == 0
+            ok = _run(health_argv(self.primary_pid, self.port, self.health_path, 0.5), timeout=5).returncode == 0
         except (OSError, subprocess.TimeoutExpired):
             return False
         self.ok_via_netns += ok
@@ -317,8 +372,11 @@ class DivergenceSampler:
         while not self._stop.is_set():
             t = time.monotonic()
             ok = self._health_ok()
-            reached = gateway_reaches(self.gateway_pid, self.ip, self.port) if self.probes_gateway else None
-            self.samples.append((t, ok, reached))
+            reach: Reach | None = None
+            if self.probes_gateway:
+                reach, why = gateway_probe(self.gateway_pid, self.ip, self.port)
+                self.probe_error = self.probe_error or why
+            self.samples.append((t, ok, reach))
             self.ends.append(time.monotonic())
             self._stop.wait(max(0.0, self.interval_s - (time.monotonic() - t)))
 
@@ -340,15 +398,27 @@ class DivergenceSampler:
         if t_fault is None:
             return {"health_divergence_s": None, "samples": len(self.samples)}
         end = t_restore if t_restore is not None else (self.samples[-1][0] if self.samples else t_fault)
-        # during: probes wholly inside the fault (one in progress at the restore may have met it)
+        # during: probes wholly inside the fault (one in progress at the restore may have met it);
+        # before: probes that finished before the fault (one in progress may have met it)
         during = [s for s, e in zip(self.samples, self.ends) if t_fault <= s[0] and e <= end]
+        before = [s for s, e in zip(self.samples, self.ends) if e < t_fault]
+        probed = self.probes_gateway
+
+        def count(rows: list[tuple[float, bool, Reach | None]], reach: Reach) -> int | None:
+            # None when the gateway was not probed: no count, rather than a 0 that reads as a cut
+            return sum(1 for s in rows if s[2] == reach) if probed else None
+
         return {"health_divergence_s": divergence_s(self.samples, t_fault, end),
-                "gateway_probe": ("TCP connect from the gateway's network namespace (nsenter)" if self.probes_gateway
+                "gateway_probe": ("TCP connect from the gateway's network namespace (nsenter)" if probed
                                   else "not sampled (needs root and nsenter): the fault window is assumed cut off"),
                 "outage_s": round(end - t_fault, 3), "samples_during": len(during),
                 "health_ok_during": sum(1 for s in during if s[1]),
                 "health_ok_via_netns": self.ok_via_netns,
-                "gateway_reached_during": sum(1 for s in during if s[2]) if self.probes_gateway else None,
-                # before: probes that finished before the fault (one in progress may have met it)
-                "gateway_reached_before": sum(1 for s, e in zip(self.samples, self.ends) if e < t_fault and s[2]),
-                "samples_before": sum(1 for e in self.ends if e < t_fault)}
+                "gateway_reached_during": count(during, Reach.REACHED),
+                "gateway_cut_during": count(during, Reach.CUT),
+                "probe_failed_during": count(during, Reach.PROBE_FAILED),
+                "samples_before": len(before),
+                "gateway_reached_before": count(before, Reach.REACHED),
+                "gateway_cut_before": count(before, Reach.CUT),
+                "probe_failed_before": count(before, Reach.PROBE_FAILED),
+                "probe_error": self.probe_error or None}
