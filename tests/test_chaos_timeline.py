@@ -231,3 +231,25 @@ def test_failover_options_bound_max_tokens(tokens: int) -> None:
     with pytest.raises(UsageError, match="--max-tokens"):
         FailoverOptions(max_tokens=tokens).validate()
     FailoverOptions(max_tokens=1).validate()
+
+
+def test_penalty_limit_is_the_secondarys_own_jitter_plus_0_1_s() -> None:
+    """On a busy machine the secondary's steady replies spread over 0.2-0.8 s: a first reply
+    0.3 s above the median is inside that spread (it failed the fixed 0.1 s line); a retry that
+    paid a 2 s timeout is not."""
+    from llmops.chaos.failover import penalty_limit_s
+
+    assert penalty_limit_s(0.004) == pytest.approx(0.104)
+    assert penalty_limit_s(None) == pytest.approx(0.1)
+    P_, S_ = "inference-chat", "inference-code"
+    reqs = [R(100 + i * 0.1, 0.05, 200, P_, i) for i in range(30)]
+    lat = [0.2, 0.25, 0.3, 0.8, 0.22, 0.21, 0.6, 0.2, 0.24, 0.23] * 3
+    first_at = 103.2
+    for first, ok in ((0.5, True), (2.3, False)):
+        rs = reqs + [R(first_at, first, 200, S_, 50)]
+        rs += [R(first_at + first + 0.05 + i * 0.1, x, 200, S_, 51 + i) for i, x in enumerate(lat)]
+        m = Marks(t_start=100.0, t_fault=103.0, t_restore=None, t_primary_ok=None, primary=P_, secondary=S_,
+                  t_dead=103.1)
+        a = analyse(rs, m)
+        line = next(c for c in failover_dod(a, "stop", True, 2.0) if c.criterion == "failover_penalty_s")
+        assert line.passed is ok, line

@@ -41,3 +41,16 @@ def test_script_ends_with_the_verdict() -> None:
     lines = [x.strip() for x in SCRIPT.read_text().splitlines() if x.strip() and not x.strip().startswith("#")]
     assert lines[-1] == 'pytest_verdict "$code"'
     assert "code=0" not in SCRIPT.read_text()
+
+
+def test_ci_runs_the_readme_commands_in_order() -> None:
+    """Why 1 of the verdict issue: CI ran only the test command, on a machine with no stack up,
+    so it never saw the tests read the stack certify left running.  It now runs both, in order,
+    and a red certify stops it."""
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert subprocess.run(["bash", "-n", str(ROOT / ".ci" / "run")]).returncode == 0
+    calls = [x.strip() for x in ci.splitlines() if x.strip().startswith("bash scripts/")]
+    assert calls == ["bash scripts/certify", "bash scripts/test"]
+    assert ci.index("exit $certify") < ci.index("bash scripts/test")
+    readme = (ROOT / "README.md").read_text()
+    assert readme.index("./scripts/certify") < readme.index("./scripts/test")

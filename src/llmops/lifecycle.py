@@ -158,10 +158,16 @@ def up(ctx: Context, env: dict[str, str], result: UpResult, *, wait_timeout: flo
 
 
 def _worst(services: list[Service], declared: list[str]) -> Service | None:
-    for s in services:
-        if s.name in declared and not s.up_healthy:
-            return s
-    return None
+    """The service to blame: one whose health check failed (or that is not running) before one
+    that is merely still starting, which on a busy machine may only be slow."""
+    bad = [s for s in services if s.name in declared and not s.up_healthy]
+
+    def rank(s: Service) -> int:
+        if s.state != "running" or s.health == "unhealthy":
+            return 0
+        return 1 if s.health == "starting" else 2
+
+    return min(bad, key=rank) if bad else None
 
 
 def down(ctx: Context, volumes: bool) -> None:
