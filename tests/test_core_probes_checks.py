@@ -284,6 +284,15 @@ def test_health_no_endpoints_fails() -> None:
     r = health_result([], 0.0, "t")
     assert r.status == "fail"
     assert r.metrics["concurrency_ratio"] is None
+    assert r.dod[0].measured == "not measured (0 of 1 samples)"
+
+
+def test_one_probe_claims_no_concurrency() -> None:
+    """Why 4 of the verdict issue: "probes run concurrently" was trivially true for
+    `verify --service X` (one probe is its own slowest).  With one probe the line is left out."""
+    r = health_result([_probe("rag", 0.02)], 0.021, "t")
+    assert [c.criterion for c in r.dod] == ["health endpoints answer as specified"]
+    assert r.status == "pass"
 
 
 def test_warmed_is_ok_only_when_every_slot_was_served_by_its_own_deployment() -> None:

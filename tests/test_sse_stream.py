@@ -23,6 +23,7 @@ import pytest
 from llmops.chaos.stream_analysis import analyse_streams, stream_dod
 from llmops.chaos.streamload import StreamRequest, read_stream
 from llmops.chaos.timeline import Marks, analyse
+from llmops.evidence import derive_status
 
 DATA = Path(__file__).parent / "data"
 
@@ -144,6 +145,27 @@ def test_a_cut_stream_not_in_flight_fails_the_dod(replay: str) -> None:
     dod = {d.criterion: d for d in stream_dod(s, analyse(reqs, m), "kill", 0.5, True)}
     assert not dod["cut streams not in flight on the primary at the fault (fault time from the timeline)"].passed
     assert not dod["failed streams not in flight on the primary at the fault"].passed
+
+
+def test_a_run_with_no_stream_in_flight_at_the_fault_is_inconclusive(replay: str) -> None:
+    """Why 4 of the verdict issue: 8 of 15 passing streamed runs had 0 streams in flight on the
+    primary at the fault, and "no repeated text" passed at "0 of 0".  Such a run is inconclusive
+    (a failing line that says why), and the repeat line is left out without a continued stream."""
+    plan = [(0.0, "complete"), (1.0, "complete"), (2.0, "complete"), (3.0, "kill_before"), (4.0, "kill_before")]
+    reqs, m = run_of(replay, plan, fault_at=2.8)          # between streams: nothing in flight
+    s = analyse_streams(reqs, m, "kill", 32)
+    assert s["in_flight_on_primary"] == 0 and s["completed_across_fault"] == 0
+    dod = {d.criterion: d for d in stream_dod(s, analyse(reqs, m), "kill", 0.5, True)}
+    line = dod["streams in flight on the primary at the fault (else the run is inconclusive)"]
+    assert not line.passed and "inconclusive" in line.measured
+    assert not any("repeat no text" in c for c in dod)
+    assert derive_status(list(dod.values()), None, None) == "fail"
+    # the same load with the fault landing mid-stream: in flight, and the repeat line is judged
+    reqs, m = run_of(replay, plan, fault_at=2.3)
+    s = analyse_streams(reqs, m, "kill", 32)
+    dod = {d.criterion: d for d in stream_dod(s, analyse(reqs, m), "kill", 0.5, True)}
+    assert dod["streams in flight on the primary at the fault (else the run is inconclusive)"].passed
+    assert dod["streams completed across the fault repeat no text"].passed
 
 
 def test_pause_dod_bounds_first_tokens_by_stream_timeout(replay: str) -> None:

@@ -103,7 +103,7 @@ PERF_ROWS: list[PerfRow] = [
     PerfRow("health", "Health endpoints answering 200", ("endpoints_ok", "endpoints_total"),
             ("endpoints_ok", "endpoints"), REFERENCE["health"], "ratio"),
     PerfRow("health", "Health sweep wall time", ("wall_s",), ("wall_s", "wall time", "concurrently")),
-    PerfRow("failover", "Failover time (fault to the secondary's first reply to a request sent once it was in effect)",
+    PerfRow("failover", "Failover time (primary gone to the secondary's first reply to a request sent after it)",
             ("failover_time_s",), ("failover_time", "failover time"), REFERENCE["failover"]),
     PerfRow("failover", "Failover penalty (that reply over the secondary's median)",
             ("failover_penalty_s",), ("failover_penalty", "penalty")),
