@@ -390,7 +390,7 @@ def test_summary_json_is_the_machine_form(full_run):
     assert s["environment"] == json.loads((run_dir / "manifest.json").read_text())
     assert set(s["charts"]) == {"failover", "qdrant", "gpu"}
     perf = {p["criterion"]: p for p in s["performance"]}
-    assert perf["Failover time (fault to the secondary's first reply to a request sent once it was in effect)"]["reference"] == \
+    assert perf["Failover time (primary gone to the secondary's first reply to a request sent after it)"]["reference"] == \
         "1.15 s, HTTP 200"
 
 

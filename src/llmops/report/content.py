@@ -143,9 +143,12 @@ def build_doc(summary: dict[str, Any]) -> Doc:
                            for name, v in figs]))
         if r["dod"]:
             doc.add(Heading(3, "Definition of Done"))
-            doc.add(Table(["criterion", "expected", "measured", "result"],
+            # The samples column is the line's evidence: how many observations it rests on, and
+            # the fewest it may be judged on.
+            doc.add(Table(["criterion", "expected", "measured", "samples", "result"],
                           [[cell(str(d.get("criterion", ""))), cell(str(d.get("expected", ""))),
                             cell(str(d.get("measured", ""))),
+                            cell(f"{d.get('samples')} (needs {d.get('need')})", css="num"),
                             status_cell("pass" if d.get("pass") else "fail")]
                            for d in r["dod"]]))
         chart = CHART_FOR_CHECK.get(cid)
