@@ -253,3 +253,34 @@ def test_penalty_limit_is_the_secondarys_own_jitter_plus_0_1_s() -> None:
         a = analyse(rs, m)
         line = next(c for c in failover_dod(a, "stop", True, 2.0) if c.criterion == "failover_penalty_s")
         assert line.passed is ok, line
+
+
+def test_fault_clock_takes_the_engines_exit_record_inside_the_call() -> None:
+    from llmops.chaos.faults import fault_clock, parse_docker_time
+
+    wall0 = parse_docker_time("2026-12-03T06:50:39.000000000Z")
+    assert wall0 is not None
+    assert parse_docker_time("2026-12-03T06:50:39.067123456Z") == pytest.approx(wall0 + 0.067123, abs=1e-6)
+    assert parse_docker_time("0001-01-01T00:00:00Z") is None and parse_docker_time("soon") is None
+    # issued at mono 10.0 / wall0, returned 0.304 s later; the exit was recorded 67 ms after the issue
+    c = fault_clock("stop", 10.0, wall0, 10.304, wall0 + 0.304, "2026-12-03T06:50:39.067Z")
+    assert c.t_dead == pytest.approx(10.067) and c.call_s == pytest.approx(0.304)
+    assert c.source == "State.FinishedAt"
+    # a stale FinishedAt (from an earlier exit) is not trusted: timed from the call issued
+    stale = fault_clock("kill", 10.0, wall0, 10.3, wall0 + 0.3, "2026-12-03T06:40:00Z")
+    assert stale.t_dead == 10.0 and "outside the call" in stale.source
+    assert fault_clock("stop", 10.0, wall0, 10.3, wall0 + 0.3, None).t_dead == 10.0
+    # pause and the network faults: the call's return
+    assert fault_clock("pause", 10.0, wall0, 10.03, wall0 + 0.03).t_dead == 10.03
+
+
+def test_certify_with_every_check_phase_skipped_is_a_usage_error() -> None:
+    """Why 4 of the verdict issue: `certify` with every phase skipped exited 0, having checked nothing."""
+    from llmops.certify import check_skip
+    from llmops.errors import UsageError
+
+    with pytest.raises(UsageError, match="nothing would be certified"):
+        check_skip(["verify", "failover", "qdrant", "gpu"])
+    with pytest.raises(UsageError, match="unknown phase"):
+        check_skip(["nope"])
+    check_skip(["failover", "qdrant", "gpu", "report"])     # verify alone still checks something

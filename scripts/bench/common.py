@@ -27,7 +27,22 @@ def run_check(args: list[str], stem: str, env: dict[str, str] | None = None) -> 
         f = Path(d) / "latest" / f"{stem}.json"
         if not f.exists():
             raise SystemExit(f"llmops {' '.join(args)} wrote no {stem}.json (exit {p.returncode}): {p.stderr[-500:]}")
-        return p.returncode, json.loads(f.read_text())
+        doc = json.loads(f.read_text())
+        # The run folder goes with the temporary directory: keep what explains a failure, the
+        # failed requests' own records (status, error, backend, retries), from events.ndjson.
+        doc["failed_request_events"] = failed_events(Path(d) / "latest" / "events.ndjson")
+        return p.returncode, doc
+
+
+def failed_events(path: Path, limit: int = 10) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        e = json.loads(line)
+        if e.get("kind") == "request" and not (isinstance(e.get("status"), int) and 200 <= e["status"] < 300):
+            out.append({k: e.get(k) for k in ("t", "seq", "status", "latency_s", "backend", "retries", "error")})
+    return out[:limit]
 
 
 def med(xs: list[float | None]) -> float | None:

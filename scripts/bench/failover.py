@@ -140,6 +140,7 @@ def plain_bench(a: argparse.Namespace) -> None:
                     res.append({"exit": code, "fault_at_s": round(fault_at, 4),
                                 "fault_call_s": m.get("fault_call_s"), "dead_from": r["details"]["marks"].get("dead_from"),
                                 "availability_pct": m.get("availability_pct"),
+                                "failed_request_events": r.get("failed_request_events"),
                                 "in_flight_on_secondary": an["in_flight_at_fault"]["served"].get(sec, 0),
                                 "secondary_before_fault": an["served_before_fault"].get(sec, 0),
                                 "failed_lines": failed_lines, **{k: m.get(k) for k in (

@@ -86,6 +86,9 @@ ROWS: list[tuple[str, list[str], list[str], Setup, int]] = [
     ("gpu-budget-missing", [], ["gpu-report", "--duration", "1", "--budget", "/nonexistent/budget.yaml"], _none, 2),
     ("evidence-dir-uncreatable", [], ["gpu-report", "--duration", "0.5"], _evidence_under_a_file, 4),
     ("certify-unknown-phase", [], ["certify", "--skip", "nope"], _none, 2),
+    # a run that would check nothing is refused before the engine is asked anything
+    ("certify-every-phase-skipped", [], ["certify", "--skip", "verify", "--skip", "failover", "--skip", "qdrant",
+                                        "--skip", "gpu"], _none, 2),
     ("certify-unknown-failover-mode", [], ["certify", "--failover-mode", "explode"], _none, 2),
     ("build-unknown-image", [], ["build", "--only", "nope"], _none, 2),
     ("env-not-utf8", [], ["up", "--no-build", "--wait-timeout", "5"], _non_utf8_env, 2),
