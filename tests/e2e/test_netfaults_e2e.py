@@ -124,13 +124,14 @@ def test_sigkill_mid_network_fault_then_restore(llmops: Any, healthy_stack: dict
     proc = subprocess.Popen([sys.executable, "-m", "llmops.cli", "--project-dir", str(ROOT), "--profile", "cpu",
                              "--project-name", STACK_PROJECT, "--evidence-dir", str(tmp_path), "chaos", "failover",
                              "--mode", mode, *extra, "--outage", "30"], env=cli_env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=subprocess.DEVNULL, stderr=(tmp_path / "stderr.txt").open("w"))
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             if any(e["service"] == PRIMARY and e["mode"] == mode for e in _ledger()) and _fault_visible(client, mode):
                 break
-            assert proc.poll() is None, f"llmops exited {proc.returncode} before the fault"
+            assert proc.poll() is None, (f"llmops exited {proc.returncode} before the fault: "
+                                         f"{(tmp_path / 'stderr.txt').read_text()[-1500:]}")
             time.sleep(0.1)
         else:
             pytest.fail("the fault was never injected")

@@ -55,13 +55,20 @@ def test_kill_mid_stream_reports_the_cut_stream(llmops: Any, healthy_stack: dict
     assert p.returncode == (0 if all(x["pass"] for x in r["dod"]) else 1), p.stderr[-2000:]
 
 
-def test_kill_between_streams_cuts_nothing(llmops: Any, healthy_stack: dict[str, Any], tmp_path: Path) -> None:
-    # one 4-token stream every 2 s; the fault 1.9 s after one left, before the next
+def test_a_fault_due_between_streams_waits_for_one_mid_flight(llmops: Any, healthy_stack: dict[str, Any],
+                                                               tmp_path: Path) -> None:
+    """One 4-token stream every 2 s, the fault due 1.9 s after one left, before the next: the
+    experiment waits until a stream's first chunk has come from the primary, then kills it, so
+    the run exercises a stream in flight (a run with none would be inconclusive, a failing line;
+    8 of 15 earlier benchmark runs had none and passed)."""
     p, r = _failover(llmops, tmp_path, "--rps", "0.5", "--max-tokens", "4", "--fault-at", "3.9", "--outage", "4")
     d, m = r["details"], r["metrics"]
     s = d["stream_analysis"]
-    assert s["in_flight_on_primary"] == 0, f"a stream was still in flight at the fault: {s['in_flight']}"
-    assert m["cut_streams"] == 0 and m["tokens_lost"] == 0, s["cut"]
+    assert s["in_flight_on_primary"] >= 1, f"no stream in flight at the fault: {s['in_flight']}"
+    assert d["marks"]["fault"] >= 3.9
+    assert s["cut_not_in_flight"] == 0, s["cut"]
+    inconclusive = next(x for x in r["dod"] if x["criterion"].startswith("streams in flight on the primary"))
+    assert inconclusive["pass"] is True, inconclusive
     assert m["restored"] is True
     assert p.returncode == (0 if all(x["pass"] for x in r["dod"]) else 1), p.stderr[-2000:]
 
