@@ -16,12 +16,12 @@ SET = "<set>"              # a setting that is there, whose value is not shown
 REDACTED = "<redacted>"    # what replaces a key-like string inside text
 MAX_SCAN = 65536           # scrubbing is linear, but a run may store thousands of bodies
 
-# Order matters: the key=value form first keeps the key's name readable.
+# The first two keep the setting's name readable and replace only its value.
 _PATTERNS = [
-    # api_key=..., "password": "...", token: ... (the name stays, the value goes)
-    re.compile(r"(?i)((?:api[_-]?key|master[_-]?key|password|passwd|secret|token|authorization)"
-               r"[\"']?\s*[:=]\s*[\"']?)(?!<redacted>)[^\s\"',;}]+"),
     re.compile(r"(?i)(bearer\s+)(?!<redacted>)[^\s\"',;}]+"),
+    # api_key=..., "password": "...", token: ...  (a "Bearer" value is the pattern above's)
+    re.compile(r"(?i)((?:api[_-]?key|master[_-]?key|password|passwd|secret|token|authorization)"
+               r"[\"']?\s*[:=]\s*[\"']?)(?!<redacted>|bearer\s)[^\s\"',;}]+"),
     re.compile(r"\bsk-[^\s\"',;)}\]]*"),                        # OpenAI/LiteLLM keys, also `sk-...abcd`
     re.compile(r"\b[A-Fa-f0-9]{32,}\b"),                        # key hashes, hex tokens
     re.compile(r"(?<![A-Za-z0-9+/_\-])[A-Za-z0-9+/_\-]{40,}={0,2}"),   # long base64/url-safe tokens
