@@ -48,6 +48,9 @@ def test_scrub_patterns() -> None:
     plain = "litellm.Timeout: APITimeoutError - Request timed out. Received Model Group=chat-7b"
     assert scrub(plain) == plain
     assert scrub("ask-me disk-full") == "ask-me disk-full"
+    path = "/tmp/pytest-of-root/pytest-72/Test_a_malformed_gateway_config0/config.yaml"
+    assert scrub(path, limit=None) == path
+    assert scrub("test_a_long_snake_case_name_that_is_no_token_at_all") == "test_a_long_snake_case_name_that_is_no_token_at_all"
 
 
 def test_scrub_before_cutting_so_a_split_key_cannot_survive() -> None:

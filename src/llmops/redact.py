@@ -24,7 +24,10 @@ _PATTERNS = [
                r"[\"']?\s*[:=]\s*[\"']?)(?!<redacted>|bearer\s)[^\s\"',;}]+"),
     re.compile(r"\bsk-[^\s\"',;)}\]]*"),                        # OpenAI/LiteLLM keys, also `sk-...abcd`
     re.compile(r"\b[A-Fa-f0-9]{32,}\b"),                        # key hashes, hex tokens
-    re.compile(r"(?<![A-Za-z0-9+/_\-])[A-Za-z0-9+/_\-]{40,}={0,2}"),   # long base64/url-safe tokens
+    # long base64/url-safe tokens: mixed case and digits, so that a long snake_case name survives;
+    # "/" is left out, so that a path is not read as one
+    re.compile(r"(?<![A-Za-z0-9+_\-])(?=[A-Za-z0-9+_\-]*\d)(?=[A-Za-z0-9+_\-]*[A-Z])(?=[A-Za-z0-9+_\-]*[a-z])"
+               r"[A-Za-z0-9+_\-]{40,}={0,2}"),
 ]
 # Settings whose *name* says they hold a secret, wherever they appear in a structure.
 SECRET_NAME = re.compile(r"(?i)(key|password|passwd|secret|token|credential|authorization|auth_header)")
