@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -98,3 +99,70 @@ def test_router_summary_values_only_the_failover_settings(tmp_path: Path) -> Non
     assert d0["api_base"] == "http://inference-chat:8080/v1" and d0["timeout"] == 2 and d0["order"] == 1
     assert d0["other"] == {"litellm_params.aws_secret": SET, "litellm_params.api_key": SET}
     assert s.deployment("inference-chat") is d0 and s.timeout_s("inference-chat") == 2.0
+
+
+# ---- where gateway text is stored ---------------------------------------------------------------
+
+def test_a_completion_error_body_is_stored_scrubbed() -> None:
+    import httpx
+
+    from llmops.probes import parse_completion
+
+    body = LITELLM_401.replace("sk-...2345", f"{KEY} (full)")
+    c = parse_completion(httpx.Response(401, text=body), 0.01, (KEY,))
+    assert c.error and "Authentication Error" in c.error and len(c.error) <= 200
+    assert KEY not in c.error and KEY.removeprefix("sk-llmops-") not in c.error and "3f1c8a9e" not in c.error
+
+
+def test_a_stream_error_body_and_raw_tail_are_stored_scrubbed() -> None:
+    import asyncio
+
+    import httpx
+
+    from llmops.chaos.streamload import read_stream
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/401"):
+            return httpx.Response(401, text=LITELLM_401)
+        err = json.dumps({"error": {"message": f"upstream said: Bearer {KEY}"}})
+        return httpx.Response(200, text=f'data: {{"choices":[{{"delta":{{"content":"1"}}}}]}}\n\ndata: {err}\n\n')
+
+    async def go() -> tuple:
+        async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as c:
+            h = {"Authorization": f"Bearer {KEY}"}
+            return (await read_stream(c, "http://127.0.0.1:1/401", h, {}, 0, 8, 5.0),
+                    await read_stream(c, "http://127.0.0.1:1/ok", h, {}, 1, 8, 5.0))
+
+    denied, cut = asyncio.run(go())
+    stored = json.dumps([denied.to_json(), denied.raw_tail, cut.to_json(), cut.raw_tail,
+                         cut.verdict.reason if cut.verdict else ""])
+    assert denied.status == 401 and "Authentication Error" in (denied.error or "")
+    assert cut.cut and "upstream said" in stored
+    for leak in (KEY, KEY.removeprefix("sk-llmops-"), "2345,", "3f1c8a9e"):
+        assert leak not in stored, leak
+
+
+def test_a_health_body_is_stored_scrubbed() -> None:
+    import asyncio
+
+    import httpx
+
+    from llmops.probes import probe_one
+    from llmops.stack import Service
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"healthy_count": 2, "unhealthy_count": 0, "healthy_endpoints": [
+            {"api_base": "http://inference-chat:8080/v1", "api_key": "sk-backend-secret-0001", "model": "openai/x"}],
+            "echo": request.headers["authorization"]})
+
+    gw = Service("api-gateway", "gateway", "cid", "gw", "running", "healthy", None, "/health/liveliness", 4000,
+                 18000, labels={"llmops.expect": "litellm"})
+
+    async def go() -> Any:
+        async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as c:
+            return await probe_one(c, gw, KEY, 5.0)
+
+    r = asyncio.run(go())
+    stored = json.dumps(r.to_json())
+    assert r.ok and r.body["healthy_endpoints"][0]["api_key"] == SET
+    assert "sk-backend-secret" not in stored and KEY not in stored
