@@ -248,7 +248,6 @@ def collect(*, project_dir: Path, project: str, profile: str, compose: "Compose"
     ``gpu_env`` is what the GPU code left in ``Context.extra["gpu_env"]``, if anything, else the
     versions come from the run's 06_gpu_memory.json."""
     from .evidence import utc_now_iso
-    from .gateway_config import config_drift, mounted_config_path, summarize
 
     m = Manifest(version=__version__, git_sha=git_sha, project=project, profile=profile,
                  compose_files=[str(f.relative_to(project_dir)) for f in compose.files],
@@ -271,6 +270,9 @@ def collect(*, project_dir: Path, project: str, profile: str, compose: "Compose"
         errors.append(f"engine: {error_line(e)}")
     if gateway_attrs is not None:
         try:
+            # imported here: a box without the gateway (gpu-report on a GPU host) needs no pydantic
+            from .gateway_config import config_drift, mounted_config_path, summarize
+
             p = mounted_config_path(gateway_attrs)
             if p and p.exists():
                 r = summarize(p)

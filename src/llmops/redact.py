@@ -44,6 +44,12 @@ def _needles(secrets: Iterable[str | None]) -> list[str]:
     return sorted(out, key=len, reverse=True)
 
 
+def bearer_of(headers: dict[str, str]) -> list[str]:
+    """The token in an Authorization header: the one secret a request is known to carry."""
+    auth = next((v for k, v in headers.items() if k.lower() == "authorization"), "")
+    return [auth.split(None, 1)[1]] if len(auth.split(None, 1)) == 2 else []
+
+
 def scrub(text: Any, secrets: Iterable[str | None] = (), limit: int | None = 300) -> str:
     """`text` with the known `secrets` and anything that looks like a key replaced, then cut to
     `limit` characters (None: not cut)."""
@@ -69,4 +75,4 @@ def scrub_json(obj: Any, secrets: Iterable[str | None] = ()) -> Any:
     return obj
 
 
-__all__ = ["SET", "REDACTED", "scrub", "scrub_json", "SECRET_NAME"]
+__all__ = ["SET", "REDACTED", "scrub", "scrub_json", "bearer_of", "SECRET_NAME"]
