@@ -221,3 +221,22 @@ def test_certify_renders_the_report_after_an_interrupt(ctx: Context, monkeypatch
     assert (folder(ctx) / "summary.md").stat().st_size > 0
     assert "interrupted by SIGTERM" in (folder(ctx) / "summary.md").read_text()
     assert states["report"][-1].startswith("exit ")
+
+
+def test_certify_renders_the_report_when_the_manifest_cannot_be_collected(ctx: Context, monkeypatch: Any) -> None:
+    """A crash in manifest collection came after the checks were written, and cost the report."""
+    import llmops.certify as certify
+
+    def broken_manifest() -> dict[str, Any]:
+        raise RuntimeError("manifest exploded\nsecond line")
+
+    monkeypatch.setattr(ctx, "manifest", broken_manifest)
+    monkeypatch.setattr(certify, "certify_phases", lambda *_a, **_k: [
+        Phase("verify", [passing("status"), passing("functional"), passing("health")])])
+    code, _ = certify.run_certify(ctx, [], None, lambda _m: None, lambda _n, _s: None)
+    manifest = json.loads((folder(ctx) / "manifest.json").read_text())
+    assert manifest["manifest_error"] == "RuntimeError: manifest exploded"
+    assert manifest["project"] == "llmops-unit"
+    md = (folder(ctx) / "summary.md").read_text()
+    assert "| Manifest error | `RuntimeError: manifest exploded` |" in md
+    assert code in (0, 3)       # the checks' verdict stands; the manifest's trouble is shown, not judged

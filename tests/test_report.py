@@ -655,3 +655,46 @@ def test_latest_link_is_followed(tmp_path):
     assert r.run_dir == run.path.resolve() and r.exit_code == 0
     assert (run.path / "summary.md").exists() and (run.path / "junit.xml").exists()
     assert json.loads(r.summary_json.read_text())["not_run"] == ["functional", "failover", "qdrant", "gpu"]
+
+
+# ---- a manifest that could not be collected whole -------------------------------------------------
+
+def _engine_with_config(cfg: Path) -> "RecordedEngine":
+    engine = RecordedEngine()
+    for a in engine._by_id.values():
+        for m in a.get("Mounts", []):
+            if m.get("Destination") == "/etc/litellm/config.yaml":
+                m["Source"] = str(cfg)
+    return engine
+
+
+def test_a_malformed_gateway_config_is_recorded_in_the_manifest_and_shown_in_the_report(tmp_path):
+    """`router_settings: [1]` crashed manifest.collect after the checks were written: certify then
+    rendered no report.  Now the manifest keeps what it could collect, and says what it could not."""
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text((ROOT / "compose" / "litellm" / "config.yaml").read_text()
+                   .replace("router_settings:\n", "router_settings: [1]\nunused_settings:\n", 1))
+    path = make_run(tmp_path, "run", manifest=False)
+    run = RunDir.open(path)
+    m = collect(project_dir=ROOT, project="llmops", profile="cpu", compose=Compose(ROOT, "cpu", "llmops"),
+                docker=lambda: _engine_with_config(cfg), services=stack_services, git_sha="3f2c1e9a7b",
+                run_path=path)
+    assert m.router is None and len(m.images) == 6          # the rest was still collected
+    assert m.manifest_error == f"router: LiteLLM config {cfg}: router_settings must be a mapping, got [1]"
+    run.write_json("manifest.json", m.to_json())
+    assert Manifest.read(path / "manifest.json").manifest_error == m.manifest_error
+    r = render_report(path, charts=False)
+    md = r.summary_md.read_text()
+    env = md.split("## Environment", 1)[1].split("\n## ", 1)[0]
+    assert "| Manifest error |" in env and "router_settings must be a mapping" in env
+    assert any("manifest.json is incomplete" in w for w in r.warnings)
+
+
+def test_an_unexpected_crash_while_collecting_is_recorded_not_raised(tmp_path):
+    class Broken(RecordedEngine):
+        def get(self, cid: str) -> Any:
+            raise KeyError("Config")     # a container whose inspect lacks a field
+
+    m = collect(project_dir=ROOT, project="llmops", profile="cpu", compose=Compose(ROOT, "cpu", "llmops"),
+                docker=Broken, services=stack_services, git_sha=None)
+    assert m.manifest_error == "engine: KeyError: 'Config'" and m.engine.docker

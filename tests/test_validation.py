@@ -52,7 +52,8 @@ def test_litellm_numbers_must_be_numbers(tmp_path: Path, old: str, new: str, fie
     assert old in text
     bad = tmp_path / "config.yaml"
     bad.write_text(text.replace(old, new, 1))
-    with pytest.raises(ConfigError, match=re.escape(field) + " must be a non-negative number"):
+    # a count (num_retries) says "integer": 1.5 retries is as wrong as "2s"
+    with pytest.raises(ConfigError, match=re.escape(field) + " must be a non-negative (number|integer)"):
         summarize(bad)
 
 

@@ -1,16 +1,28 @@
-"""Read the LiteLLM config the gateway really runs, and lint its router settings for slow failover."""
+"""Read the LiteLLM config the gateway really runs, and lint its router settings for slow failover.
+
+One typed reader (:func:`read_config`) parses the file into the pydantic models below: exactly the
+fields llmops reads, each type-checked, every other key kept as the user wrote it (LiteLLM has many
+we never look at).  A shape llmops cannot use is a :class:`ConfigError` (exit 2) naming the file,
+the field path and what was expected, never an AttributeError later in the lint or the manifest.
+What leaves this module for a run folder (:meth:`RouterSummary.to_json`) holds only the settings
+that shape failover; any other setting is named, not valued, so a redis_password cannot leak.
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Union
 from urllib.parse import urlsplit
 
 import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainValidator, ValidationError
+from pydantic_core import PydanticCustomError
 
 from .errors import ConfigError
+from .redact import SET, scrub
 
 LITELLM_DEFAULT_TIMEOUT_S = 6000.0   # LiteLLM's own default for a call: effectively "never"
 MAX_SANE_TIMEOUT_S = 30.0
@@ -20,6 +32,169 @@ CONFIG_IN_CONTAINER = "/etc/litellm/config.yaml"
 # Set by `llmops up` to the config file's digest: a changed config then changes the gateway's
 # environment, so compose recreates it, and a gateway still running an older one can be told.
 CONFIG_DIGEST_ENV = "LLMOPS_GATEWAY_CONFIG_SHA256"
+
+
+# ---- the field types ------------------------------------------------------------------------------
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _number(v: Any) -> int | float | None:
+    """A non-negative finite number; a numeric string ("2") is read as LiteLLM would, "2s" is not."""
+    if v is None:
+        return None
+    x: Any = v
+    if isinstance(v, str):
+        try:
+            x = int(v) if v.strip().isdigit() else float(v)
+        except ValueError:
+            x = None
+    if not _is_num(x) or not math.isfinite(x) or x < 0:
+        raise PydanticCustomError("llmops_number", "must be a non-negative number")
+    return x
+
+
+def _count(v: Any) -> int | None:
+    """A non-negative whole number (LiteLLM does `range(num_retries)` with it): 1.5 is refused."""
+    if v is None:
+        return None
+    if isinstance(v, str) and v.strip().isdigit():
+        return int(v)
+    if _is_num(v) and math.isfinite(v) and v >= 0 and float(v).is_integer():
+        return int(v)
+    raise PydanticCustomError("llmops_count", "must be a non-negative integer")
+
+
+def _flag(v: Any) -> bool | None:
+    if v is None or isinstance(v, bool):
+        return v
+    raise PydanticCustomError("llmops_flag", "must be true or false")
+
+
+def _text(v: Any) -> str | None:
+    """A name or URL; a bare YAML number (`id: 1`) is read as its text."""
+    if v is None or isinstance(v, str):
+        return v
+    if _is_num(v):
+        return str(v)
+    raise PydanticCustomError("llmops_text", "must be a string")
+
+
+def _section(v: Any) -> Any:
+    """A section left empty in YAML (`litellm_settings:`) is null: read as an empty mapping."""
+    return {} if v is None else v
+
+
+Number = Annotated[Union[int, float, None], PlainValidator(_number)]
+Count = Annotated[Union[int, None], PlainValidator(_count)]
+Flag = Annotated[Union[bool, None], PlainValidator(_flag)]
+Text = Annotated[Union[str, None], PlainValidator(_text)]
+
+
+def _never_kept(v: Any) -> Any:
+    """api_key: only whether one is set survives reading (never its value)."""
+    return None if v is None else SET
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=False)
+
+    def extras(self) -> dict[str, Any]:
+        return dict(self.__pydantic_extra__ or {})
+
+
+class LitellmParams(_Section):
+    model: Text = None
+    api_base: Text = None
+    order: Number = None
+    timeout: Number = None
+    stream_timeout: Number = None
+    max_retries: Count = None
+    cooldown_time: Number = None
+    api_key: Annotated[Union[str, None], PlainValidator(_never_kept)] = Field(default=None, repr=False)
+
+
+class ModelInfo(_Section):
+    id: Text = None
+    cooldown_time: Number = None
+    allowed_fails: Count = None
+
+
+class Deployment(_Section):
+    model_name: Text = None
+    litellm_params: Annotated[LitellmParams, BeforeValidator(_section)] = Field(default_factory=LitellmParams)
+    model_info: Annotated[ModelInfo, BeforeValidator(_section)] = Field(default_factory=ModelInfo)
+
+    @property
+    def name(self) -> str | None:
+        """How warnings name it: its model id, else where it sends."""
+        return self.model_info.id or self.litellm_params.api_base
+
+
+class RouterSettings(_Section):
+    num_retries: Count = None
+    allowed_fails: Count = None
+    cooldown_time: Number = None
+    retry_after: Number = None
+    enable_pre_call_checks: Flag = None
+    routing_strategy: Text = None
+    timeout: Number = None
+    stream_timeout: Number = None
+    disable_cooldowns: Flag = None
+
+    def is_set(self, key: str) -> bool:
+        return key in self.model_fields_set or key in (self.__pydantic_extra__ or {})
+
+
+class LitellmSettings(_Section):
+    num_retries: Count = None
+
+
+class GatewayConfig(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    model_list: list[Deployment]
+    router_settings: Annotated[RouterSettings, BeforeValidator(_section)] = Field(default_factory=RouterSettings)
+    litellm_settings: Annotated[LitellmSettings, BeforeValidator(_section)] = Field(default_factory=LitellmSettings)
+    general_settings: Annotated[dict[str, Any], BeforeValidator(_section)] = Field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, doc: Any, source: str = "LiteLLM config") -> "GatewayConfig":
+        """The typed config; ConfigError (one line: source, field path, what was expected)."""
+        if isinstance(doc, GatewayConfig):
+            return doc
+        if not isinstance(doc, Mapping) or not isinstance(doc.get("model_list"), list):
+            raise ConfigError(f"{source}: no model_list")
+        try:
+            return cls.model_validate(dict(doc))
+        except ValidationError as e:
+            raise ConfigError(f"{source}: {shape_error(e)}") from None
+
+
+# What a pydantic error type means, in the words the message uses.
+EXPECTED = {"model_type": "must be a mapping", "dict_type": "must be a mapping", "list_type": "must be a list",
+            "missing": "is required"}
+
+
+def field_path(loc: tuple[Any, ...]) -> str:
+    """('model_list', 1, 'litellm_params', 'timeout') -> model_list[1].litellm_params.timeout"""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def shape_error(e: ValidationError) -> str:
+    """The first error, as `FIELD must be X, got VALUE` (more are counted, not listed: one line)."""
+    errs = e.errors(include_url=False)
+    first = errs[0]
+    what = EXPECTED.get(first["type"]) or first["msg"]
+    # the offending value, scrubbed: a list where a mapping belongs may hold the mapping's api_key
+    got = scrub(repr(first.get("input")), limit=None)
+    got = got if len(got) <= 60 else got[:57] + "..."
+    more = f" (and {len(errs) - 1} more)" if len(errs) > 1 else ""
+    return f"{field_path(tuple(first['loc']))} {what}, got {got}{more}"
 
 
 @dataclass
@@ -62,119 +237,159 @@ class RouterSummary:
         return max(vals) if vals else None
 
 
-def load_config(path: Path) -> dict[str, Any]:
+
+# ---- what may leave for a run folder ----------------------------------------------------------------
+
+# router_settings that shape failover: valued in the manifest and the evidence.  Anything else a
+# user sets (redis_password, a cache host, a callback's token) is named with SET, never valued.
+ROUTER_ALLOWED = ("num_retries", "allowed_fails", "cooldown_time", "retry_after", "enable_pre_call_checks",
+                  "routing_strategy", "timeout", "stream_timeout", "disable_cooldowns", "max_fallbacks",
+                  "fallbacks", "default_fallbacks", "context_window_fallbacks", "content_policy_fallbacks",
+                  "retry_policy", "allowed_fails_policy")
+
+
+def _plain(v: Any) -> bool:
+    """Numbers, flags and model names, nested in lists/mappings (a fallbacks list, a retry policy)."""
+    if v is None or isinstance(v, (bool, int, float)):
+        return True
+    if isinstance(v, str):
+        return len(v) <= 200
+    if isinstance(v, list):
+        return all(_plain(x) for x in v)
+    if isinstance(v, dict):
+        return all(isinstance(k, str) and _plain(x) for k, x in v.items())
+    return False
+
+
+def public_router_settings(rs: RouterSettings) -> dict[str, Any]:
+    """router_settings as the run folder may hold them: the allow-listed ones valued, the others
+    named only, in the order the file has them."""
+    values = {**rs.model_dump(exclude_unset=True), **rs.extras()}
+    return {k: (v if k in ROUTER_ALLOWED and _plain(v) else SET) for k, v in values.items()}
+
+
+def public_api_base(url: str | None) -> str | None:
+    """api_base without what may carry a credential (user:password@, a ?key= query, a #fragment)."""
+    if not url:
+        return url
+    u = urlsplit(url)
+    if not u.hostname:
+        return SET
+    port = f":{u.port}" if u.port else ""
+    return f"{u.scheme}://{u.hostname}{port}{u.path}" if u.scheme else f"{u.hostname}{port}{u.path}"
+
+
+# ---- reading ------------------------------------------------------------------------------------------
+
+def _read_doc(path: Path) -> Any:
     from .validate import read_config_text
 
     text = read_config_text(path, "LiteLLM config")
     try:
-        doc = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         raise ConfigError(f"LiteLLM config {path}{f' line {mark.line + 1}' if mark else ''}: malformed YAML") from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("model_list"), list):
-        raise ConfigError(f"LiteLLM config {path}: no model_list")
-    # The lint and the failover limits do arithmetic on these: a "2s" must be refused here, as
-    # a config error naming the field, not crash later as a ValueError.
-    for key in ROUTER_NUMBERS:
-        _number(path, f"router_settings.{key}", (doc.get("router_settings") or {}).get(key))
-    for i, m in enumerate(doc["model_list"]):
-        params = (m or {}).get("litellm_params") or {} if isinstance(m, dict) else {}
-        for key in PARAM_NUMBERS:
-            _number(path, f"model_list[{i}].litellm_params.{key}", params.get(key))
+
+
+def read_config(path: Path) -> GatewayConfig:
+    """The typed config at `path`: every reader of the LiteLLM config goes through here."""
+    return GatewayConfig.parse(_read_doc(path), f"LiteLLM config {path}")
+
+
+def load_config(path: Path) -> dict[str, Any]:
+    """The config as the plain mapping the file holds, checked by the typed reader first."""
+    doc = _read_doc(path)
+    GatewayConfig.parse(doc, f"LiteLLM config {path}")
     return doc
 
 
-ROUTER_NUMBERS = ("num_retries", "allowed_fails", "cooldown_time", "retry_after")
-PARAM_NUMBERS = ("timeout", "stream_timeout", "order", "max_retries")
+def _typed(doc: GatewayConfig | Mapping[str, Any]) -> GatewayConfig:
+    return GatewayConfig.parse(doc)
 
 
-def _number(path: Path, field: str, value: Any) -> None:
-    if value is None:
-        return
-    try:
-        ok = not isinstance(value, bool) and math.isfinite(float(value)) and float(value) >= 0
-    except (TypeError, ValueError):
-        ok = False
-    if not ok:
-        raise ConfigError(f"LiteLLM config {path}: {field} must be a non-negative number, got {value!r}")
-
-
-def main_alias(doc: dict[str, Any]) -> str | None:
+def main_alias(doc: GatewayConfig | Mapping[str, Any]) -> str | None:
     """The model_name most deployments share: the alias that has a failover (the first on a tie)."""
-    names = [m.get("model_name") for m in doc.get("model_list", []) if isinstance(m, dict) and m.get("model_name")]
+    names = [m.model_name for m in _typed(doc).model_list if m.model_name]
     return max(names, key=names.count) if names else None
 
 
-def lint(doc: dict[str, Any], alias: str | None = None) -> list[str]:
+def lint(doc: GatewayConfig | Mapping[str, Any], alias: str | None = None) -> list[str]:
     """Warnings for router settings that predict a slow or lossy failover (pure).  `alias` is the
     gateway's `llmops.model-alias` label; without it, the config's main alias."""
-    alias = alias or main_alias(doc)
-    rs = doc.get("router_settings") or {}
+    cfg = _typed(doc)
+    alias = alias or main_alias(cfg)
+    rs = cfg.router_settings
     warnings: list[str] = []
-    deps = [m for m in doc.get("model_list", []) if m.get("model_name") == alias]
+    deps = [m for m in cfg.model_list if m.model_name == alias]
     if len(deps) < 2:
         warnings.append(f"alias {alias} has {len(deps)} deployment(s): no secondary to fail over to")
-    if "allowed_fails" not in rs:
+    if rs.allowed_fails is None and not rs.is_set("allowed_fails"):
         warnings.append("router_settings.allowed_fails unset: the dead primary keeps getting traffic "
                         "until LiteLLM's default failure budget is spent")
-    if "cooldown_time" not in rs:
+    if rs.cooldown_time is None and not rs.is_set("cooldown_time"):
         warnings.append("router_settings.cooldown_time unset: failback timing is LiteLLM's default")
-    if int(rs.get("num_retries", 0) or 0) < 1 and not doc.get("litellm_settings", {}).get("num_retries"):
+    if (rs.num_retries or 0) < 1 and not cfg.litellm_settings.num_retries:
         warnings.append("num_retries < 1: a request that hits the dead primary fails instead of retrying on the secondary")
-    if float(rs.get("retry_after", 0) or 0) > 0:
-        warnings.append(f"retry_after={rs['retry_after']}: every retry sleeps first")
-    if int(rs.get("num_retries", 0) or 0) > 2:
-        warnings.append(f"num_retries={rs['num_retries']}: retries with backoff stretch every failing request")
+    if (rs.retry_after or 0) > 0:
+        warnings.append(f"retry_after={rs.retry_after}: every retry sleeps first")
+    if (rs.num_retries or 0) > 2:
+        warnings.append(f"num_retries={rs.num_retries}: retries with backoff stretch every failing request")
     for m in deps:
-        p = m.get("litellm_params") or {}
-        name = (m.get("model_info") or {}).get("id") or p.get("api_base")
-        t = p.get("timeout")
+        p = m.litellm_params
+        t = p.timeout
         if t is None:
-            warnings.append(f"deployment {name}: no timeout, a hung backend holds requests for "
+            warnings.append(f"deployment {m.name}: no timeout, a hung backend holds requests for "
                             f"LiteLLM's default {LITELLM_DEFAULT_TIMEOUT_S:.0f} s")
-        elif float(t) > MAX_SANE_TIMEOUT_S:
-            warnings.append(f"deployment {name}: timeout {t} s is long for failover")
-        if p.get("max_retries") not in (0, "0"):
-            warnings.append(f"deployment {name}: max_retries not 0, the OpenAI SDK retries inside one attempt")
-        if "order" not in p:
-            warnings.append(f"deployment {name}: no `order`, primary/secondary are not defined")
+        elif t > MAX_SANE_TIMEOUT_S:
+            warnings.append(f"deployment {m.name}: timeout {t} s is long for failover")
+        if p.max_retries != 0:
+            warnings.append(f"deployment {m.name}: max_retries not 0, the OpenAI SDK retries inside one attempt")
+        if p.order is None:
+            warnings.append(f"deployment {m.name}: no `order`, primary/secondary are not defined")
     last = last_standing(deps)
-    if last is not None and deployment_cooldown(last) not in (0, 0.0):
-        name = (last.get("model_info") or {}).get("id") or (last.get("litellm_params") or {}).get("api_base")
-        warnings.append(f"deployment {name} is the last in the failover order but can be cooled down: with the "
+    if last is not None and deployment_cooldown(last) != 0:
+        warnings.append(f"deployment {last.name} is the last in the failover order but can be cooled down: with the "
                         "others down, one slow reply takes the alias out of service (HTTP 429) for cooldown_time; "
                         "set its model_info.cooldown_time: 0")
     return warnings
 
 
-def deployment_cooldown(m: dict[str, Any]) -> Any:
+def _deployment(m: Deployment | Mapping[str, Any]) -> Deployment:
+    return m if isinstance(m, Deployment) else Deployment.model_validate(dict(m))
+
+
+def deployment_cooldown(m: Deployment | Mapping[str, Any]) -> int | float | None:
     """A deployment's own cooldown_time, where LiteLLM looks for it: model_info first, then
     litellm_params (None: the router's applies)."""
-    for where in (m.get("model_info"), m.get("litellm_params")):
-        if isinstance(where, dict) and where.get("cooldown_time") is not None:
-            return where["cooldown_time"]
-    return None
+    d = _deployment(m)
+    return d.model_info.cooldown_time if d.model_info.cooldown_time is not None else d.litellm_params.cooldown_time
 
 
-def last_standing(deps: list[dict[str, Any]]) -> dict[str, Any] | None:
+def last_standing(deps: list[Deployment]) -> Deployment | None:
     """The deployment tried last (highest `order`): the one left serving when the others are down."""
-    ordered = [m for m in deps if (m.get("litellm_params") or {}).get("order") is not None]
-    return max(ordered, key=lambda m: float(m["litellm_params"]["order"])) if len(ordered) >= 2 else None
+    ordered = [m for m in deps if m.litellm_params.order is not None]
+    return max(ordered, key=lambda m: float(m.litellm_params.order or 0)) if len(ordered) >= 2 else None
+
+
+def public_deployment(m: Deployment) -> dict[str, Any]:
+    """One deployment as the run folder may hold it: what shapes failover, valued; its other
+    settings (api_key, rpm, a provider's credentials) named under `other` with SET."""
+    p, i = m.litellm_params, m.model_info
+    other = {f"litellm_params.{k}": SET for k in p.extras()}
+    if p.api_key is not None:
+        other["litellm_params.api_key"] = SET
+    other.update({f"model_info.{k}": SET for k in i.extras()})
+    return {"id": i.id, "api_base": public_api_base(p.api_base), "order": p.order, "timeout": p.timeout,
+            "stream_timeout": p.stream_timeout, "max_retries": p.max_retries,
+            "cooldown_time": deployment_cooldown(m), "allowed_fails": i.allowed_fails, "other": other}
 
 
 def summarize(path: Path, alias: str | None = None) -> RouterSummary:
-    doc = load_config(path)
-    alias = alias or main_alias(doc)
-    deps = []
-    for m in doc.get("model_list", []):
-        if m.get("model_name") != alias:
-            continue
-        p = m.get("litellm_params") or {}
-        deps.append({"id": (m.get("model_info") or {}).get("id"), "api_base": p.get("api_base"),
-                     "order": p.get("order"), "timeout": p.get("timeout"),
-                     "stream_timeout": p.get("stream_timeout"), "max_retries": p.get("max_retries"),
-                     "cooldown_time": deployment_cooldown(m)})
-    return RouterSummary(str(path), dict(doc.get("router_settings") or {}), deps, lint(doc, alias))
+    cfg = read_config(path)
+    alias = alias or main_alias(cfg)
+    deps = [public_deployment(m) for m in cfg.model_list if m.model_name == alias]
+    return RouterSummary(str(path), public_router_settings(cfg.router_settings), deps, lint(cfg, alias))
 
 
 def mounted_config_path(gateway_attrs: dict[str, Any]) -> Path | None:

@@ -163,8 +163,12 @@ class Manifest:
     router: dict[str, Any] | None = None     # gateway_config.summarize(...).to_json()
     gpu: GpuEnv | None = None
     created_at: str | None = None
+    # Why part of the manifest is missing (a malformed gateway config, an engine that broke mid-way):
+    # written out, so the report shows it instead of the run losing its report to a crash.
+    manifest_error: str | None = None
 
     def to_json(self) -> dict[str, Any]:
+        extra = {"manifest_error": self.manifest_error} if self.manifest_error else {}
         return {
             "schema": SCHEMA, "tool": self.tool, "version": self.version, "git_sha": self.git_sha,
             "project": self.project, "profile": self.profile, "compose_files": list(self.compose_files),
@@ -172,7 +176,7 @@ class Manifest:
             "host": asdict(self.host), "engine": self.engine.to_json(),
             "images": {n: asdict(i) for n, i in self.images.items()},
             "router": self.router, "gpu": asdict(self.gpu) if self.gpu else None,
-            "created_at": self.created_at,
+            "created_at": self.created_at, **extra,
         }
 
     @classmethod
@@ -195,6 +199,7 @@ class Manifest:
             router=d.get("router") if isinstance(d.get("router"), dict) else None,
             gpu=GpuEnv.from_json(d.get("gpu")),
             created_at=_str(d.get("created_at")),
+            manifest_error=_str(d.get("manifest_error")),
         )
 
     @classmethod
@@ -243,11 +248,12 @@ def collect(*, project_dir: Path, project: str, profile: str, compose: "Compose"
     ``gpu_env`` is what the GPU code left in ``Context.extra["gpu_env"]``, if anything, else the
     versions come from the run's 06_gpu_memory.json."""
     from .evidence import utc_now_iso
-    from .gateway_config import config_drift, mounted_config_path, summarize
 
     m = Manifest(version=__version__, git_sha=git_sha, project=project, profile=profile,
                  compose_files=[str(f.relative_to(project_dir)) for f in compose.files],
                  compose_config_hash=compose.config_hash(), host=host_info(), created_at=utc_now_iso())
+    errors: list[str] = []
+    gateway_attrs: dict[str, Any] | None = None
     try:
         client = docker()
         info = client.version()
@@ -257,16 +263,42 @@ def collect(*, project_dir: Path, project: str, profile: str, compose: "Compose"
             m.images[s.name] = Image(image=c.attrs["Config"]["Image"], id=c.attrs["Image"],
                                      build_hash=(c.labels or {}).get("llmops.build-hash"))
             if s.role == "gateway":
-                p = mounted_config_path(c.attrs)
-                if p and p.exists():
-                    r = summarize(p)
-                    r.drift = config_drift(c.attrs, p)
-                    m.router = r.to_json()
+                gateway_attrs = c.attrs
     except LlmopsError:
-        pass
+        pass    # no engine: a manifest without one (gpu-report on a GPU box without Docker)
+    except Exception as e:  # noqa: BLE001 - the manifest is written after the checks: it must not lose them
+        errors.append(f"engine: {error_line(e)}")
+    if gateway_attrs is not None:
+        try:
+            # imported here: a box without the gateway (gpu-report on a GPU host) needs no pydantic
+            from .gateway_config import config_drift, mounted_config_path, summarize
+
+            p = mounted_config_path(gateway_attrs)
+            if p and p.exists():
+                r = summarize(p)
+                r.drift = config_drift(gateway_attrs, p)
+                m.router = r.to_json()
+        except Exception as e:  # noqa: BLE001 - a malformed config is the failover check's verdict, not a crash here
+            errors.append(f"router: {error_line(e)}")
     try:
         m.compose_binary = " ".join(compose.binary)
     except LlmopsError:
         pass
     m.gpu = GpuEnv.from_json(gpu_env) or gpu_env_from_run(run_path)
+    m.manifest_error = "; ".join(errors) or None
     return m
+
+
+def error_line(e: BaseException) -> str:
+    """An exception as one scrubbed line: what a manifest may hold of it."""
+    from .redact import scrub
+
+    text = str(e).strip().splitlines()
+    msg = text[0] if text else ""
+    return scrub(msg if isinstance(e, LlmopsError) else f"{type(e).__name__}: {msg}", limit=300)
+
+
+def failed_manifest(e: BaseException, **known: Any) -> dict[str, Any]:
+    """manifest.json when collecting it failed outright: the error, and what was known anyway."""
+    return {"schema": SCHEMA, "tool": "llmops", "version": __version__, **known,
+            "manifest_error": error_line(e)}

@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 
+from .redact import scrub, scrub_json
 from .stack import Service, backend_of
 
 
@@ -31,11 +32,14 @@ class ProbeResult:
                 "body": self.body}
 
 
+MAX_SCAN_BODY = 65536
+
+
 def _body(resp: httpx.Response) -> Any:
     try:
         return resp.json()
     except (json.JSONDecodeError, ValueError):
-        return resp.text[:500]
+        return resp.text[:MAX_SCAN_BODY]
 
 
 # What DESIGN's table says each kind of service answers when healthy.  A check returns "" when the
@@ -103,9 +107,12 @@ async def probe_one(client: httpx.AsyncClient, svc: Service, master_key: str | N
         resp = await client.get(url, headers=headers, timeout=timeout)
     except httpx.HTTPError as e:
         return ProbeResult(svc.name, url, None, time.perf_counter() - t, False,
-                           reason=f"{e.__class__.__name__}: {e}"[:200])
+                           reason=scrub(f"{e.__class__.__name__}: {e}", [master_key], limit=200))
     dt = time.perf_counter() - t
+    # The body goes into evidence: scrubbed (LiteLLM's /health lists each deployment's params) and,
+    # when it is not JSON, cut only after scrubbing, so a key at the cut cannot survive in part.
     body = _body(resp)
+    body = scrub(body, [master_key], limit=500) if isinstance(body, str) else scrub_json(body, [master_key])
     reason = judge(svc.expect, resp.status_code, body)
     return ProbeResult(svc.name, url, resp.status_code, dt, not reason, body, reason)
 
@@ -136,7 +143,9 @@ class Completion:
     completion_tokens: int | None = None
 
 
-def parse_completion(resp: httpx.Response, latency_s: float) -> Completion:
+def parse_completion(resp: httpx.Response, latency_s: float, secrets: tuple[str | None, ...] = ()) -> Completion:
+    """What a completion's reply says; an error body is kept scrubbed of `secrets` and of anything
+    key-like (LiteLLM's 401 quotes the key's tail and hash)."""
     h = resp.headers
     text, tokens = None, None
     if resp.status_code == 200:
@@ -151,7 +160,7 @@ def parse_completion(resp: httpx.Response, latency_s: float) -> Completion:
     return Completion(resp.status_code, latency_s, backend_of(h.get("x-litellm-model-api-base")),
                       h.get("x-litellm-model-id"), h.get("x-litellm-attempted-retries"),
                       h.get("x-litellm-attempted-fallbacks"),
-                      None if resp.status_code == 200 else resp.text[:200], text, tokens)
+                      None if resp.status_code == 200 else scrub(resp.text, secrets, limit=200), text, tokens)
 
 
 def completion_payload(alias: str, prompt: str = "Say hello in three words.", max_tokens: int = 8) -> dict[str, Any]:
@@ -168,5 +177,6 @@ def complete(gateway_url: str, master_key: str, alias: str, timeout: float = 30.
         resp = httpx.post(f"{gateway_url}/v1/chat/completions", json=payload,
                           headers={"Authorization": f"Bearer {master_key}"}, timeout=timeout)
     except httpx.HTTPError as e:
-        return Completion(None, time.perf_counter() - t, None, None, None, None, f"{e.__class__.__name__}: {e}")
-    return parse_completion(resp, time.perf_counter() - t)
+        return Completion(None, time.perf_counter() - t, None, None, None, None,
+                          scrub(f"{e.__class__.__name__}: {e}", [master_key], limit=300))
+    return parse_completion(resp, time.perf_counter() - t, (master_key,))

@@ -153,7 +153,13 @@ class Runner:
 
     def finish(self) -> RunOutcome:
         run = self.ctx.open_run()
-        run.write_json("manifest.json", self.ctx.manifest())
+        try:
+            manifest = self.ctx.manifest()
+        except Exception as e:  # noqa: BLE001 - the checks are written: a manifest crash must not cost the report
+            from .manifest import failed_manifest
+
+            manifest = failed_manifest(e, project=getattr(self.ctx, "project", None))
+        run.write_json("manifest.json", manifest)
         return RunOutcome(self.code, run.path, self.outcomes, self.interrupted)
 
     @property

@@ -15,6 +15,7 @@ from urllib.parse import urlparse
 import httpx
 
 from ..probes import completion_payload, parse_completion
+from ..redact import bearer_of, scrub
 
 MAX_RPS = 50.0
 MAX_DURATION_S = 600.0
@@ -76,12 +77,12 @@ class LoadGenerator:
         try:
             resp = await client.post(self.url, json=completion_payload(self.alias, max_tokens=self.max_tokens),
                                      headers=self.headers, timeout=self.timeout_s)
-            c = parse_completion(resp, time.monotonic() - t)
+            c = parse_completion(resp, time.monotonic() - t, tuple(bearer_of(self.headers)))
             r = Request(seq, t, c.latency_s, c.status_code, c.backend, c.model_id, c.retries, c.fallbacks, c.error,
                         c.completion_tokens)
         except httpx.HTTPError as e:
             r = Request(seq, t, time.monotonic() - t, None, None, None, None, None,
-                        f"{e.__class__.__name__}: {e}"[:200])
+                        scrub(f"{e.__class__.__name__}: {e}", bearer_of(self.headers), limit=200))
         self.requests.append(r)
         if self.on_request:
             self.on_request(r)

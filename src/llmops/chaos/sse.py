@@ -15,6 +15,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from ..redact import scrub
+
 DONE = "[DONE]"
 
 
@@ -44,7 +46,7 @@ def parse_data(payload: str) -> SSEEvent:
     if "error" in doc:
         err = doc["error"]
         msg = err.get("message") if isinstance(err, dict) else err
-        return SSEEvent("error", payload, error=" ".join(str(msg).split())[:300])
+        return SSEEvent("error", payload, error=scrub(" ".join(str(msg).split()), limit=300))
     content, finish = "", None
     choices = doc.get("choices")
     if isinstance(choices, list) and choices and isinstance(choices[0], dict):

@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 
+from ..redact import bearer_of, scrub
 from ..stack import backend_of
 from .loadgen import LoadGenerator
 from .sse import SSEParser, StreamVerdict, judge
@@ -138,7 +139,7 @@ async def _read_stream(client: httpx.AsyncClient, url: str, headers: dict[str, s
             if resp.status_code != 200:
                 body = await resp.aread()
                 raw += body
-                r.error = body.decode(errors="replace")[:300]
+                r.error = scrub(body.decode(errors="replace"), bearer_of(headers), limit=300)
             else:
                 async for line in resp.aiter_lines():
                     now = time.monotonic() - t
@@ -151,14 +152,16 @@ async def _read_stream(client: httpx.AsyncClient, url: str, headers: dict[str, s
                         if ev.kind == "chunk" and ev.content:
                             r.chunk_s.append(now)
     except (httpx.HTTPError, asyncio.TimeoutError) as e:
-        r.error = f"{e.__class__.__name__}: {e}"[:300]
+        r.error = scrub(f"{e.__class__.__name__}: {e}", bearer_of(headers), limit=300)
     last = parser.close()
     if last is not None:
         events.append(last)
     r.t_end_s = time.monotonic() - t
     if r.status == 200:
         r.verdict = judge(events, max_tokens)
-    r.raw_tail = bytes(raw[-RAW_TAIL_BYTES:]).decode(errors="replace")
+    # the tail goes into evidence as the cut example: scrubbed like any gateway text (an error event
+    # in it is the gateway's own words), the whole buffer before the cut
+    r.raw_tail = scrub(bytes(raw).decode(errors="replace"), bearer_of(headers), limit=None)[-RAW_TAIL_BYTES:]
     return r
 
 

@@ -31,6 +31,7 @@ def environment_rows(manifest: dict[str, Any] | None) -> list[tuple[str, Any]]:
     images = {n: " ".join(x for x in (i.image, f"({short(i.id)})" if i.id else None) if x) or "?"
               for n, i in m.images.items()}
     rows: list[tuple[str, Any]] = [
+        ("Manifest error", m.manifest_error),     # first: the rows below may be missing because of it
         ("Tool version", m.version),
         ("Git SHA", m.git_sha),
         ("Profile", m.profile),

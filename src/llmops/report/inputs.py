@@ -44,6 +44,8 @@ def read_manifest(run_dir: Path, warnings: list[str]) -> dict[str, Any] | None:
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         warnings.append(f"manifest.json is unreadable: {e}")
         return None
+    if isinstance(data, dict) and isinstance(data.get("manifest_error"), str):
+        warnings.append(f"manifest.json is incomplete: {data['manifest_error']}")
     return data if isinstance(data, dict) else {"manifest": data}
 
 
