@@ -14,7 +14,7 @@ from .compose import published_ports
 from .context import Context
 from .errors import EnvironmentProblem
 from .ports import holder, is_free
-from .stack import Service
+from .stack import Service, check_labels, compose_labels
 
 QDRANT_REAL_IMAGES = ("qdrant/qdrant",)
 
@@ -96,6 +96,8 @@ def prepare(ctx: Context, *, build: bool, say: Callable[[str], None] = print) ->
     ctx.compose.ensure_env()
     config = ctx.compose.config(env)
     env.update(gateway_config_digest(config))
+    for name, svc in sorted((config.get("services") or {}).items()):
+        check_labels(name, compose_labels(svc or {}))   # exit 2 before anything starts
     check_ports(ctx, config, ctx.services())
     result = UpResult(t0=t0)
     # Our own images (gateway, rag, embedding, and the cpu llama-server) are built, never pulled.
