@@ -60,6 +60,8 @@ def test_smallest_accepted_loss_pct_reaches_iptables_as_a_nonzero_probability(pc
 def test_loss_pct_above_100_is_shown_as_given() -> None:
     with pytest.raises(UsageError, match=r"--loss-pct 100\.0001 out of range"):
         nf.check_loss_pct("loss", 100.0001)
+    with pytest.raises(UsageError, match=r"--loss-pct 0 out of range"):   # typer hands 0.0
+        nf.check_loss_pct("loss", 0.0)
 
 
 @pytest.mark.parametrize("mode,pct", [("loss", 0), ("loss", 101), ("pause", 5)])

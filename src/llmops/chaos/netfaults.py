@@ -47,6 +47,12 @@ def probability_text(loss_pct: float) -> str:
 
 # ---- pure parts (unit-tested) -------------------------------------------------------------------
 
+def _as_given(v: float) -> str:
+    """A float as the user typed it, near enough: 0 not 0.0, 100.0001 not 100 (as :g gave)."""
+    r = repr(v)
+    return r[:-2] if r.endswith(".0") else r
+
+
 def check_loss_pct(mode: str, loss_pct: float | None) -> float | None:
     """`--loss-pct` belongs to `--mode loss` alone; the loss mode gets a default."""
     if loss_pct is not None and mode != "loss":
@@ -55,11 +61,10 @@ def check_loss_pct(mode: str, loss_pct: float | None) -> float | None:
         return None
     if loss_pct is None:
         return DEFAULT_LOSS_PCT
-    # repr, not :g: `100.0001` must not read back as "100"
     if not (0 < loss_pct <= 100):
-        raise UsageError(f"--loss-pct {loss_pct!r} out of range; allowed more than 0, at most 100 (percent of packets)")
+        raise UsageError(f"--loss-pct {_as_given(loss_pct)} out of range; allowed more than 0, at most 100 (percent of packets)")
     if float(probability_text(loss_pct)) * PROBABILITY_STEPS < 1:
-        raise UsageError(f"--loss-pct {loss_pct!r} is below what iptables can express: its statistic match "
+        raise UsageError(f"--loss-pct {_as_given(loss_pct)} is below what iptables can express: its statistic match "
                          f"drops in steps of 1 in 2^31 packets, so the smallest is {MIN_LOSS_PCT:.2g} %")
     return loss_pct
 
