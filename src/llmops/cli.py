@@ -323,6 +323,7 @@ def gpu_plan(
     calibration: Optional[Path] = typer.Option(None, "--calibration", help="Per-process overhead: a gpu-report 06_gpu_memory.json or a calibration file (default: the H200 calibration in docs/gpu.md)."),
     budget: Optional[Path] = typer.Option(None, "--budget", help="Budget file: per-server terms override the formula."),
     json_flag: bool = typer.Option(False, "--json", help="Machine-readable output on stdout."),
+    allow_unknown_flags: bool = typer.Option(False, "--allow-unknown-flags", help="Plan command lines with flags llmops's list of llama-server's flags lacks (a newer build); they are ignored."),
 ) -> None:
     """Will the model servers fit?  Computed from the GGUF files: no GPU and no Docker needed.  Exit 0 fits (or no GPU size known), 1 does not fit, 2 bad input."""
     from .context import find_project_dir
@@ -332,8 +333,9 @@ def gpu_plan(
 
     cal = load_calibration(calibration) if calibration else None
     bf = load_budget_file(budget) if budget else None
-    specs = ([spec_from_args(a, i) for i, a in enumerate(server)] if server
-             else specs_from_compose(find_project_dir(_state["opts"]["project_dir"])))
+    specs = ([spec_from_args(a, i, allow_unknown_flags) for i, a in enumerate(server)] if server
+             else specs_from_compose(find_project_dir(_state["opts"]["project_dir"]),
+                                     allow_unknown_flags=allow_unknown_flags))
     if gpu_mib is not None:
         size, source = gpu_mib, "--gpu-mib"
     else:
