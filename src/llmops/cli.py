@@ -124,6 +124,7 @@ def up(
                                        help="Seconds to wait for all services to be healthy (1-3600)."),
     build: bool = typer.Option(True, "--build/--no-build", help="Build missing images first."),
     warm: bool = typer.Option(True, "--warm/--no-warm", help="Then send one request through the gateway to every slot of each model deployment (warm standby)."),
+    allow_public_bind: bool = typer.Option(False, "--allow-public-bind", help="Let LLMOPS_BIND be a non-loopback address: the gateway and model servers are then reachable from that network."),
 ) -> None:
     """Start the stack, wait until every service is healthy, then warm each gateway route."""
     from rich.live import Live
@@ -134,7 +135,7 @@ def up(
 
     c = ctx()
     declared = c.declared()
-    env, res = prepare(c, build=build, say=say)
+    env, res = prepare(c, build=build, say=say, allow_public_bind=allow_public_bind)
 
     def table(services: list, healthy_at: dict, elapsed: float) -> Table:
         t = Table(title=f"llmops up ({c.profile} profile) {elapsed:5.1f} s")
