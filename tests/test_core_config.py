@@ -392,3 +392,45 @@ def test_lint_warns_when_the_last_deployment_can_be_cooled_down(tmp_path: Path) 
     warnings = summarize(cfg).warnings
     assert any("inference-code is the last in the failover order but can be cooled down" in w for w in warnings)
     assert summarize(LITELLM / "config.yaml").deployments[1]["cooldown_time"] == 0
+
+
+# ---- LLMOPS_BIND ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("value", ["localhost", "0.0.0.0; rm -rf /", "127.0.0.1:80", "300.1.1.1", " ", "::1"])
+def test_llmops_bind_must_be_an_ip_address(value: str) -> None:
+    from llmops.lifecycle import check_bind
+
+    with pytest.raises(ConfigError, match="LLMOPS_BIND") as ei:
+        check_bind(value, allow_public=True)
+    assert ei.value.exit_code == ExitCode.USAGE and "\n" not in str(ei.value)
+
+
+@pytest.mark.parametrize("value", ["0.0.0.0", "192.168.1.10", "[::]"])
+def test_non_loopback_bind_needs_allow_public_bind(value: str) -> None:
+    from llmops.lifecycle import check_bind
+
+    with pytest.raises(ConfigError, match="--allow-public-bind"):
+        check_bind(value, allow_public=False)
+    assert check_bind(value, allow_public=True) == value
+
+
+@pytest.mark.parametrize("value, want", [(None, "127.0.0.1"), ("", "127.0.0.1"), ("127.0.0.1", "127.0.0.1"),
+                                         ("127.0.0.2", "127.0.0.2"), ("[::1]", "[::1]")])
+def test_loopback_bind_is_accepted(value: str | None, want: str) -> None:
+    from llmops.lifecycle import check_bind
+
+    assert check_bind(value, allow_public=False) == want
+
+
+def test_bind_value_prefers_the_environment_over_compose_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    from llmops.lifecycle import bind_value
+
+    env_file = tmp_path / ".env"
+    env_file.write_text("LLMOPS_BIND=0.0.0.0\n")
+    ctx = SimpleNamespace(compose=SimpleNamespace(env_file=env_file))
+    monkeypatch.delenv("LLMOPS_BIND", raising=False)
+    assert bind_value(ctx) == "0.0.0.0"  # type: ignore[arg-type]
+    monkeypatch.setenv("LLMOPS_BIND", "bogus")
+    assert bind_value(ctx) == "bogus"    # type: ignore[arg-type]

@@ -11,7 +11,8 @@ import pytest
 
 from llmops.errors import ConfigError, ExitCode, UsageError
 from llmops.compose import declared_services, load_compose_files
-from llmops.stack import (PROJECT_LABEL, SERVICE_LABEL, Service, backend_of, parse_docker_time, select,
+from llmops.stack import (PROJECT_LABEL, SERVICE_LABEL, Service, backend_of, check_labels, compose_labels,
+                          parse_docker_time, select,
                           service_from_attrs)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -242,3 +243,66 @@ def test_declared_services_wrong_shape_is_config_error(tmp_path: Path, text: str
 ])
 def test_backend_of(api_base: str | None, backend: str | None) -> None:
     assert backend_of(api_base) == backend
+
+
+# ---- label values are validated where they are read ----------------------------------------------
+
+HOSTILE_HEALTH = "/health'+str(open('/tmp/x','w').write('pwn'))+'"
+
+
+def _with_label(label: str, value: str) -> dict:
+    a = copy.deepcopy(RAG_INSPECT_V1)
+    a["Config"]["Labels"][label] = value
+    return a
+
+
+def _refused(label: str, value: str) -> str:
+    with pytest.raises(ConfigError) as ei:
+        service_from_attrs(_with_label(label, value))
+    assert ei.value.exit_code == ExitCode.USAGE
+    msg = str(ei.value)
+    assert "\n" not in msg
+    assert "rag" in msg and label in msg   # names the service and the label
+    return msg
+
+
+@pytest.mark.parametrize("value", [HOSTILE_HEALTH, "health", "/he alth", "/health?x=1", "/a%2e", "/a+b",
+                                   "/a(b)", '/a"b', "/" + "a" * 201, "", "/\u00e9"])
+def test_hostile_or_malformed_health_label_is_refused(value: str) -> None:
+    _refused("llmops.health", value)
+
+
+@pytest.mark.parametrize("value", ["/health", "/health/liveliness", "/readyz", "/", "/v1/models.json", "/a_b~c-d"])
+def test_plain_health_paths_are_accepted(value: str) -> None:
+    assert service_from_attrs(_with_label("llmops.health", value)).health_path == value
+
+
+@pytest.mark.parametrize("value", ["0", "70000", "abc", "-1", "80.0", "８０", " "])
+def test_bad_port_label_is_refused(value: str) -> None:
+    _refused("llmops.port", value)
+
+
+def test_unknown_role_label_is_refused() -> None:
+    msg = _refused("llmops.role", "inference-tertiary")
+    assert "inference-primary" in msg      # says which roles are known
+
+
+def test_missing_labels_keep_their_defaults() -> None:
+    a = copy.deepcopy(RAG_INSPECT_V1)
+    for k in ("llmops.health", "llmops.port", "llmops.role"):
+        del a["Config"]["Labels"][k]
+    s = service_from_attrs(a)
+    assert (s.health_path, s.port, s.role) == ("/health", 0, "")
+
+
+def test_compose_file_labels_are_checked_before_up_in_either_spelling() -> None:
+    as_map = {"labels": {"llmops.role": "inference-primary", "llmops.health": HOSTILE_HEALTH}}
+    as_list = {"labels": ["llmops.role=inference-primary", f"llmops.health={HOSTILE_HEALTH}"]}
+    for svc in (as_map, as_list):
+        assert compose_labels(svc)["llmops.health"] == HOSTILE_HEALTH
+        with pytest.raises(ConfigError, match="service chat-7b: label llmops.health="):
+            check_labels("chat-7b", compose_labels(svc))
+    # the shipped compose files pass
+    for doc in load_compose_files([COMPOSE / "docker-compose.yml", COMPOSE / "cpu.yml", COMPOSE / "gpu.yml"]):
+        for name, svc in (doc.get("services") or {}).items():
+            check_labels(name, compose_labels(svc or {}))

@@ -135,7 +135,7 @@ def test_unknown_architecture_marks_the_term_unknown(tmp_path):
 
 def test_parse_server_args_forms():
     o = parse_server_args(["--ctx-size=8192", "--n-gpu-layers", "35", "--cache-type-k", "Q8_0",
-                           "-ctv", "q8_0", "-ub", "256", "--model", "/m.gguf", "-fa"])
+                           "-ctv", "q8_0", "-ub", "256", "--model", "/m.gguf", "-fa", "on"])
     assert (o.ctx_size, o.n_gpu_layers, o.cache_type_k, o.cache_type_v, o.ubatch, o.model_arg,
             o.flash_attn) == (8192, 35, "q8_0", "q8_0", 256, "/m.gguf", "on")
     assert parse_server_args("llama-server -c 512 -ngl all").n_gpu_layers == -1
@@ -280,3 +280,63 @@ def test_offload_order_and_output_layer_with_distinct_layer_sizes():
     # context is padded to llama.cpp's 256-cell granularity
     pad = budget_from_info(info, parse_server_args(["-ngl", "all", "-c", "300"]))
     assert pad.params["n_ctx_alloc"] == 512
+
+
+# ---- llama.cpp's own argument rules (common/arg.cpp, llama_init_from_model) ----------------------
+
+@pytest.mark.parametrize("argv", [["-fa", "maybe"], ["-fa", "yes"], ["-fa", "ON"], ["-fa"],
+                                  ["-fa", "-ctv", "q8_0"], ["--flash-attn=maybe"]])
+def test_flash_attn_takes_only_llama_cpp_values(argv):
+    # `-fa maybe` was read as on; a bare `-fa` eats the next word in llama.cpp
+    with pytest.raises(ConfigError, match="-fa"):
+        parse_server_args(argv)
+
+
+@pytest.mark.parametrize("value, want", [("on", "on"), ("1", "on"), ("enabled", "on"), ("true", "on"),
+                                         ("off", "off"), ("0", "off"), ("disabled", "off"),
+                                         ("auto", "auto"), ("-1", "auto")])
+def test_flash_attn_llama_cpp_spellings(value, want):
+    assert parse_server_args(["-fa", value]).flash_attn == want
+    assert parse_server_args([], env={"LLAMA_ARG_FLASH_ATTN": value}).flash_attn == want
+
+
+def test_quantized_v_cache_needs_flash_attention():
+    with pytest.raises(ConfigError, match=r"-ctv q4_0 needs flash attention, but -fa is off"):
+        parse_server_args("-ctv q4_0 -fa off")
+    with pytest.raises(ConfigError, match="needs flash attention"):
+        parse_server_args([], env={"LLAMA_ARG_CACHE_TYPE_V": "q8_0", "LLAMA_ARG_FLASH_ATTN": "off"})
+    # auto is on with CUDA, as llama.cpp plans it; a quantized K alone needs nothing
+    assert parse_server_args("-ctv q4_0 -fa auto").flash_attn_on
+    assert parse_server_args("-ctv q4_0").flash_attn_on
+    assert parse_server_args("-ctk q4_0 -fa off").cache_type_k == "q4_0"
+    assert parse_server_args("-ctv bf16 -fa off").cache_type_v == "bf16"
+
+
+def test_unknown_flags_are_collected_and_known_ones_are_not():
+    o = parse_server_args("llama-server -m /m.gguf --ctx 999999 --bogus-flag --host 0.0.0.0 --port 8080 "
+                          "-lv 4 --seed -1 --jinja -t 1 --metrics --api-key=k")
+    assert o.unknown_flags == ["--ctx", "--bogus-flag"]
+    assert o.ctx_size is None            # --ctx is not -c/--ctx-size: llama.cpp would refuse it
+
+
+def test_gpu_plan_refuses_unknown_flags_unless_allowed():
+    from llmops.gpu.plan import spec_from_args
+
+    with pytest.raises(ConfigError, match=r"llama-server does not know --ctx, --bogus-flag") as ei:
+        spec_from_args("-m /m.gguf --ctx 999999 --bogus-flag", 0)
+    assert "--allow-unknown-flags" in str(ei.value) and "\n" not in str(ei.value)
+    assert spec_from_args("-m /m.gguf --ctx 999999 --bogus-flag", 0, allow_unknown_flags=True).name == "server-1"
+
+
+def test_compose_gpu_profile_uses_only_known_flags():
+    from llmops.gpu.plan import specs_from_compose
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = {"CHAT_MODEL_FILE": "chat.gguf", "CODE_MODEL_FILE": "code.gguf", "MODELS_DIR": "/models"}
+    try:
+        specs = specs_from_compose(root, env)
+    except ConfigError as e:             # a mount layout this test does not mimic: not a flag problem
+        assert "does not know" not in str(e)
+    else:
+        assert specs

@@ -158,6 +158,28 @@ def test_cli_server_by_pid_without_docker(tmp_path, server):
     assert j["status"] == "pass" and j["details"]["calibration"]["overhead_mib"]["quantized"]
 
 
+def test_a_python_dash_m_process_is_not_a_llama_server(tmp_path):
+    # `python -m sleeper` has an -m: it was accepted and `sleeper` read as the model file
+    (tmp_path / "sleeper.py").write_text("import time\ntime.sleep(60)\n")
+    p = subprocess.Popen([sys.executable, "-m", "sleeper"], cwd=tmp_path)
+    try:
+        with pytest.raises(UsageError) as ei:
+            host_services([HostServer("chat", p.pid)])
+        msg = str(ei.value)
+        assert f"process {p.pid} runs `{sys.executable} -m sleeper`, not a llama-server" in msg
+        assert ei.value.exit_code == 2 and "\n" not in msg
+    finally:
+        p.kill()
+        p.wait(timeout=10)
+
+
+def test_an_executable_named_llama_server_needs_no_gguf_suffix(tmp_path):
+    from llmops.gpu.hostproc import _require_llama_server
+
+    _require_llama_server(HostServer("chat", 1), ["/usr/local/bin/llama-server", "-m", "/m/model.bin"], "/m/model.bin")
+    _require_llama_server(HostServer("chat", 1), ["python", "llama-server", "-m", "m.GGUF"], "m.GGUF")
+
+
 @pytest.mark.parametrize("value, msg", [("chat", "expected NAME=PID"),
                                         ("chat=999999999", "no process 999999999")])
 def test_cli_bad_server_is_exit_2_in_one_line(tmp_path, value, msg):

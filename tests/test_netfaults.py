@@ -18,7 +18,7 @@ from llmops.chaos import netfaults as nf
 from llmops.chaos.failover import FailoverOptions
 from llmops.chaos.net_dod import loss_failure_bound, network_dod
 from llmops.chaos.ledger import Entry, Ledger
-from llmops.errors import EnvironmentProblem, UsageError
+from llmops.errors import EnvironmentProblem, ExitCode, UsageError
 
 TAG = "llmops:llmops-e2e-net:20261126-174612:4242"
 
@@ -36,6 +36,32 @@ def test_loss_pct_refused(mode: str, pct: float, words: str) -> None:
     with pytest.raises(UsageError, match=words) as e:
         nf.check_loss_pct(mode, pct)
     assert e.value.exit_code == 2 and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("pct", [1e-300, 4e-8, 1e-9])
+def test_loss_pct_below_iptables_resolution_is_refused_naming_the_value(pct: float) -> None:
+    with pytest.raises(UsageError) as ei:
+        nf.check_loss_pct("loss", pct)
+    msg = str(ei.value)
+    assert "below what iptables can express" in msg and f"--loss-pct {pct!r} " in msg
+    assert ei.value.exit_code == ExitCode.USAGE and "\n" not in msg
+
+
+# 0.001 and 0.004 once went out as `--probability 0.0000`: they are 21475 and 85899 steps of 2^-31
+@pytest.mark.parametrize("pct", [0.001, 0.004, 1e-7, nf.MIN_LOSS_PCT])
+def test_smallest_accepted_loss_pct_reaches_iptables_as_a_nonzero_probability(pct: float) -> None:
+    # what the check accepts is what the rule writes: never "--probability 0.0000"
+    assert nf.check_loss_pct("loss", pct) == pct
+    spec = nf.rule_spec("loss", "10.0.0.2", TAG, pct)
+    text = spec[spec.index("--probability") + 1]
+    assert round(float(text) * 2 ** 31) >= 1
+
+
+def test_loss_pct_above_100_is_shown_as_given() -> None:
+    with pytest.raises(UsageError, match=r"--loss-pct 100\.0001 out of range"):
+        nf.check_loss_pct("loss", 100.0001)
+    with pytest.raises(UsageError, match=r"--loss-pct 0 out of range"):   # typer hands 0.0
+        nf.check_loss_pct("loss", 0.0)
 
 
 @pytest.mark.parametrize("mode,pct", [("loss", 0), ("loss", 101), ("pause", 5)])
@@ -65,7 +91,7 @@ def test_rule_spec_blackhole_and_loss() -> None:
     assert nf.rule_spec("blackhole", "172.18.0.5", TAG) == [
         "-s", "172.18.0.5/32", "-m", "comment", "--comment", TAG, "-j", "DROP"]
     spec = nf.rule_spec("loss", "172.18.0.5", TAG, 7.5)
-    assert spec[spec.index("--probability") + 1] == "0.0750"
+    assert spec[spec.index("--probability") + 1] == "0.07500000000"
     assert spec[2:6] == ["-m", "statistic", "--mode", "random"] and spec[-2:] == ["-j", "DROP"]
     with pytest.raises(UsageError):
         nf.rule_spec("partition", "1.2.3.4", TAG)

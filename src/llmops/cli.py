@@ -124,6 +124,7 @@ def up(
                                        help="Seconds to wait for all services to be healthy (1-3600)."),
     build: bool = typer.Option(True, "--build/--no-build", help="Build missing images first."),
     warm: bool = typer.Option(True, "--warm/--no-warm", help="Then send one request through the gateway to every slot of each model deployment (warm standby)."),
+    allow_public_bind: bool = typer.Option(False, "--allow-public-bind", help="Let LLMOPS_BIND be a non-loopback address: the gateway and model servers are then reachable from that network."),
 ) -> None:
     """Start the stack, wait until every service is healthy, then warm each gateway route."""
     from rich.live import Live
@@ -134,7 +135,7 @@ def up(
 
     c = ctx()
     declared = c.declared()
-    env, res = prepare(c, build=build, say=say)
+    env, res = prepare(c, build=build, say=say, allow_public_bind=allow_public_bind)
 
     def table(services: list, healthy_at: dict, elapsed: float) -> Table:
         t = Table(title=f"llmops up ({c.profile} profile) {elapsed:5.1f} s")
@@ -323,6 +324,7 @@ def gpu_plan(
     calibration: Optional[Path] = typer.Option(None, "--calibration", help="Per-process overhead: a gpu-report 06_gpu_memory.json or a calibration file (default: the H200 calibration in docs/gpu.md)."),
     budget: Optional[Path] = typer.Option(None, "--budget", help="Budget file: per-server terms override the formula."),
     json_flag: bool = typer.Option(False, "--json", help="Machine-readable output on stdout."),
+    allow_unknown_flags: bool = typer.Option(False, "--allow-unknown-flags", help="Plan command lines with flags llmops's list of llama-server's flags lacks (a newer build); they are ignored."),
 ) -> None:
     """Will the model servers fit?  Computed from the GGUF files: no GPU and no Docker needed.  Exit 0 fits (or no GPU size known), 1 does not fit, 2 bad input."""
     from .context import find_project_dir
@@ -332,8 +334,9 @@ def gpu_plan(
 
     cal = load_calibration(calibration) if calibration else None
     bf = load_budget_file(budget) if budget else None
-    specs = ([spec_from_args(a, i) for i, a in enumerate(server)] if server
-             else specs_from_compose(find_project_dir(_state["opts"]["project_dir"])))
+    specs = ([spec_from_args(a, i, allow_unknown_flags) for i, a in enumerate(server)] if server
+             else specs_from_compose(find_project_dir(_state["opts"]["project_dir"]),
+                                     allow_unknown_flags=allow_unknown_flags))
     if gpu_mib is not None:
         size, source = gpu_mib, "--gpu-mib"
     else:

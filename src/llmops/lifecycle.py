@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import subprocess
 import time
@@ -10,11 +11,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .compose import published_ports
+from .compose import published_ports, read_env_file
 from .context import Context
-from .errors import EnvironmentProblem
+from .errors import ConfigError, EnvironmentProblem
 from .ports import holder, is_free
-from .stack import Service
+from .stack import Service, check_labels, compose_labels
 
 QDRANT_REAL_IMAGES = ("qdrant/qdrant",)
 
@@ -53,6 +54,38 @@ def gateway_config_digest(config: dict[str, Any]) -> dict[str, str]:
     return {}
 
 
+BIND_VARIABLE = "LLMOPS_BIND"
+
+
+def check_bind(value: str | None, allow_public: bool) -> str:
+    """`LLMOPS_BIND`, the host address every published port binds to: an IP address (compose pastes
+    it into `ADDR:PORT:PORT`, so anything else is a broken or surprising port spec), and loopback
+    unless `--allow-public-bind`: another address exposes the gateway and every model server,
+    whose only guard is the master key, to that network."""
+    if not value:
+        return "127.0.0.1"                     # compose's ${LLMOPS_BIND:-127.0.0.1}
+    text = value[1:-1] if value.startswith("[") and value.endswith("]") else value
+    try:
+        ip = ipaddress.ip_address(text)
+    except ValueError:
+        raise ConfigError(f"{BIND_VARIABLE}={value!r} is not an IP address "
+                          "(for example 127.0.0.1; set it in compose/.env or the environment)") from None
+    if ip.version == 6 and text == value:
+        raise ConfigError(f"{BIND_VARIABLE}={value!r}: write an IPv6 address in brackets ([{value}]), "
+                          "or compose reads its colons as port separators")
+    if not ip.is_loopback and not allow_public:
+        raise ConfigError(f"{BIND_VARIABLE}={value} is not a loopback address: it would publish the gateway "
+                          "and every model server on that network; pass --allow-public-bind to mean it")
+    return value
+
+
+def bind_value(ctx: Context) -> str | None:
+    """LLMOPS_BIND as compose will read it: the environment first, then compose/.env."""
+    if BIND_VARIABLE in os.environ:
+        return os.environ[BIND_VARIABLE]
+    return read_env_file(ctx.compose.env_file).get(BIND_VARIABLE)
+
+
 def check_ports(ctx: Context, config: dict[str, Any], ours: list[Service]) -> None:
     """Refuse before starting anything when a port is held by someone else, naming the holder."""
     mine = {s.host_port for s in ours if s.host_port and s.state in ("running", "paused")}
@@ -88,14 +121,18 @@ def last_logs(ctx: Context, svc: Service, n: int = 8) -> str:
     return " | ".join(line.strip() for line in raw.strip().splitlines()[-n:])
 
 
-def prepare(ctx: Context, *, build: bool, say: Callable[[str], None] = print) -> tuple[dict[str, str], UpResult]:
-    """Pre-flight before anything starts: engine, config, ports, images (built if missing)."""
+def prepare(ctx: Context, *, build: bool, say: Callable[[str], None] = print,
+            allow_public_bind: bool = False) -> tuple[dict[str, str], UpResult]:
+    """Pre-flight before anything starts: bind address, engine, config, ports, images (built if missing)."""
     t0 = time.monotonic()
+    check_bind(bind_value(ctx), allow_public_bind)   # exit 2 before the engine is even asked
     ctx.client  # noqa: B018 - exit 4 with the fix before touching anything
     env = compose_env(ctx)
     ctx.compose.ensure_env()
     config = ctx.compose.config(env)
     env.update(gateway_config_digest(config))
+    for name, svc in sorted((config.get("services") or {}).items()):
+        check_labels(name, compose_labels(svc or {}))   # exit 2 before anything starts
     check_ports(ctx, config, ctx.services())
     result = UpResult(t0=t0)
     # Our own images (gateway, rag, embedding, and the cpu llama-server) are built, never pulled.

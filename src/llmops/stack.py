@@ -9,13 +9,14 @@ list of services a stack *should* have comes from the compose files (`Compose.de
 from __future__ import annotations
 
 import datetime as _dt
+import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-from .errors import EnvironmentProblem, UsageError
+from .errors import ConfigError, EnvironmentProblem, UsageError
 
 if TYPE_CHECKING:
     from .gateway_config import RouterSummary
@@ -42,6 +43,52 @@ class Role:
     EMBEDDING = "embedding"
     VECTORDB = "vectordb"
     MODEL_SERVERS = (PRIMARY, SECONDARY)
+    ALL = (GATEWAY, PRIMARY, SECONDARY, RAG, EMBEDDING, VECTORDB)
+
+
+# Label values reach probes (URLs, and argv of programs run as root in a container's namespace),
+# and they come from compose files and from *image* labels, which Docker merges into the
+# container's: a third-party image can carry any string.  So each is checked here, where labels
+# are read, against the narrowest shape that works: a plain URL path (no quotes, spaces, `%`,
+# `+`, `?`, parentheses), a TCP port, a known role.
+_HEALTH_PATH = re.compile(r"/[A-Za-z0-9._~/-]{0,200}")
+
+
+def _bad_label(service: str, label: str, value: str, want: str) -> ConfigError:
+    shown = value if len(value) <= 60 else value[:60] + "..."
+    return ConfigError(f"service {service}: label {label}={shown!r} is not {want}")
+
+
+def label_health_path(service: str, labels: dict[str, str]) -> str:
+    """The `llmops.health` path, or ConfigError naming the service and label ("/health" if unset)."""
+    value = labels.get(HEALTH_LABEL)
+    if value is None:
+        return "/health"
+    if not isinstance(value, str) or not _HEALTH_PATH.fullmatch(value):
+        raise _bad_label(service, HEALTH_LABEL, str(value), "a URL path like /health (letters, digits, . _ ~ / - only)")
+    return value
+
+
+def label_port(service: str, labels: dict[str, str]) -> int:
+    """The `llmops.port` container port 1-65535, or ConfigError; 0 when the label is unset."""
+    value = labels.get(PORT_LABEL)
+    if value is None or value == "":
+        return 0
+    text = str(value).strip()
+    if not text.isascii() or not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise _bad_label(service, PORT_LABEL, str(value), "a TCP port 1-65535")
+    return int(text)
+
+
+def label_role(service: str, labels: dict[str, str]) -> str:
+    """The `llmops.role`, one of `Role.ALL`, or ConfigError; "" when the label is unset (a service
+    llmops does not probe)."""
+    value = labels.get(ROLE_LABEL)
+    if value is None or value == "":
+        return ""
+    if value not in Role.ALL:
+        raise _bad_label(service, ROLE_LABEL, str(value), f"a known role ({', '.join(Role.ALL)})")
+    return value
 
 
 @dataclass
@@ -95,6 +142,22 @@ def parse_docker_time(s: str) -> _dt.datetime:
     return _dt.datetime.fromisoformat(s).replace(tzinfo=_dt.timezone.utc)
 
 
+def check_labels(service: str, labels: dict[str, str]) -> None:
+    """Every llmops label of one service checked (ConfigError naming the first bad one): for the
+    compose files' labels before anything starts; a container's own are checked as it is read."""
+    label_role(service, labels)
+    label_port(service, labels)
+    label_health_path(service, labels)
+
+
+def compose_labels(svc: dict[str, Any]) -> dict[str, str]:
+    """A compose service's `labels:`, written as a mapping or as a list of `key=value`."""
+    raw = svc.get("labels") or {}
+    if isinstance(raw, list):
+        return dict(str(x).partition("=")[::2] for x in raw)
+    return {str(k): str(v) for k, v in raw.items()} if isinstance(raw, dict) else {}
+
+
 def service_from_attrs(attrs: dict[str, Any]) -> Service:
     """Build a Service from `docker inspect` attributes (pure; unit-tested with real inspect shapes)."""
     cfg = attrs.get("Config", {}) or {}
@@ -102,7 +165,8 @@ def service_from_attrs(attrs: dict[str, Any]) -> Service:
     st = attrs.get("State", {}) or {}
     state = "paused" if st.get("Paused") else (st.get("Status") or "unknown")
     health = (st.get("Health") or {}).get("Status")
-    port = int(labels.get(PORT_LABEL, "0") or 0)
+    name = labels.get(SERVICE_LABEL, "?")
+    port = label_port(name, labels)
     host_port, host_ip = None, "127.0.0.1"
     ports = ((attrs.get("NetworkSettings") or {}).get("Ports") or {})
     bindings = ports.get(f"{port}/tcp") or []
@@ -114,14 +178,14 @@ def service_from_attrs(attrs: dict[str, Any]) -> Service:
             host_ip = b.get("HostIp") or "0.0.0.0"
             break
     return Service(
-        name=labels.get(SERVICE_LABEL, "?"),
-        role=labels.get(ROLE_LABEL, ""),
+        name=name,
+        role=label_role(name, labels),
         container_id=attrs.get("Id", ""),
         container_name=(attrs.get("Name") or "").lstrip("/"),
         state=state,
         health=health,
         started_at=st.get("StartedAt"),
-        health_path=labels.get(HEALTH_LABEL, "/health"),
+        health_path=label_health_path(name, labels),
         port=port,
         host_port=host_port,
         host_ip=host_ip,

@@ -50,6 +50,13 @@ def _not_a_gguf(tmp: Path, _project: Path) -> list[str]:
     return ["--server", f"-m {f}"]
 
 
+def _bind(value: str) -> Setup:
+    def setup(_tmp: Path, project: Path) -> list[str]:
+        (project / "compose" / ".env").write_text(f"LLMOPS_BIND={value}\n")
+        return []
+    return setup
+
+
 def _none(_tmp: Path, _project: Path) -> list[str]:
     return []
 
@@ -95,6 +102,13 @@ ROWS: list[tuple[str, list[str], list[str], Setup, int]] = [
     ("report-missing-run-dir", [], ["report", "/nonexistent/run"], _none, 2),
     ("gpu-plan-missing-model", [], ["gpu-plan", "--server", "-m /nonexistent/model.gguf"], _none, 2),
     ("gpu-plan-not-a-gguf", [], ["gpu-plan"], _not_a_gguf, 2),
+    ("failover-loss-pct-below-iptables", [], ["chaos", "failover", "--mode", "loss", "--loss-pct", "1e-300"], _none, 2),
+    ("failover-loss-pct-above-100", [], ["chaos", "failover", "--mode", "loss", "--loss-pct", "100.0001"], _none, 2),
+    ("gpu-plan-fa-maybe", [], ["gpu-plan", "--server", "-m /nonexistent/model.gguf -fa maybe"], _none, 2),
+    ("gpu-plan-quantized-v-without-fa", [], ["gpu-plan", "--server", "-m /nonexistent/model.gguf -ctv q4_0 -fa off"], _none, 2),
+    ("gpu-plan-unknown-flag", [], ["gpu-plan", "--server", "-m /nonexistent/model.gguf --ctx 999999 --bogus-flag"], _none, 2),
+    ("up-bind-not-an-ip", [], ["up", "--no-build", "--wait-timeout", "5"], _bind("localhost"), 2),
+    ("up-bind-public-without-flag", [], ["up", "--no-build", "--wait-timeout", "5"], _bind("0.0.0.0"), 2),
 ]
 
 

@@ -33,9 +33,25 @@ IPTABLES_MODES = ("blackhole", "loss")
 TAG_PREFIX = "llmops:"
 CHAIN = "INPUT"
 DEFAULT_LOSS_PCT = 5.0
+# iptables' statistic match keeps its probability as a 32-bit count of 1/2**31 steps and prints it
+# with 11 decimals (`--probability 0.04999999981`); we write it with as many, so what is checked
+# here is what the kernel gets.  Below one step the rule drops nothing at all.
+PROBABILITY_STEPS = 2 ** 31
+MIN_LOSS_PCT = 100 / PROBABILITY_STEPS
+
+
+def probability_text(loss_pct: float) -> str:
+    """`--probability` for iptables' statistic match: percent as a fraction, 11 decimals as it prints."""
+    return f"{loss_pct / 100:.11f}"
 
 
 # ---- pure parts (unit-tested) -------------------------------------------------------------------
+
+def _as_given(v: float) -> str:
+    """A float as the user typed it, near enough: 0 not 0.0, 100.0001 not 100 (as :g gave)."""
+    r = repr(v)
+    return r[:-2] if r.endswith(".0") else r
+
 
 def check_loss_pct(mode: str, loss_pct: float | None) -> float | None:
     """`--loss-pct` belongs to `--mode loss` alone; the loss mode gets a default."""
@@ -46,7 +62,10 @@ def check_loss_pct(mode: str, loss_pct: float | None) -> float | None:
     if loss_pct is None:
         return DEFAULT_LOSS_PCT
     if not (0 < loss_pct <= 100):
-        raise UsageError(f"--loss-pct {loss_pct:g} out of range; allowed more than 0, at most 100 (percent of packets)")
+        raise UsageError(f"--loss-pct {_as_given(loss_pct)} out of range; allowed more than 0, at most 100 (percent of packets)")
+    if float(probability_text(loss_pct)) * PROBABILITY_STEPS < 1:
+        raise UsageError(f"--loss-pct {_as_given(loss_pct)} is below what iptables can express: its statistic match "
+                         f"drops in steps of 1 in 2^31 packets, so the smallest is {MIN_LOSS_PCT:.2g} %")
     return loss_pct
 
 
@@ -65,7 +84,7 @@ def rule_spec(mode: str, source_ip: str, tag: str, loss_pct: float | None = None
     if mode == "loss":
         if loss_pct is None:
             raise UsageError("--mode loss needs --loss-pct")
-        spec += ["-m", "statistic", "--mode", "random", "--probability", f"{loss_pct / 100:.4f}"]
+        spec += ["-m", "statistic", "--mode", "random", "--probability", probability_text(loss_pct)]
     return spec + ["-m", "comment", "--comment", tag, "-j", "DROP"]
 
 

@@ -99,6 +99,17 @@ def _cwd(proc: Path, pid: int) -> Path | None:
         return None
 
 
+def _require_llama_server(s: HostServer, argv: list[str], model_arg: str) -> None:
+    """The PID must be a llama-server: its executable is one, or its model is a GGUF file.  An
+    `-m` alone proves nothing: `python -m pytest` has one, and `pytest` would be read as a model."""
+    if Path(argv[0]).name.startswith("llama-server") or model_arg.lower().endswith(".gguf"):
+        return
+    shown = " ".join(argv[:3]) + (" ..." if len(argv) > 3 else "")
+    raise UsageError(f"--server {s.name}: process {s.pid} runs `{shown}`, not a llama-server "
+                     "(its executable is not llama-server and its -m names no .gguf file): "
+                     "give the llama-server's own PID")
+
+
 def host_services(servers: Iterable[HostServer], proc_root: Path = Path("/proc")
                   ) -> list[dict[str, Any]]:
     """The service entries `run_gpu_report` takes, for servers named by PID (and log file).
@@ -124,6 +135,7 @@ def host_services(servers: Iterable[HostServer], proc_root: Path = Path("/proc")
             # NVML would not list either: say so now rather than report a server with no plan
             raise UsageError(f"--server {s.name}: process {s.pid} ({Path(argv[0]).name}) names no "
                              "model (-m or LLAMA_ARG_MODEL): give the llama-server's own PID")
+        _require_llama_server(s, argv, model_arg)
         model = Path(model_arg).expanduser()
         if not model.is_absolute():
             cwd = _cwd(proc_root, s.pid)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
 from llmops.errors import ConfigError
+from llmops.gpu.llamaflags import LLAMA_SERVER_FLAGS
 
 DEFAULT_PARALLEL = 4           # llama-server: n_parallel auto -> 4 slots, kv_unified
 DEFAULT_UBATCH = 512
@@ -35,6 +36,9 @@ CACHE_TYPE_BYTES: dict[str, float] = {
     "q8_0": 34 / 32, "q4_0": 18 / 32, "q4_1": 20 / 32, "iq4_nl": 18 / 32,
     "q5_0": 22 / 32, "q5_1": 24 / 32,
 }
+
+
+UNQUANTIZED_CACHE_TYPES = ("f32", "f16", "bf16")
 
 
 @dataclass
@@ -57,6 +61,7 @@ class ServerOptions:
     model_arg: str | None = None
     user_set: set[str] = field(default_factory=set)   # option names given on the command line/env
     assumptions: list[str] = field(default_factory=list)
+    unknown_flags: list[str] = field(default_factory=list)   # flags llama-server's parser lacks
 
     @property
     def flash_attn_on(self) -> bool:
@@ -94,9 +99,10 @@ _FLAGS: dict[str, str] = {
     "-np": "np", "--parallel": "np",
     "-fitt": "fitt", "--fit-target": "fitt", "-fitc": "fitc", "--fit-ctx": "fitc",
     "-fit": "fit", "--fit": "fit",
+    # -fa takes a value since llama.cpp made it tri-state: a bare `-fa` eats the next word
+    # ("unknown value for --flash-attn: '-ctv'"), so it is parsed like any valued flag.
+    "-fa": "fa", "--flash-attn": "fa",
 }
-# flags whose value is optional (a bare flag means "on")
-_OPTIONAL_VALUE = {"-fa": "fa", "--flash-attn": "fa"}
 _SWITCHES = {"-nkvo": ("nkvo", "on"), "--no-kv-offload": ("nkvo", "on"),
              "-kvu": ("kvu", "on"), "--kv-unified": ("kvu", "on"),
              "--no-kv-unified": ("kvu", "off")}
@@ -109,6 +115,27 @@ _ENV = {
 }
 _ON = {"on", "true", "1", "yes", "enabled"}
 _OFF = {"off", "false", "0", "no", "disabled"}
+# llama.cpp's -fa values, exactly (common_arg_utils::is_truthy / is_falsey / is_autoy): no "yes",
+# no upper case; anything else is "unknown value for --flash-attn".
+_FA_VALUES = {"on": "on", "enabled": "on", "true": "on", "1": "on",
+              "off": "off", "disabled": "off", "false": "off", "0": "off",
+              "auto": "auto", "-1": "auto"}
+_NUMBER = re.compile(r"-?\d+(\.\d*)?")
+
+
+def _flash_attn(value: str) -> str:
+    v = value.strip()
+    if v not in _FA_VALUES:
+        raise ConfigError(f"llama-server -fa expects on, off or auto, got {value!r}")
+    return _FA_VALUES[v]
+
+
+def _unknown_flag(word: str) -> str | None:
+    """The flag in `word` when llama-server's parser would not know it (a value is never one)."""
+    if not word.startswith("-") or _NUMBER.fullmatch(word):
+        return None
+    flag = word.partition("=")[0] if word.startswith("--") else word
+    return None if flag in LLAMA_SERVER_FLAGS else flag
 
 
 def _int(value: str, flag: str) -> int:
@@ -143,6 +170,7 @@ def parse_server_args(argv: Iterable[str] | str | None,
             raise ConfigError(f"cannot split the llama-server command line: {exc}") from None
     args = [str(a) for a in argv]
     notes: list[str] = []
+    unknown: list[str] = []
     raw: dict[str, str] = {}
     for key, opt in _ENV.items():
         if env and key in env:
@@ -160,18 +188,14 @@ def parse_server_args(argv: Iterable[str] | str | None,
             else:
                 raise ConfigError(f"llama-server flag {flag} has no value")
             raw[_FLAGS[flag]] = _resolve_value(value, notes)
-        elif flag in _OPTIONAL_VALUE:
-            value = inline if eq else "on"
-            if not eq and i + 1 < len(args) and args[i + 1].lower() in _ON | _OFF | {"auto"}:
-                value = args[i + 1]
-                i += 1
-            raw[_OPTIONAL_VALUE[flag]] = value
         elif flag in _SWITCHES:
             opt, value = _SWITCHES[flag]
             raw[opt] = value
+        elif _unknown_flag(a):
+            unknown.append(flag)
         i += 1
 
-    o = ServerOptions(assumptions=notes, user_set=set(raw))
+    o = ServerOptions(assumptions=notes, user_set=set(raw), unknown_flags=unknown)
     if "ctx" in raw:
         o.ctx_size = _int(raw["ctx"], "-c")
         if o.ctx_size < 0:
@@ -204,11 +228,12 @@ def parse_server_args(argv: Iterable[str] | str | None,
     if "model" in raw:
         o.model_arg = raw["model"]
     if "fa" in raw:
-        v = raw["fa"].strip().lower()
-        if v == "auto":
-            o.flash_attn = "auto"
-        else:
-            o.flash_attn = "on" if _switch(v, "-fa") else "off"
+        o.flash_attn = _flash_attn(raw["fa"])
+    if o.cache_type_v not in UNQUANTIZED_CACHE_TYPES and o.flash_attn == "off":
+        # llama_init_from_model: "V cache quantization requires flash_attn"; with `auto` the
+        # server turns it on (CUDA), so only an explicit off is refused here.
+        raise ConfigError(f"llama-server -ctv {o.cache_type_v} needs flash attention, but -fa is off: "
+                          "llama.cpp refuses a quantized V cache without it (use -fa on or auto)")
     if "nkvo" in raw:
         o.kv_offload = not _switch(raw["nkvo"], "-nkvo")
     if "fit" in raw:

@@ -54,9 +54,19 @@ def _r(v: float | None, nd: int = 1) -> float | None:
     return None if v is None else round(float(v), nd)
 
 
-def spec_from_args(args: str, index: int) -> ServerSpec:
+def refuse_unknown_flags(where: str, unknown: list[str]) -> None:
+    """A flag llama-server does not know makes it exit at start, so a plan for it would be a plan
+    for a server that never runs (and the flag may be a typo of one that changes memory)."""
+    if unknown:
+        raise ConfigError(f"{where}: llama-server does not know {', '.join(dict.fromkeys(unknown))} "
+                          "(pass --allow-unknown-flags if your build does)")
+
+
+def spec_from_args(args: str, index: int, allow_unknown_flags: bool = False) -> ServerSpec:
     """`--server "ARGS"`: a llama-server command line with `-m FILE`."""
     opts = parse_server_args(args)
+    if not allow_unknown_flags:
+        refuse_unknown_flags(f"--server {args!r}", opts.unknown_flags)
     if not opts.model_arg:
         raise ConfigError(f"--server {args!r}: no -m MODEL_FILE")
     return ServerSpec(name=f"server-{index + 1}", argv=shlex.split(args),
@@ -79,7 +89,8 @@ def _interpolate(text: str, env: Mapping[str, str], where: str) -> str:
     return _VAR.sub(sub, text)
 
 
-def specs_from_compose(project_dir: Path, env: Mapping[str, str] | None = None) -> list[ServerSpec]:
+def specs_from_compose(project_dir: Path, env: Mapping[str, str] | None = None,
+                       allow_unknown_flags: bool = False) -> list[ServerSpec]:
     """The gpu profile's model servers: services of compose/gpu.yml whose command has -m."""
     from ..compose import load_compose_files, read_env_file
 
@@ -96,6 +107,8 @@ def specs_from_compose(project_dir: Path, env: Mapping[str, str] | None = None) 
         where = f"{f} services.{name}"
         argv = [_interpolate(str(a), e, where) for a in cmd]
         opts = parse_server_args(argv)
+        if not allow_unknown_flags:
+            refuse_unknown_flags(where, opts.unknown_flags)
         inside = opts.model_arg or ""
         host = None
         for vol in svc.get("volumes") or []:
