@@ -284,3 +284,24 @@ def test_certify_with_every_check_phase_skipped_is_a_usage_error() -> None:
     with pytest.raises(UsageError, match="unknown phase"):
         check_skip(["nope"])
     check_skip(["failover", "qdrant", "gpu", "report"])     # verify alone still checks something
+
+
+def test_a_request_that_waited_on_the_engines_teardown_sets_no_penalty() -> None:
+    """Busy machine, `kill`: the primary exited at once but the engine took 0.44 s to return, and
+    the first request sent in between waited 0.6 s on the clean-up: the penalty line failed at
+    0.41 s with 0 failed requests.  That wait is the engine's; the penalty is judged on the first
+    request sent once the call had returned, and the teardown window is reported apart."""
+    P_, S_ = "inference-chat", "inference-code"
+    reqs = [R(100 + i * 0.1, 0.05, 200, P_, i) for i in range(30)]
+    reqs.append(R(103.02, 0.60, 200, S_, 30))                         # sent during the teardown
+    reqs += [R(103.5 + i * 0.1, 0.2, 200, S_, 31 + i) for i in range(30)]
+    m = Marks(t_start=100.0, t_fault=103.0, t_restore=None, t_primary_ok=None, primary=P_, secondary=S_,
+              t_dead=103.01)
+    assert analyse(reqs, m)["failover_penalty_s"] == pytest.approx(0.4)   # timed from the death alone
+    m.t_returned = 103.44
+    a = analyse(reqs, m)
+    assert a["failover_time_s"] == pytest.approx(103.62 - 103.01)         # still from the primary gone
+    assert a["failover_penalty_s"] == pytest.approx(0.0)
+    assert a["penalty_request"]["seq"] == 31
+    assert a["teardown_window"] == {"seconds": 0.43, "requests": 1, "failed": 0, "max_latency_s": 0.6,
+                                    "max_penalty_s": 0.4}

@@ -35,7 +35,9 @@ import common
 from busy import busy
 from common import med, mx, save, table
 
-CONFIGS = {"llmops": "config.yaml", "litellm defaults": "config.defaults.yaml"}
+CONFIGS = {"llmops": "config.yaml", "litellm defaults": "config.defaults.yaml",
+           # the shipped settings before the secondary's cooldown_time 0 (--config only)
+           "llmops, secondary can cool down": "config.secondary-cooldown.yaml"}
 
 
 # Global options for every llmops call (set from --project-name).
@@ -70,10 +72,13 @@ def write(name: str, data: dict[str, dict[str, list]], rows: list[list[Any]], ne
 
 
 def chosen_configs(a: argparse.Namespace) -> dict[str, str]:
-    """Ours, LiteLLM's defaults, or both (--no-baseline, --only-baseline)."""
+    """Ours, LiteLLM's defaults, or both (--no-baseline, --only-baseline); or one by file (--config)."""
+    if a.config:
+        return {next((k for k, v in CONFIGS.items() if v == a.config), a.config): a.config}
     if a.no_baseline:
         return {"llmops": CONFIGS["llmops"]}
-    return {k: v for k, v in CONFIGS.items() if k != "llmops"} if a.only_baseline else CONFIGS
+    return ({"litellm defaults": CONFIGS["litellm defaults"]} if a.only_baseline else
+            {k: CONFIGS[k] for k in ("llmops", "litellm defaults")})
 
 
 def main() -> None:
@@ -94,6 +99,8 @@ def main() -> None:
     ap.add_argument("--stream", action="store_true", help="streamed completions (chaos failover --stream)")
     ap.add_argument("--loss-pct", type=float, default=5.0, help="packet loss for --modes loss, percent")
     ap.add_argument("--busy", action="store_true", help="2 CPU loops + container churn for the whole run")
+    ap.add_argument("--config", default=None, help="one gateway config from compose/litellm/ (e.g. "
+                    "config.secondary-cooldown.yaml) instead of ours and LiteLLM's defaults")
     a = ap.parse_args()
     # It recreates the gateway with other router settings and breaks servers: never the operator's
     # own stack (as scripts/bench/qdrant.py).

@@ -159,7 +159,7 @@ def run_failover(ctx: Context, o: FailoverOptions, say: Callable[[str], None]) -
     reqs = frame.run(body, say) or sorted(lg.requests, key=lambda r: r.t_send)
     m = Marks(t_start=marks["t_start"] or 0.0, t_fault=frame.t_fault or 0.0, t_restore=frame.t_restore,
               t_primary_ok=marks["t_primary_ok"], primary=target.name, secondary=secondary.name,
-              t_dead=frame.t_dead)
+              t_dead=frame.t_dead, t_returned=frame.clock.t_returned if frame.clock else None)
     marks_json = fault_marks(m, frame)
     if o.stream:
         from .stream_failover import stream_result
@@ -287,6 +287,7 @@ def failover_text(r: CheckResult, rows: list[dict[str, Any]]) -> str:
     lat = a["latency"]
     first = a["first_failover_request"] or {}
     before, fl = a["served_before_fault"], a["in_flight_at_fault"]
+    tw = a.get("teardown_window") or {}
 
     def fmt(x: Any, unit: str = " s") -> str:
         return "n/a" if x is None else f"{x:.3f}{unit}" if isinstance(x, float) else f"{x}{unit}"
@@ -318,7 +319,10 @@ def failover_text(r: CheckResult, rows: list[dict[str, Any]]) -> str:
         f"  failover_time_s      {fmt(m['failover_time_s'])}   (from the primary gone; reference procedure: 1.15 s)",
         f"  fault_call_s         {fmt(m.get('fault_call_s'))}   (how long the engine call took; reported, not judged)",
         f"  availability         {fmt(m.get('availability_pct'), ' %')}   (2xx of all requests)",
-        f"  failover_penalty_s   {fmt(m['failover_penalty_s'])}   (secondary steady median {fmt(a['secondary_steady_median_s'])})",
+        f"  failover_penalty_s   {fmt(m['failover_penalty_s'])}   (secondary steady median {fmt(a['secondary_steady_median_s'])}; "
+        f"request sent at t={fmt((a.get('penalty_request') or {}).get('sent_at_s'))}, once the engine call had returned)",
+        f"  teardown window      {tw.get('requests', 0)} request(s) sent after the primary was gone, before the engine "
+        f"call returned: {tw.get('failed', 0)} failed, slowest {fmt(tw.get('max_latency_s'))} (not judged for the penalty)",
         f"  failed_requests      {m['failed_requests']} of {m['total_requests']}",
         f"  served_by_secondary  {str(m['served_by_secondary']).lower()}",
         f"  served before fault  {before.get(d['target'], 0)} by {d['target']}, "
