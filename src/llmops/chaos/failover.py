@@ -221,17 +221,25 @@ def preflight_requests(ctx: Context, gateway: Service, key: str, alias: str, pri
     back-to-back benchmark runs: 12 replies from the secondary before a fault).  That is waited out,
     one cooldown at most."""
     warmed: list[dict[str, Any]] = []
+    wait_s = (cooldown_s if cooldown_s is not None else LITELLM_DEFAULT_COOLDOWN_S) + 3.0
     if o.warm:
         from ..warmup import warm_routes
 
-        done = warm_routes(ctx)
-        bad = next((w for w in done if not w.ok), None)
+        # Right after an earlier fault's restore, on a busy machine, the gateway's first
+        # connection to the restarted primary can still fail ("Connection error"): that is the
+        # previous experiment's tail, so it is retried for one cooldown before refusing.
+        deadline = time.monotonic() + wait_s
+        while True:
+            done = warm_routes(ctx)
+            bad = next((w for w in done if not w.ok), None)
+            if bad is None or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
         if bad is not None:
             raise EnvironmentProblem(f"pre-flight: a completion through {gateway.name} to {bad.deployment} failed "
                                      f"({bad.statuses}: {' '.join((bad.error or '').split())[:150]}); "
                                      "refusing to inject a fault")
         warmed = [w.to_json() for w in done]
-    wait_s = (cooldown_s if cooldown_s is not None else LITELLM_DEFAULT_COOLDOWN_S) + 3.0
     deadline = time.monotonic() + wait_s
     while True:
         probe = complete(gateway.url, key, alias, timeout=10.0, max_tokens=o.max_tokens)
