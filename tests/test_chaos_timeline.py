@@ -305,3 +305,13 @@ def test_a_request_that_waited_on_the_engines_teardown_sets_no_penalty() -> None
     assert a["penalty_request"]["seq"] == 31
     assert a["teardown_window"] == {"seconds": 0.43, "requests": 1, "failed": 0, "max_latency_s": 0.6,
                                     "max_penalty_s": 0.4}
+
+
+def test_hung_limit_allows_the_secondarys_own_reply_time() -> None:
+    """Busy machine, `pause`: the hung attempt cost exactly its 2 s timeout and the retry on the
+    secondary took its normal 0.6-0.8 s, which failed a fixed timeout + 0.5 s line.  The retry's
+    allowance is 0.5 s or the secondary's own p95 in the same outage, whichever is longer."""
+    assert hung_failover_limit_s(2.0, None) == pytest.approx(2.5)
+    assert hung_failover_limit_s(2.0, 0.3) == pytest.approx(2.5)
+    assert hung_failover_limit_s(2.0, 0.82) == pytest.approx(2.82)
+    assert hung_failover_limit_s(9.0, 3.0) == HUNG_FAILOVER_CEILING_S

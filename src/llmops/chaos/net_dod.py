@@ -80,7 +80,8 @@ def network_dod(a: dict[str, Any], mode: str, restored: bool, attempt_timeout: f
     dod: list[Criterion] = []
     if mode in ("partition", "blackhole"):
         dod += [failed_line(a), before_fault_criterion(a), secondary_line(a),
-                hung_line(mode, ft, attempt_timeout, min(a["samples"]["secondary_after_fault"], 1)),
+                hung_line(mode, ft, attempt_timeout, min(a["samples"]["secondary_after_fault"], 1),
+                          a.get("secondary_steady_p95_s")),
                 probe_before_line(nf), cut_line(nf)]
         return dod + tail_lines(a, restored)
     dod.append(loss_line(a, loss_pct or 0.0, retries))
