@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..evidence import Criterion
+from .dod_common import secondary_line, tail_lines
 from .streamload import StreamRequest
 from .timeline import Marks, before_fault_criterion, percentile, seconds
 
@@ -190,11 +191,7 @@ def stream_dod(s: dict[str, Any], base: dict[str, Any], mode: str, stream_timeou
                                    s["duplicated_text"], lambda k: k == 0, samples=s["completed_across_fault"],
                                    shown=f"{s['duplicated_text']} of {s['completed_across_fault']} differ from "
                                    "the steady answer"))
-    dod += [
-        before_fault_criterion(base),
-        Criterion.judge("served_by_secondary after the fault", "true", bool(base["served_by_secondary"]),
-                        lambda v: v is True, samples=base["samples"]["secondary_after_fault"]),
-    ]
+    dod += [before_fault_criterion(base), secondary_line(base)]
     if mode in ("stop", "kill"):
         dod.append(Criterion.judge("ttft_penalty_s (first stream sent after the fault)", f"< {TTFT_PENALTY_LIMIT_S} s",
                                    s["ttft_penalty_s"], lambda p: p < TTFT_PENALTY_LIMIT_S,
@@ -206,12 +203,7 @@ def stream_dod(s: dict[str, Any], base: dict[str, Any], mode: str, stream_timeou
                                    f"<= {limit:g} s (stream_timeout + {PAUSE_TTFT_SLACK_S:g} s)",
                                    mx if stream_timeout is not None else None, lambda v: v <= limit,
                                    samples=s["ttft_during_outage_samples"], shown=f"max {mx} s"))
-    dod.append(Criterion.judge("restored (primary back, stack healthy)", "true", restored, lambda v: v is True,
-                               samples=1))
-    fb = base["failback_time_s"]
-    dod.append(Criterion.judge("failback_time_s measured", "a value", fb, True,
-                               samples=1 if fb is not None else 0, unit=" s"))
-    return dod
+    return dod + tail_lines(base, restored)
 
 
 # A streamed run needs this many streams in all before its counts of cut and failed streams mean anything.
