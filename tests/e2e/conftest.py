@@ -13,6 +13,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -150,11 +151,17 @@ for _var, _port in STACK_PORTS.items():
     os.environ[_var] = str(_port)
 
 
+# Where the suite's own runs write when a test names no --evidence-dir: never the checkout's
+# ./evidence, whose `latest` is the operator's certified run (a verify from the suite once moved it).
+SUITE_EVIDENCE = Path(tempfile.mkdtemp(prefix="llmops-e2e-evidence-"))
+
+
 def llmops(*args: str, timeout: float = 600.0, env: dict[str, str] | None = None,
            check: bool = False) -> subprocess.CompletedProcess[str]:
     """`llmops --project-dir ROOT ARGS` against the e2e stack."""
+    evidence = [] if "--evidence-dir" in args else ["--evidence-dir", str(SUITE_EVIDENCE)]
     p = subprocess.run([sys.executable, "-m", "llmops.cli", "--project-dir", str(ROOT), "--profile", "cpu",
-                        "--project-name", STACK_PROJECT, *args], capture_output=True, text=True,
+                        "--project-name", STACK_PROJECT, *evidence, *args], capture_output=True, text=True,
                        env=env or cli_env(), timeout=timeout)
     if check and p.returncode != 0:
         raise AssertionError(f"llmops {' '.join(args)} exited {p.returncode}:\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")

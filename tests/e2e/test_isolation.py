@@ -140,3 +140,16 @@ def test_operator_stack_untouched_by_suite_lifecycle(operator_stack: dict[str, A
         assert down.returncode == 0, down.stderr
         assert leftovers(STACK_PROJECT) == {"containers": [], "networks": [], "volumes": []}
     assert snapshot(client, OPERATOR_PROJECT, operator_stack["reader"]) == before
+
+
+def test_the_suites_runs_leave_the_checkouts_evidence_alone(stack: dict[str, Any]) -> None:
+    """`./scripts/test` runs after `./scripts/certify`: the checkout's evidence/latest is the
+    operator's certified run, and a verify of the suite's own stack once moved it."""
+    from conftest import ROOT, SUITE_EVIDENCE, llmops
+
+    latest = ROOT / "evidence" / "latest"
+    before = latest.resolve() if latest.is_symlink() else None
+    p = llmops("status")
+    assert p.returncode == 0, p.stderr[-1000:]
+    assert (latest.resolve() if latest.is_symlink() else None) == before
+    assert (SUITE_EVIDENCE / "latest" / "01_services_status.json").exists()
