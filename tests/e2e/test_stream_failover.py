@@ -57,11 +57,12 @@ def test_kill_mid_stream_reports_the_cut_stream(llmops: Any, healthy_stack: dict
 
 def test_a_fault_due_between_streams_waits_for_one_mid_flight(llmops: Any, healthy_stack: dict[str, Any],
                                                                tmp_path: Path) -> None:
-    """One 4-token stream every 2 s, the fault due 1.9 s after one left, before the next: the
-    experiment waits until a stream's first chunk has come from the primary, then kills it, so
-    the run exercises a stream in flight (a run with none would be inconclusive, a failing line;
-    8 of 15 earlier benchmark runs had none and passed)."""
-    p, r = _failover(llmops, tmp_path, "--rps", "0.5", "--max-tokens", "4", "--fault-at", "3.9", "--outage", "4")
+    """One 32-token stream every 2 s (about 0.4 s each), the fault due 3.9 s in, between two:
+    the experiment waits until a stream's first chunk has come from the primary, then kills it,
+    so the run exercises a stream in flight (a run with none would be inconclusive, a failing
+    line; 8 of 15 earlier benchmark runs had none and passed).  A 4-token stream (~50 ms) could
+    end before the kill was even issued: that run is inconclusive, and says so."""
+    p, r = _failover(llmops, tmp_path, "--rps", "0.5", "--max-tokens", "32", "--fault-at", "3.9", "--outage", "4")
     d, m = r["details"], r["metrics"]
     s = d["stream_analysis"]
     assert s["in_flight_on_primary"] >= 1, f"no stream in flight at the fault: {s['in_flight']}"
