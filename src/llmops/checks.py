@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 
 from .context import Context
+from .embedcheck import embedding_criteria, probe_embedding
 from .errors import ExitCode, LlmopsError
 from .evidence import CheckResult, Criterion, utc_now_iso
 from .probes import ProbeResult, complete, run_health
@@ -169,15 +170,13 @@ def run_functional(ctx: Context, services: list[Service]) -> tuple[CheckResult, 
         ctx.run.event("request", phase="verify", status=comp.status_code, latency_s=round(comp.latency_s, 4),
                       backend=comp.backend, error=comp.error)
     details["completion"] = comp.__dict__ if comp else {"error": "no gateway service"}
-    dim, rag_hits, rag_status = None, 0, None
+    rag_hits, rag_status = 0, None
+    emb_probe = probe_embedding(emb) if emb else None
+    want_model, want_dim = emb.embedding_expect if emb else (None, None)
+    details["embedding"] = ({**emb_probe.to_json(), "expected_model": want_model, "expected_dim": want_dim}
+                            if emb_probe else {"error": "no embedding service"})
+    dim = emb_probe.dim if emb_probe else None
     with httpx.Client(timeout=30) as http:
-        if emb:
-            try:
-                resp = http.post(f"{emb.url}/embed", json={"texts": ["failover under load"]})
-                dim = len(resp.json()["embeddings"][0]) if resp.status_code == 200 else None
-                details["embedding"] = {"status": resp.status_code, "dim": dim}
-            except (httpx.HTTPError, ValueError, KeyError, IndexError) as e:
-                details["embedding"] = {"error": f"{e.__class__.__name__}: {e}"}
         if rag:
             try:
                 resp = http.post(f"{rag.url}/query", json={"query": "How does the gateway fail over?", "top_k": 3})
@@ -196,21 +195,24 @@ def run_functional(ctx: Context, services: list[Service]) -> tuple[CheckResult, 
                         lambda c: c == 200, samples=sent),
         Criterion.judge("served by the primary (x-litellm-model-api-base)", want, backend, lambda b: b == want,
                         samples=sent),
-        Criterion.judge("embedding dimension", "384", dim, lambda d: d == 384, samples=1 if emb else 0),
+        *embedding_criteria(emb_probe, want_model, want_dim),
         Criterion.judge("RAG query returns hits", ">= 1", rag_hits if rag_status == 200 else None,
                         lambda n: n >= 1, samples=1 if rag_status is not None else 0,
                         shown=str(rag_hits)),
     ]
     metrics = {"gateway_backend": backend,
                "completion_latency_s": round(comp.latency_s, 4) if comp else None,
-               "embedding_dim": dim, "rag_hits": rag_hits}
+               "embedding_dim": dim, "embedding_model": emb_probe.served_model if emb_probe else None,
+               "rag_hits": rag_hits}
     r = CheckResult("functional", at, time.perf_counter() - t, metrics, dod, details)
     text = "\n".join([
         "Functional check: real requests through the stack", "",
         f"1. POST /v1/chat/completions via {gw.name} (alias {alias}): HTTP {comp.status_code} "
         f"in {comp.latency_s:.3f} s, served by {backend} (model id {comp.model_id})" if comp and gw else "1. no gateway",
         f"   reply: {(comp.text or comp.error or '')[:100]!r}" if comp else "",
-        f"2. POST /embed via {emb.name if emb else 'no embedding service'}: dim {dim}",
+        f"2. POST /v1/embeddings via {emb.name}: model {emb_probe.served_model}, dim {dim}, "
+        f"norm {emb_probe.norm}" + (f" ({emb_probe.error})" if emb_probe.error else "")
+        if emb and emb_probe else "2. no embedding service",
         f"3. POST /query via {rag.name if rag else 'no rag service'}: HTTP {rag_status}, {rag_hits} hits",
     ])
     return r, text

@@ -26,7 +26,9 @@ SERVICE_LABEL = "com.docker.compose.service"
 ONEOFF_LABEL = "com.docker.compose.oneoff"
 # The labels our compose files put on every service (docker-compose.yml is their only source).
 ROLE_LABEL = "llmops.role"
-ALIAS_LABEL = "llmops.model-alias"       # on the gateway: the alias clients ask for
+ALIAS_LABEL = "llmops.model-alias"       # on the gateway: the alias clients ask for; on the
+                                         # embedding server: the model name it must serve
+DIM_LABEL = "llmops.embedding-dim"       # on the embedding server: the dimension it must serve
 MODEL_LABEL = "llmops.model"             # on a model server: the model file inside the container
 HEALTH_LABEL = "llmops.health"
 PORT_LABEL = "llmops.port"
@@ -118,6 +120,11 @@ class Service:
         return self.labels.get(EXPECT_LABEL, "")
 
     @property
+    def embedding_expect(self) -> tuple[str | None, int | None]:
+        """(model name, dimension) this embedding server must serve, from its labels."""
+        return self.labels.get(ALIAS_LABEL) or None, label_dim(self.name, self.labels)
+
+    @property
     def is_model_server(self) -> bool:
         return self.role in Role.MODEL_SERVERS
 
@@ -142,12 +149,24 @@ def parse_docker_time(s: str) -> _dt.datetime:
     return _dt.datetime.fromisoformat(s).replace(tzinfo=_dt.timezone.utc)
 
 
+def label_dim(service: str, labels: dict[str, str]) -> int | None:
+    """The `llmops.embedding-dim` an embedding server must serve (1-65536), None when unset."""
+    value = labels.get(DIM_LABEL)
+    if value is None or value == "":
+        return None
+    text = str(value).strip()
+    if not text.isascii() or not text.isdigit() or not 1 <= int(text) <= 65536:
+        raise _bad_label(service, DIM_LABEL, str(value), "a vector dimension 1-65536")
+    return int(text)
+
+
 def check_labels(service: str, labels: dict[str, str]) -> None:
     """Every llmops label of one service checked (ConfigError naming the first bad one): for the
     compose files' labels before anything starts; a container's own are checked as it is read."""
     label_role(service, labels)
     label_port(service, labels)
     label_health_path(service, labels)
+    label_dim(service, labels)
 
 
 def compose_labels(svc: dict[str, Any]) -> dict[str, str]:
@@ -167,6 +186,7 @@ def service_from_attrs(attrs: dict[str, Any]) -> Service:
     health = (st.get("Health") or {}).get("Status")
     name = labels.get(SERVICE_LABEL, "?")
     port = label_port(name, labels)
+    label_dim(name, labels)
     host_port, host_ip = None, "127.0.0.1"
     ports = ((attrs.get("NetworkSettings") or {}).get("Ports") or {})
     bindings = ports.get(f"{port}/tcp") or []

@@ -63,6 +63,7 @@ def _env_int(name: str, default: int) -> int:
 class Settings:
     qdrant_url: str = "http://qdrant:6333"
     embedding_url: str = "http://embedding:8003"
+    embedding_model: str = ""          # sent as `model` when set; llama-server serves one model
     gateway_url: str = "http://api-gateway:4000"
     gateway_key: str = ""
     gateway_model: str = "chat-7b"
@@ -87,6 +88,7 @@ class Settings:
         return cls(
             qdrant_url=e.get("QDRANT_URL", cls.qdrant_url).rstrip("/"),
             embedding_url=e.get("EMBEDDING_URL", cls.embedding_url).rstrip("/"),
+            embedding_model=e.get("EMBEDDING_MODEL", cls.embedding_model),
             gateway_url=e.get("GATEWAY_URL", cls.gateway_url).rstrip("/"),
             gateway_key=e.get("LITELLM_MASTER_KEY", ""),
             gateway_model=e.get("GATEWAY_MODEL", cls.gateway_model),
@@ -117,7 +119,7 @@ DEMO_CORPUS: list[dict[str, Any]] = [
     {"text": "Qdrant is the vector database on port 6333. It exposes /healthz, /livez and /readyz, and stores collections of points with vectors and payloads.", "metadata": {"topic": "qdrant"}},
     {"text": "Qdrant writes every update to a write-ahead log before acknowledging it, so acknowledged points survive a crash or a kill of the process.", "metadata": {"topic": "qdrant"}},
     {"text": "The rag service retries Qdrant searches with exponential backoff and jitter, bounded by an attempt limit and a total deadline, and answers 503 with Retry-After when Qdrant stays down.", "metadata": {"topic": "rag"}},
-    {"text": "The embedding service turns text into 384-dimensional vectors with all-MiniLM-L6-v2 and coalesces concurrent requests into micro-batches.", "metadata": {"topic": "embeddings"}},
+    {"text": "The embedding service is a third llama-server: it turns text into 384-dimensional unit vectors with all-MiniLM-L6-v2 on its OpenAI-shaped /v1/embeddings endpoint.", "metadata": {"topic": "embeddings"}},
     {"text": "GPU memory for a GGUF model is roughly its weights plus the KV cache, which grows with context length, layers and the number of parallel slots.", "metadata": {"topic": "gpu"}},
     {"text": "llmops measures GPU memory with NVML and attributes each process to its container and service, comparing used MiB against the expected budget.", "metadata": {"topic": "gpu"}},
 ]
@@ -387,19 +389,24 @@ class RagService:
     # ---- dependencies
 
     async def _embed_once(self, texts: list[str], timeout: float) -> list[list[float]]:
+        """One OpenAI-shaped `/v1/embeddings` call (llama-server's): vectors in input order."""
+        body: dict[str, Any] = {"input": texts}
+        if self.s.embedding_model:
+            body["model"] = self.s.embedding_model
         try:
-            resp = await self.http.post(f"{self.s.embedding_url}/embed", json={"texts": texts}, timeout=timeout)
+            resp = await self.http.post(f"{self.s.embedding_url}/v1/embeddings", json=body, timeout=timeout)
         except httpx.HTTPError as exc:
             raise DependencyDown(f"embedding unreachable: {_describe(exc)}") from exc
-        if resp.status_code == 503 or resp.status_code >= 500:
+        if resp.status_code >= 500:
             raise DependencyDown(f"embedding answered HTTP {resp.status_code}: {resp.text[:200]}")
         if resp.status_code != 200:
             raise DependencyRejected(f"embedding rejected the request (HTTP {resp.status_code}): {resp.text[:300]}")
         try:
-            vectors = resp.json()["embeddings"]
+            data = sorted(resp.json()["data"], key=lambda d: d["index"])
+            vectors = [d["embedding"] for d in data]
         except (ValueError, KeyError, TypeError) as exc:
             raise DependencyRejected(f"embedding returned an unexpected body: {_describe(exc)}") from exc
-        if not isinstance(vectors, list) or len(vectors) != len(texts):
+        if len(vectors) != len(texts) or not all(isinstance(v, list) and v for v in vectors):
             raise DependencyRejected("embedding returned the wrong number of vectors")
         return vectors
 
