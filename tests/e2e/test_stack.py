@@ -48,13 +48,17 @@ def test_rag_health_body(stack: dict[str, Any]) -> None:
 
 
 def test_embedding_health_and_dims(stack: dict[str, Any]) -> None:
-    h = httpx.get(f"{URL['embedding']}/health", timeout=5).json()
-    assert h["ok"] is True and h["dim"] == 384 and h["model"]
-    r = httpx.post(f"{URL['embedding']}/v1/embeddings", json={"input": ["a", "b", "c"]}, timeout=30).json()
-    assert [len(d["embedding"]) for d in r["data"]] == [384, 384, 384]
-    e = httpx.post(f"{URL['embedding']}/embed", json={"texts": ["cat", "kitten", "tax law"]}, timeout=30).json()
-    a, b, c = e["embeddings"]
+    """The embedding service is a llama-server: llama's health, its alias and dimension on
+    /v1/models, OpenAI-shaped unit vectors in input order."""
+    assert httpx.get(f"{URL['embedding']}/health", timeout=5).json() == {"status": "ok"}
+    model = httpx.get(f"{URL['embedding']}/v1/models", timeout=5).json()["data"][0]
+    assert model["id"] == "all-MiniLM-L6-v2" and model["meta"]["n_embd"] == 384
+    r = httpx.post(f"{URL['embedding']}/v1/embeddings", json={"input": ["cat", "kitten", "tax law"]}, timeout=30).json()
+    assert [d["index"] for d in r["data"]] == [0, 1, 2]
+    a, b, c = (d["embedding"] for d in r["data"])
     dot = lambda x, y: sum(p * q for p, q in zip(x, y))  # noqa: E731
+    assert [len(v) for v in (a, b, c)] == [384, 384, 384]
+    assert all(abs(dot(v, v) - 1.0) < 1e-3 for v in (a, b, c)), "llama-server L2-normalises by default"
     assert dot(a, b) > dot(a, c), "a real model puts cat nearer kitten than tax law"
 
 

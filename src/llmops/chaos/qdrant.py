@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 
 from ..context import Context
+from ..embedcheck import EmbeddingProbe, embedding_criteria, probe_embedding
 from ..errors import EnvironmentProblem
 from ..evidence import CheckResult, Criterion, utc_now_iso
 from ..stack import Role, Service
@@ -45,6 +46,31 @@ class QdrantOptions:
         check_mode(self.mode)
         check_range("--outage", self.outage_s, 1, 300)
         check_range("--points", self.safety_points, MIN_SAFETY_POINTS, 10000)
+
+
+def collection_size(qdrant: Service, collection: str, timeout: float = 5.0) -> int | None:
+    """The vector size the collection was created with (Qdrant's GET /collections/NAME)."""
+    try:
+        r = httpx.get(f"{qdrant.url}/collections/{collection}", timeout=timeout)
+        size = r.json()["result"]["config"]["params"]["vectors"]["size"] if r.status_code == 200 else None
+    except (httpx.HTTPError, ValueError, KeyError, TypeError):
+        return None
+    return size if isinstance(size, int) else None
+
+
+def embedding_baseline(emb: Service | None, qdrant: Service, collection: str) -> tuple[EmbeddingProbe | None,
+                                                                                       list[Criterion]]:
+    """The embedding server rag depends on: the model and dimension its labels name, unit vectors,
+    and a collection whose vectors have that dimension (else every query would be refused)."""
+    probe = probe_embedding(emb) if emb else None
+    want_model, want_dim = emb.embedding_expect if emb else (None, None)
+    size = collection_size(qdrant, collection)
+    lines = embedding_criteria(probe, want_model, want_dim)
+    lines.append(Criterion.judge(f"collection {collection} vector size == embedding dimension",
+                                 str(probe.dim if probe else None), size if probe and probe.dim else None,
+                                 lambda v: v == probe.dim if probe else False,
+                                 samples=1 if size is not None else 0))
+    return probe, lines
 
 
 def count_points(qdrant: Service, collection: str, timeout: float = 5.0) -> int | None:
@@ -94,6 +120,9 @@ def run_qdrant(ctx: Context, o: QdrantOptions, say: Callable[[str], None]) -> tu
     policy = baseline.get("retry_policy") or {}
     deadline_s = float(policy.get("deadline_s", 3.0))
     q0 = asyncio.run(_with_client(lambda c: _query(c, rag)))
+    emb_probe, emb_lines = embedding_baseline(stack.role(Role.EMBEDDING), qdrant, collection)
+    say(f"embedding: {emb_probe.served_model if emb_probe else 'no embedding service'}, "
+        f"dim {emb_probe.dim if emb_probe else None}")
     points_before = count_points(qdrant, collection)
     say(f"baseline: query HTTP {q0['status_code']} with {q0['hits']} hits; {points_before} points in {collection}")
     health: list[dict[str, Any]] = []
@@ -170,6 +199,7 @@ def run_qdrant(ctx: Context, o: QdrantOptions, say: Callable[[str], None]) -> tu
         metrics.update({k: safety[k] for k in ("requested_writes", "acked_writes", "found_after_kill", "lost_writes")})
     nq = len(queries)
     dod = [
+        *emb_lines,
         Criterion.judge("degraded_health_latency_s (rag /health while Qdrant is down)",
                         f"< {HEALTH_LIMIT_S} s (reference: {REFERENCE_HEALTH_S:g} s)", metrics["degraded_health_latency_s"],
                         lambda v: v < HEALTH_LIMIT_S, samples=len(out_h), unit=" s"),
@@ -194,7 +224,9 @@ def run_qdrant(ctx: Context, o: QdrantOptions, say: Callable[[str], None]) -> tu
     if safety:
         dod += safety_criteria(safety)
     details = {"mode": o.mode, "outage_s": o.outage_s, "collection": collection, "retry_policy": policy,
-               "service": qdrant.name, "baseline": {"health": baseline, "query": q0}, "queries": queries, "after": q1,
+               "service": qdrant.name, "baseline": {"health": baseline, "query": q0,
+                                                    "embedding": emb_probe.to_json() if emb_probe else None},
+               "queries": queries, "after": q1,
                "health_samples": len(out_h), "health_truth": truth, "data_safety": safety, "restored": frame.restored,
                "restore_action": frame.restore_how, "notes": frame.notes,
                "marks": {"qdrant_ready_after_restore_s": _r(marks["ready"] - frame.t_restore)
@@ -347,7 +379,8 @@ def qdrant_text(r: CheckResult) -> str:
         "Scenario:",
         "  1. Pre-flight: every service Up (healthy).",
         f"  2. Baseline: rag /health qdrant={b['health'].get('qdrant')}; query HTTP {b['query']['status_code']} "
-        f"with {b['query']['hits']} hits; {m['points_before']} points in `{d['collection']}`.",
+        f"with {b['query']['hits']} hits; {m['points_before']} points in `{d['collection']}`; "
+        f"embedding {(b.get('embedding') or {}).get('served_model')} at dim {(b.get('embedding') or {}).get('dim')}.",
         f"  3. Fault: docker {d['mode']} {d.get('service')}.",
         f"  4. Outage: {d['health_samples']} rag /health samples, slowest {m['degraded_health_latency_s']} s "
         f"(reference: 4 s), first qdrant:false {m.get('health_detect_s')} s after the fault; "
