@@ -116,6 +116,23 @@ def build(only: Optional[list[str]] = typer.Option(None, "--only", help="Build o
     Builder(c.project_dir, say=say).all(only)
 
 
+@app.command("convert-embedding")
+def convert_embedding(
+    src: Path = typer.Argument(..., help="A BERT sentence-embedding checkpoint folder (config.json, *.safetensors, tokenizer.json, 1_Pooling/)."),
+    out: Path = typer.Argument(..., help="The GGUF file to write."),
+    outtype: str = typer.Option("f16", "--outtype", help="f16 (default), f32 or q8_0."),
+    name: Optional[str] = typer.Option(None, "--name", help="general.name in the GGUF (default: the folder's name)."),
+    pooling: Optional[str] = typer.Option(None, "--pooling", help="mean, cls or last; only for a checkpoint without 1_Pooling/config.json."),
+) -> None:
+    """Convert a BERT embedding model to GGUF for llama-server --embeddings, without torch."""
+    from .convert_bert import convert_bert
+
+    m = convert_bert(src, out, outtype=outtype, name=name, pooling=pooling)
+    say(f"wrote {m.path} ({m.size_bytes / 2**20:.1f} MiB, {m.outtype}): {m.name}, {m.layers} layers, "
+        f"{m.dim} dims, {m.pooling} pooling, {'unit-length' if m.normalize else 'unnormalised'} vectors")
+    say(f"serve with: {m.serve_hint()}")
+
+
 # ---- lifecycle ----------------------------------------------------------------------------------
 
 @app.command()

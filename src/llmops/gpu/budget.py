@@ -138,6 +138,18 @@ def compute_buffer_mib(info: ModelInfo, *, n_ctx: int, n_seq: int, unified: bool
     return mib
 
 
+# An encoder's compute buffer, from llama-server's own log (b11669, CPU backend, flash attention on,
+# as auto gives with CUDA): 8.02 MiB at -ub 512 (1.94 at 128, 3.88 at 256, 17.03 at 1024) for a
+# 384-wide, 1536-feed-forward BERT, whatever the layer count or -np.  Scaled by ubatch and width;
+# not yet checked on a GPU, so it is reported as an estimate.
+ENCODER_COMPUTE_MIB_PER_TOKEN = 8.02 / 512
+ENCODER_REF_WIDTH = 384 + 1536
+
+
+def encoder_compute_mib(info: ModelInfo, ubatch: int) -> float:
+    return ENCODER_COMPUTE_MIB_PER_TOKEN * max(1, ubatch) * (info.n_embd + info.n_ff) / ENCODER_REF_WIDTH
+
+
 def resolve_ctx(info: ModelInfo, opts: ServerOptions, notes: list[str]) -> int:
     if opts.ctx_size:
         return opts.ctx_size
@@ -167,6 +179,8 @@ def budget_from_info(info: ModelInfo, opts: ServerOptions, service: str = "",
         b.assumptions.append("flash attention auto: on with CUDA")
     gpu_layers = list(range(info.n_layer - n_gpu, info.n_layer))
     weights = float(sum(info.layer_bytes[i] for i in gpu_layers))
+    if info.encoder:
+        return _encoder_budget(b, info, opts, ctx, ctx_alloc, n_gpu, weights, cuda_context_mib, calibration)
     if out_gpu:
         weights += info.output_bytes
         if info.tied_output:
@@ -216,6 +230,36 @@ def budget_from_info(info: ModelInfo, opts: ServerOptions, service: str = "",
         "weight_types": info.weight_types, "file_mib": round(info.file_bytes / MIB, 2),
         "fit": opts.fit, "fit_target_mib": opts.fit_target_mib,
     }
+    return b
+
+
+def _encoder_budget(b: Budget, info: ModelInfo, opts: ServerOptions, ctx: int, ctx_alloc: int, n_gpu: int,
+                    weights: float, cuda_context_mib: float | None, calibration: Any) -> Budget:
+    """An embedding encoder (BERT): its layers' weights (the embeddings are the input layer, on
+    the CPU; there is no output head), no KV cache (llama.cpp gives a non-causal model no
+    memory: its log has no KV buffer), and the estimated compute buffer."""
+    ub = min(opts.ubatch, opts.batch)
+    b.weights_mib = weights / MIB
+    b.kv_cache_mib = 0.0
+    b.compute_mib = encoder_compute_mib(info, ub) if n_gpu else 0.0
+    b.sources = {t: "formula" for t in TERMS}
+    b.sources["kv_cache_mib"] = "none: a non-causal encoder has no KV cache"
+    b.sources["compute_mib"] = "estimate: scaled from llama-server's CPU log (not yet measured on a GPU)"
+    b.assumptions.append(f"{info.arch} encoder: compute buffer estimated at {b.compute_mib:.1f} MiB for -ub {ub}")
+    if cuda_context_mib is not None:
+        b.cuda_context_mib = float(cuda_context_mib)
+    else:
+        from llmops.gpu.calibration import default_calibration
+
+        cal = calibration or default_calibration()
+        cls = overhead_class(info, n_gpu, False, opts.flash_attn_on)
+        b.cuda_context_mib = cal.overhead_for(cls)
+        b.sources["cuda_context_mib"] = f"calibration {cal.name} ({cls})"
+    b.params = {"model": info.path, "arch": info.arch, "n_layer": info.n_layer, "gpu_layers": n_gpu,
+                "output_on_gpu": False, "n_gpu_layers": n_gpu, "n_ctx": ctx, "n_ctx_alloc": ctx_alloc,
+                "n_ctx_train": info.n_ctx_train, "n_parallel": opts.n_seq, "kv_unified": opts.unified,
+                "n_embd": info.n_embd, "n_ff": info.n_ff, "n_head": info.n_head, "ubatch": ub,
+                "flash_attn": opts.flash_attn_on, "flash_attn_arg": opts.flash_attn, "encoder": True}
     return b
 
 

@@ -47,6 +47,12 @@ class ModelInfo:
     file_bytes: int
     layer_max_tensor_bytes: list[int] = field(default_factory=list)  # largest blk.<i> tensor
     weight_types: list[str] = field(default_factory=list)            # types of 2-D tensors
+    causal: bool = True           # False: an encoder (BERT), served with --embeddings
+
+    @property
+    def encoder(self) -> bool:
+        """A non-causal embedding model: no KV cache, no output head (llama.cpp pools instead)."""
+        return not self.causal
 
     @property
     def total_tensor_bytes(self) -> int:
@@ -182,4 +188,5 @@ def _read_model_info(path: str, _size: int, _mtime_ns: int) -> ModelInfo:
         input_bytes=input_bytes, output_bytes=output_bytes, tied_output=not has_output,
         token_embd_bytes=token_embd_bytes, file_bytes=p.stat().st_size,
         layer_max_tensor_bytes=layer_max, weight_types=sorted(wtypes),
+        causal=bool(kv("attention.causal", True)),
     )

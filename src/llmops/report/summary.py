@@ -47,8 +47,10 @@ CHECK_TITLES = {
 SCENARIOS = {
     "status": "Discover the stack from its compose labels and confirm every service's "
               "container is running and healthy.",
-    "functional": "Send a real chat completion through the gateway (alias chat-7b) and a real "
-                  "RAG query; record which backend served the completion and the latency.",
+    "functional": "Send a real chat completion through the gateway (alias chat-7b), a real "
+                  "embedding (model name and dimension as the embedding server's labels say, unit "
+                  "length) and a real RAG query; record which backend served the completion and "
+                  "the latency.",
     "health": "Call every service's health endpoint and count the ones that answer 200.",
     "failover": "Under steady load through the gateway, stop the primary model server "
                 "(inference-chat); time until the secondary (inference-code) serves, count "
@@ -84,6 +86,8 @@ class PerfRow:
             return None
         if self.measure == "ratio" and len(vals) == 2 and vals[1] is not None:
             return f"{fmt(vals[0])}/{fmt(vals[1])}"
+        if self.measure == "dims" and len(vals) == 2:
+            return f"{fmt(vals[0])} ({fmt(vals[1])} dims)"
         if self.measure == "arrow" and len(vals) == 2:
             return f"{fmt(vals[0])} → {fmt(vals[1])}"
         if self.measure == "budget" and len(vals) == 3:
@@ -99,6 +103,8 @@ PERF_ROWS: list[PerfRow] = [
             ("services_healthy", "healthy"), REFERENCE["status"], "ratio"),
     PerfRow("functional", "Completion latency through the gateway", ("completion_latency_s",),
             ("completion_latency", "completion latency")),
+    PerfRow("functional", "Embedding model served", ("embedding_model", "embedding_dim"),
+            ("embedding model", "embedding dimension"), measure="dims"),
     PerfRow("functional", "RAG hits", ("rag_hits",), ("rag_hits", "rag hits")),
     PerfRow("health", "Health endpoints answering 200", ("endpoints_ok", "endpoints_total"),
             ("endpoints_ok", "endpoints"), REFERENCE["health"], "ratio"),
