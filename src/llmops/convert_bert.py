@@ -8,7 +8,11 @@ llama.cpp's phantom-space convention, and the sentence-transformers folder says 
 `convert_hf_to_gguf.py`'s `BertModel` does, with numpy, `safetensors` and `gguf` only.
 
 Pooling is written to the GGUF (`bert.pooling_type`), so llama-server pools as the model was trained
-without a flag; the wrong pooling silently gives vectors at cosine 0.5-0.7 of the right ones.
+without a flag; the wrong pooling silently gives vectors at cosine 0.5-0.7 of the right ones.  For
+the same reason what llama-server would run differently from the checkpoint is refused, not
+converted: another pooling, an activation other than GELU, a cased tokenizer (llama.cpp lower-cases
+all input), a sentence-transformers module after pooling.  The special token ids are always written
+(llama.cpp otherwise assumes bert-base-uncased's [CLS]=101 and [SEP]=102).
 """
 
 from __future__ import annotations
@@ -35,6 +39,17 @@ _DROPPED_PREFIXES = ("pooler.", "cls.")
 _DROPPED = ("embeddings.position_ids",)
 # The special tokens gguf can store ([CLS] is BERT's BOS: the template puts it first).
 _SPECIAL = ("bos", "eos", "unk", "sep", "pad", "mask")
+# llama.cpp's BERT graph applies GELU (the tanh form) whatever config.json says; these are the
+# activations that graph reproduces.  Anything else (relu, silu) would load and serve wrong vectors.
+_GELU_ACTS = ("gelu", "gelu_new", "gelu_pytorch_tanh", "gelu_fast")
+# The sentence-transformers modules llama-server reproduces: the encoder, its pooling (written to the
+# GGUF) and the final L2 normalisation (its default).  Any other module (Dense, LayerNorm, ...) would
+# be silently skipped.
+_SERVABLE_MODULES = ("Transformer", "Pooling", "Normalize")
+# BERT's special tokens by their usual names, as gguf names their roles: [CLS] is the BOS the
+# template puts first, [SEP] both the EOS and the separator it puts last.
+_BERT_SPECIALS = {"bos": "[CLS]", "eos": "[SEP]", "sep": "[SEP]", "unk": "[UNK]", "pad": "[PAD]",
+                  "mask": "[MASK]"}
 NORMALIZE_KEY = "llmops.embedding.normalize"   # our own key; llama.cpp ignores keys it does not know
 
 
@@ -97,11 +112,14 @@ def pooling_of(src: Path) -> str:
 
 def normalize_of(src: Path) -> bool:
     """True when the model ends in a Normalize module (its vectors are meant to be unit length).
-    A Dense module after pooling is refused: llama-server has nothing to apply it with."""
+    Any module besides the encoder, its pooling and Normalize (a Dense projection, a LayerNorm) is
+    refused: llama-server has nothing to apply it with, and would serve the vectors without it."""
     mods = _modules(src)
     kinds = [str(m.get("type", "")).rsplit(".", 1)[-1] for m in mods]
-    if "Dense" in kinds:
-        raise ConfigError(f"{src / 'modules.json'}: the model has a Dense module after pooling, "
+    others = [k for k in kinds if k not in _SERVABLE_MODULES]
+    if others:
+        after = " after pooling" if "Pooling" in kinds and kinds.index(others[0]) > kinds.index("Pooling") else ""
+        raise ConfigError(f"{src / 'modules.json'}: the model has a {others[0] or 'nameless'} module{after}, "
                           f"which llama-server cannot apply")
     return "Normalize" in kinds
 
@@ -116,6 +134,10 @@ def _config(src: Path) -> dict[str, Any]:
     if cfg.get("position_embedding_type", "absolute") != "absolute":
         raise ConfigError(f"{src / 'config.json'}: position_embedding_type "
                           f"{cfg.get('position_embedding_type')!r} is not supported (absolute only)")
+    act = cfg.get("hidden_act", "gelu")
+    if act not in _GELU_ACTS:
+        raise ConfigError(f"{src / 'config.json'}: hidden_act {act!r} cannot be served by llama-server "
+                          f"(its BERT graph applies GELU)")
     for key in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
                 "max_position_embeddings", "vocab_size"):
         if not isinstance(cfg.get(key), int) or cfg[key] <= 0:
@@ -142,15 +164,17 @@ def _vocab(src: Path, vocab_size: int) -> tuple[list[str], list[int]]:
     elif (src / "vocab.txt").is_file():
         lines = (src / "vocab.txt").read_text(encoding="utf-8").splitlines()
         by_id = dict(enumerate(lines))
-        special = {i for i, t in by_id.items() if t.startswith("[") and t.endswith("]")}
+        # Only the tokens the tokenizer treats as special: not every bracketed one ([unused0] ...
+        # are plain vocabulary that BertTokenizer never emits as a unit).
+        names = set(_BERT_SPECIALS.values()) | _special_names(src)
+        special = {i for i, t in by_id.items() if t in names}
     else:
         raise ConfigError(f"{src}: no tokenizer.json or vocab.txt")
+    _refuse_cased(src, tok)
     if max(by_id, default=-1) >= vocab_size:
         raise ConfigError(f"{src}: the tokenizer has ids up to {max(by_id)}, beyond vocab_size {vocab_size}")
 
     def phantom(t: str) -> str:
-        if t.startswith("[") and t.endswith("]"):
-            return t
         return t[2:] if t.startswith("##") else "\u2581" + t
 
     tokens, types = [], []
@@ -159,10 +183,61 @@ def _vocab(src: Path, vocab_size: int) -> tuple[list[str], list[int]]:
             tokens.append(f"[PAD{i}]")
             types.append(int(gguf.TokenType.UNUSED))
             continue
+        # Special (CONTROL) tokens keep their text: llama.cpp finds them in the input by it.  The
+        # rest are phantom-spaced, as convert_hf_to_gguf decides it: by type, not by brackets.
         t = by_id[i]
-        tokens.append(phantom(t))
+        tokens.append(t if i in special else phantom(t))
         types.append(int(gguf.TokenType.CONTROL if i in special else gguf.TokenType.NORMAL))
     return tokens, types
+
+
+def _refuse_cased(src: Path, tok: Any) -> None:
+    """llama.cpp's WordPiece tokenizer lower-cases all input.  A cased model's vocabulary would load
+    and serve, but "Paris" would be looked up as "paris": vectors unlike the model's, silently."""
+    norm = tok.get("normalizer") if isinstance(tok, dict) else None
+    if isinstance(norm, dict) and norm.get("type") == "BertNormalizer" and norm.get("lowercase") is False:
+        where = "tokenizer.json (normalizer lowercase false)"
+    elif isinstance(cfg := _read_json(src / "tokenizer_config.json"), dict) and cfg.get("do_lower_case") is False:
+        where = "tokenizer_config.json (do_lower_case false)"
+    else:
+        return
+    raise ConfigError(f"{src}: the tokenizer is cased ({where}); llama-server's BERT tokenizer "
+                      f"lower-cases all text, so it would not tokenize as the model was trained")
+
+
+def _special_names(src: Path) -> set[str]:
+    """The special tokens tokenizer_config.json / special_tokens_map.json name (`*_token` keys)."""
+    names: set[str] = set()
+    for f in ("tokenizer_config.json", "special_tokens_map.json"):
+        cfg = _read_json(src / f)
+        for k, v in (cfg.items() if isinstance(cfg, dict) else ()):
+            v = v.get("content") if isinstance(v, dict) else v
+            if k.endswith("_token") and isinstance(v, str):
+                names.add(v)
+    return names
+
+
+def _special_vocab(src: Path, tokens: list[str], types: list[int]) -> Any:
+    """gguf's reader of the special tokens, as convert_hf_to_gguf uses it, completed where it
+    finds nothing.  It takes the ids from tokenizer_config.json only, so a vocab.txt folder or a
+    tokenizer.json without that file came out with no BOS or separator id, and llama.cpp then
+    falls back to bert-base-uncased's 101/102: on any other vocabulary llama-server aborts on the
+    first request (or embeds the wrong tokens).  Missing roles are filled in by BERT's usual names,
+    and [CLS] ... [SEP] is added around every input, as BERT's template does."""
+    import gguf
+
+    sv = gguf.SpecialVocab(src, n_vocab=len(tokens), special_token_types=_SPECIAL)
+    control = {t: i for i, (t, ty) in enumerate(zip(tokens, types)) if ty == int(gguf.TokenType.CONTROL)}
+    for typ, tok in _BERT_SPECIALS.items():
+        if typ not in sv.special_token_ids and tok in control:
+            sv.special_token_ids[typ] = control[tok]
+    for typ in ("bos", "sep"):
+        if typ not in sv.special_token_ids:
+            raise ConfigError(f"{src}: no {_BERT_SPECIALS[typ]} token ({typ}) in the vocabulary; "
+                              f"llama-server's BERT tokenizer needs one")
+    sv.add_special_token.setdefault("bos", True)
+    sv.add_special_token.setdefault("eos", True)
+    return sv
 
 
 def _tensors(src: Path) -> dict[str, Any]:
@@ -228,15 +303,23 @@ def convert_bert(src: Path, out: Path, *, outtype: str = "f16", name: str | None
     layers = cfg["num_hidden_layers"]
     tensor_map = gguf.get_tensor_name_map(gguf.MODEL_ARCH.BERT, layers)
     renamed = {}
+    origin: dict[str, str] = {}
     for k, v in weights.items():
         g = _gguf_name(tensor_map, k)
-        if g is not None:
-            renamed[g] = v
+        if g is None:
+            continue
+        if g in origin:   # e.g. both `x` and `bert.x`: which one the model means is unknowable
+            raise ConfigError(f"{src}: tensors {origin[g]!r} and {k!r} are both {g!r}")
+        renamed[g], origin[g] = v, k
     if renamed.get("token_embd.weight") is None:
         raise ConfigError(f"{src}: no word-embedding tensor (embeddings.word_embeddings.weight)")
     if renamed["token_embd.weight"].shape != (cfg["vocab_size"], cfg["hidden_size"]):
         raise ConfigError(f"{src}: word embeddings are {renamed['token_embd.weight'].shape}, config says "
                           f"({cfg['vocab_size']}, {cfg['hidden_size']})")
+
+    special_vocab = _special_vocab(src, tokens, types)
+    if out.is_dir():
+        raise ConfigError(f"{out}: is a folder; name the .gguf file to write")
 
     model_name = name or src.name
     file_type = {"f32": gguf.LlamaFileType.ALL_F32, "f16": gguf.LlamaFileType.MOSTLY_F16,
@@ -263,18 +346,22 @@ def convert_bert(src: Path, out: Path, *, outtype: str = "f16", name: str | None
         w.add_tokenizer_pre("bert-bge")
         w.add_token_list(tokens)
         w.add_token_types(types)
-        # gguf's own reader of the special tokens (ids, and which ones the template adds), as
-        # convert_hf_to_gguf uses it: [CLS] first and [SEP] last, from tokenizer.json.
-        gguf.SpecialVocab(src, n_vocab=len(tokens), special_token_types=_SPECIAL).add_to_gguf(w, quiet=True)
+        # The special token ids, and which ones the template adds: [CLS] first and [SEP] last.
+        special_vocab.add_to_gguf(w, quiet=True)
         for g in sorted(renamed):
             data, raw = _encode(g, renamed[g], outtype)
             w.add_tensor(g, data, raw_dtype=raw)
         w.write_header_to_file()
         w.write_kv_data_to_file()
         w.write_tensors_to_file()
-    finally:
         w.close()
-    os.replace(tmp, out)
+        os.replace(tmp, out)
+    except BaseException:
+        # A failure part-way (disk full, an interrupt) leaves neither a half-written .part nor a
+        # changed `out`: a previous good file at `out` stays as it was.
+        w.close()
+        tmp.unlink(missing_ok=True)
+        raise
     return ConvertedModel(path=out, name=model_name, dim=cfg["hidden_size"], layers=layers,
                           vocab=len(tokens), pooling=pool, normalize=normalize, outtype=outtype,
                           tensors=len(renamed), size_bytes=out.stat().st_size)
