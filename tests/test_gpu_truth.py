@@ -213,18 +213,31 @@ def test_gpu_plan_default_plans_the_gpu_profile_from_compose(models, tmp_path):
     repo = tmp_path / "project"         # the real compose files, without a local compose/.env
     shutil.copytree(Path(__file__).resolve().parents[1] / "compose", repo / "compose",
                     ignore=shutil.ignore_patterns(".env", "images"))
+    from bert_tiny import build_checkpoint
+    from llmops.convert_bert import convert_bert
+
+    # The embedding server's model, made by the real converter from a tiny BERT checkpoint.
+    enc = tmp_path / "enc"
+    convert_bert(build_checkpoint(tmp_path / "tiny-bert", pooling="cls").path, enc / "tiny.f16.gguf")
+    emb_dir = models / "emb"
+    emb_dir.mkdir(exist_ok=True)
+    (emb_dir / "tiny.f16.gguf").write_bytes((enc / "tiny.f16.gguf").read_bytes())
     env = {**os.environ, "MODELS_DIR": str(models), "CHAT_MODEL_FILE": "l1b-q8.gguf",
-           "CODE_MODEL_FILE": "l3b-q4.gguf"}
+           "CODE_MODEL_FILE": "l3b-q4.gguf", "EMBEDDING_MODEL_FILE": "emb/tiny.f16.gguf"}
     r = subprocess.run([sys.executable, "-m", "llmops", "--project-dir", str(repo), "gpu-plan",
                         "--json", "--gpu-mib", "24576"], capture_output=True, text=True,
                        timeout=120, env=env)
     assert r.returncode == 0, r.stderr
     doc = json.loads(r.stdout)
-    assert [s["name"] for s in doc["servers"]] == ["inference-chat", "inference-code"]
-    assert [Path(s["model"]).name for s in doc["servers"]] == ["l1b-q8.gguf", "l3b-q4.gguf"]
-    # compose/gpu.yml: -c 4096 -np 2 -ngl 99 for both
+    assert [s["name"] for s in doc["servers"]] == ["inference-chat", "inference-code", "embedding"]
+    assert [Path(s["model"]).name for s in doc["servers"]] == ["l1b-q8.gguf", "l3b-q4.gguf", "tiny.f16.gguf"]
+    # compose/gpu.yml: -c 4096 -np 2 -ngl 99 for both model servers
     assert all((s["n_ctx"], s["n_parallel"], s["output_on_gpu"]) == (4096, 2, True)
-               for s in doc["servers"])
+               for s in doc["servers"][:2])
+    # The encoder: no KV cache, no output head, an estimated compute buffer, one more CUDA context.
+    emb = doc["servers"][2]
+    assert emb["kv_cache_mib"] == 0 and emb["output_on_gpu"] is False and emb["compute_mib"] > 0
+    assert emb["overhead_mib"] > 0 and doc["total_mib"] == pytest.approx(sum(s["total_mib"] for s in doc["servers"]), abs=0.5)
     env.pop("CHAT_MODEL_FILE")
     r = subprocess.run([sys.executable, "-m", "llmops", "--project-dir", str(repo), "gpu-plan"],
                        capture_output=True, text=True, timeout=120, env=env)
