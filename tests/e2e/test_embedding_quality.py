@@ -34,10 +34,14 @@ def cosine(a: list[float], b: list[float]) -> float:
     return dot / (math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b)))
 
 
-def embed(texts: list[str]) -> list[list[float]]:
-    r = httpx.post(f"{EMBEDDING}/v1/embeddings", json={"input": texts}, timeout=60)
+def embed(texts: list[str], url: str = EMBEDDING) -> list[list[float]]:
+    r = httpx.post(f"{url}/v1/embeddings", json={"input": texts}, timeout=60)
     r.raise_for_status()
     return [d["embedding"] for d in sorted(r.json()["data"], key=lambda d: d["index"])]
+
+
+def cosines(got: list[list[float]]) -> list[float]:
+    return [cosine(g, t["embedding"]) for g, t in zip(got, REFERENCE["texts"])]
 
 
 def test_reference_set_is_big_enough() -> None:
@@ -48,12 +52,41 @@ def test_each_text_matches_sentence_transformers(stack: dict[str, Any]) -> None:
     texts = [t["text"] for t in REFERENCE["texts"]]
     got = embed(texts)
     assert len(got) == len(texts) and all(len(v) == REFERENCE["dim"] for v in got)
-    scores = [cosine(g, t["embedding"]) for g, t in zip(got, REFERENCE["texts"])]
+    scores = cosines(got)
     worst = min(range(len(scores)), key=scores.__getitem__)
     print(f"cosine to sentence-transformers over {len(scores)} texts: min {scores[worst]:.7f}, "
           f"mean {sum(scores) / len(scores):.7f}")
     assert all(not math.isnan(s) for s in scores)
     assert scores[worst] >= MIN_COSINE, f"text {worst} ({texts[worst][:60]!r}) at cosine {scores[worst]:.6f}"
+
+
+def test_the_guard_fails_a_server_that_pools_wrongly(stack: dict[str, Any]) -> None:
+    """The same GGUF served with --pooling cls (MiniLM was trained with mean): the guard must see it."""
+    client, project = stack["client"], stack["project"]
+    emb = client.containers.list(filters={"label": [f"com.docker.compose.project={project}",
+                                                    "com.docker.compose.service=embedding"]})[0]
+    argv = list(emb.attrs["Config"]["Cmd"])
+    model = argv[argv.index("-m") + 1]
+    port = STACK_PORTS["QDRANT_PORT"] + 11
+    c = client.containers.run(emb.attrs["Config"]["Image"], ["llama-server", "-m", model, "--embeddings",
+                              "--pooling", "cls", "--host", "0.0.0.0", "--port", "8003", "-t", "1"],
+                              detach=True, name=f"{project}-wrong-pooling-{os.getpid()}",
+                              ports={"8003/tcp": ("127.0.0.1", port)}, labels={"llmops-e2e": "wrong-pooling"})
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        scores = cosines(embed([t["text"] for t in REFERENCE["texts"]], url))
+        print(f"wrong pooling: cosine min {min(scores):.4f}, max {max(scores):.4f}")
+        assert max(scores) < MIN_COSINE
+    finally:
+        c.remove(force=True)
 
 
 @pytest.fixture()
