@@ -39,12 +39,17 @@ def _console(stderr: bool = False) -> Any:
 def ctx() -> "Context":
     from .context import Context, find_project_dir
 
+    from .compose import project_name
+
     if "ctx" not in _state:
         o = _state["opts"]
-        pd = find_project_dir(o["project_dir"])
-        ev = o["evidence_dir"] or pd / "evidence"
-        _state["ctx"] = Context(project_dir=pd, profile_opt=o["profile"], evidence_dir=Path(ev),
-                                project=o["project"], json_out=o["json"])
+        files = tuple(o["compose_files"] or ())
+        pd = find_project_dir(o["project_dir"], explicit_files=bool(files))
+        c = Context(project_dir=pd, profile_opt=o["profile"], evidence_dir=Path(o["evidence_dir"] or "evidence"),
+                    json_out=o["json"], compose_files=files)
+        # Compose's own rule for the name, from the files it will read.
+        c.project = c.compose.project = project_name(o["project"], c.compose.layout)
+        _state["ctx"] = c
     return _state["ctx"]
 
 
@@ -55,16 +60,17 @@ def say(msg: str) -> None:
 
 @app.callback()
 def main_options(
-    project_dir: Optional[Path] = typer.Option(None, "--project-dir", help="Folder holding compose/ (default: nearest from cwd)."),
+    project_dir: Optional[Path] = typer.Option(None, "--project-dir", help="The stack's folder: compose's default file names, or llmops' compose/ (default: nearest from cwd)."),
     profile: str = typer.Option("auto", "--profile", help="auto | gpu | cpu"),
     evidence_dir: Optional[Path] = typer.Option(None, "--evidence-dir", help="Where run folders go (default ./evidence)."),
-    project: str = typer.Option("llmops", "--project-name", help="Compose project name."),
+    project: Optional[str] = typer.Option(None, "--project-name", help="Compose project name (default: compose's rule; llmops for its own layout)."),
+    compose_files: Optional[list[Path]] = typer.Option(None, "--compose-file", "-f", help="A compose file of the stack (repeat for several; default: COMPOSE_FILE, else compose's default names)."),
     json_out: bool = typer.Option(False, "--json", help="Machine-readable output on stdout."),
 ) -> None:
     if profile not in ("auto", "gpu", "cpu"):
         raise UsageError(f"unknown profile {profile!r}; valid: auto, gpu, cpu")
     _state["opts"] = {"project_dir": project_dir, "profile": profile, "evidence_dir": evidence_dir,
-                      "project": project, "json": json_out}
+                      "project": project, "json": json_out, "compose_files": compose_files}
 
 
 def show(result: "CheckResult", text: str, path: Path) -> None:
@@ -187,7 +193,7 @@ def up(
                 say(f"warmed {w.deployment} ({w.slots} slots) through the gateway in {w.latency_s:.2f} s")
             else:
                 say(f"[yellow]warning:[/] warm-up of {w.deployment} got HTTP {w.statuses} from "
-                    f"{w.backends}: {w.error or 'wrong backend'} (run `llmops verify`)")
+                    f"{w.backends}: {w.error or f'expected {w.service or w.deployment}'} (run `llmops verify`)")
     if c.json_out:
         print(json.dumps(out))
 

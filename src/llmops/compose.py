@@ -1,7 +1,11 @@
 """Run Docker Compose (v2 plugin or v1 `docker-compose`) on the project's compose files.
 
 The compose files are the only description of the stack; this module just finds the right
-binary, the right files for a profile, and the env file holding the per-install master key.
+binary, the right files, and the env file.  Which files, as compose itself would take them:
+the `--compose-file` options given, else `COMPOSE_FILE`, else llmops' own demo layout
+(`compose/docker-compose.yml` + `compose/<profile>.yml`), else compose's default names in the
+project folder (`compose.yaml` ... plus its override file).  `llmops adopt`'s override file
+(`llmops.adopt.yml` beside them) is added last when it exists, so its labels apply to every command.
 """
 
 from __future__ import annotations
@@ -20,7 +24,107 @@ from typing import Any
 from .errors import ConfigError, EnvironmentProblem, UsageError
 
 PROFILES = ("auto", "cpu", "gpu")
-DEFAULT_PROJECT = "llmops"
+DEFAULT_PROJECT = "llmops"          # the demo layout's project name, unless told otherwise
+# Compose's own default file names, in its order of preference, and its override files.
+DEFAULT_FILE_NAMES = ("compose.yaml", "compose.yml", "docker-compose.yml", "docker-compose.yaml")
+OVERRIDE_FILE_NAMES = ("compose.override.yaml", "compose.override.yml", "docker-compose.override.yml",
+                       "docker-compose.override.yaml")
+ADOPT_FILE = "llmops.adopt.yml"     # written by `llmops adopt --write`; never one of the user's files
+_PROJECT_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
+
+
+def is_demo_layout(project_dir: Path) -> bool:
+    """llmops' own stack: compose/docker-compose.yml under the project folder."""
+    return (project_dir / "compose" / "docker-compose.yml").is_file()
+
+
+def has_compose_files(d: Path) -> bool:
+    return is_demo_layout(d) or any((d / n).is_file() for n in DEFAULT_FILE_NAMES)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Which compose files, and the folder compose treats as the project's (its `.env` is there)."""
+
+    files: tuple[Path, ...]
+    directory: Path
+    demo: bool
+    source: str                     # how the files were chosen, for messages
+
+    @property
+    def env_file(self) -> Path:
+        return self.directory / ".env"
+
+
+def find_layout(project_dir: Path, profile: str, explicit: tuple[Path, ...] = (),
+                environ: dict[str, str] | None = None) -> Layout:
+    """The compose files compose itself would use for this project, or ConfigError naming what
+    was looked for.  Relative paths (options, COMPOSE_FILE) are taken from the project folder."""
+    env = os.environ if environ is None else environ
+    if explicit:
+        files, source = [f if f.is_absolute() else project_dir / f for f in explicit], "--compose-file"
+    elif env.get("COMPOSE_FILE", "").strip():
+        sep = env.get("COMPOSE_PATH_SEPARATOR") or os.pathsep
+        files = [Path(p) if Path(p).is_absolute() else project_dir / p
+                 for p in env["COMPOSE_FILE"].split(sep) if p.strip()]
+        source = "COMPOSE_FILE"
+    elif is_demo_layout(project_dir):
+        d = project_dir / "compose"
+        files, source = [d / "docker-compose.yml", d / f"{profile}.yml"], f"llmops' layout ({profile} profile)"
+        for f in files:
+            if not f.exists():
+                raise ConfigError(f"compose file missing: {f}")
+        return _with_adopt(Layout(tuple(files), d, True, source))
+    else:
+        first = next((project_dir / n for n in DEFAULT_FILE_NAMES if (project_dir / n).is_file()), None)
+        if first is None:
+            raise ConfigError(f"no compose file in {project_dir} (looked for {', '.join(DEFAULT_FILE_NAMES)} "
+                              f"and compose/docker-compose.yml); pass --project-dir or --compose-file")
+        over = next((project_dir / n for n in OVERRIDE_FILE_NAMES if (project_dir / n).is_file()), None)
+        files, source = [first, *([over] if over else [])], "compose's default file names"
+    for f in files:
+        if not f.is_file():
+            raise ConfigError(f"compose file missing: {f} (from {source})")
+    files = [f.resolve() for f in files]
+    return _with_adopt(Layout(tuple(files), files[0].parent, False, source))
+
+
+def _with_adopt(layout: Layout) -> Layout:
+    adopt = layout.directory / ADOPT_FILE
+    if adopt.is_file() and adopt not in layout.files:
+        return Layout((*layout.files, adopt), layout.directory, layout.demo, layout.source + f" + {ADOPT_FILE}")
+    return layout
+
+
+def project_name(explicit: str | None, layout: Layout, environ: dict[str, str] | None = None) -> str:
+    """Compose's own rule: --project-name, else COMPOSE_PROJECT_NAME (environment, then the
+    project's .env), else the first file's top-level `name:`, else the project folder's name
+    (lower-cased, other characters dropped).  The demo layout's default is `llmops`."""
+    env = os.environ if environ is None else environ
+    name = explicit or env.get("COMPOSE_PROJECT_NAME") or read_env_file(layout.env_file).get("COMPOSE_PROJECT_NAME")
+    where = "--project-name" if explicit else "COMPOSE_PROJECT_NAME"
+    if not name:
+        top = _top_level_name(layout.files[0])
+        if top:
+            name, where = top, f"`name:` in {layout.files[0].name}"
+        elif layout.demo:
+            return DEFAULT_PROJECT
+        else:
+            folder = layout.directory.name
+            name, where = re.sub(r"[^a-z0-9_-]", "", folder.lower()), f"the folder name {folder!r}"
+    if not _PROJECT_NAME.fullmatch(name):
+        raise ConfigError(f"compose project name {name!r} (from {where}) must be lower-case letters, digits, "
+                          f"'-' and '_', starting with a letter or digit; pass --project-name")
+    return name
+
+
+def _top_level_name(f: Path) -> str | None:
+    try:
+        doc = load_compose_files([f])[0]
+    except ConfigError:
+        return None
+    value = doc.get("name")
+    return value if isinstance(value, str) and value else None
 
 
 def detect_compose() -> list[str]:
@@ -64,22 +168,28 @@ class Compose:
     project_dir: Path
     profile: str = "cpu"
     project: str = DEFAULT_PROJECT
+    explicit_files: tuple[Path, ...] = ()
+
+    @cached_property
+    def layout(self) -> Layout:
+        return find_layout(self.project_dir, self.profile, self.explicit_files)
 
     @property
     def compose_dir(self) -> Path:
-        return self.project_dir / "compose"
+        """The folder compose treats as the project's (demo: compose/)."""
+        return self.layout.directory
 
     @property
     def env_file(self) -> Path:
-        return self.compose_dir / ".env"
+        return self.layout.env_file
 
     @property
     def files(self) -> list[Path]:
-        files = [self.compose_dir / "docker-compose.yml", self.compose_dir / f"{self.profile}.yml"]
-        for f in files:
-            if not f.exists():
-                raise ConfigError(f"compose file missing: {f}")
-        return files
+        return list(self.layout.files)
+
+    @property
+    def demo(self) -> bool:
+        return self.layout.demo
 
     @cached_property
     def binary(self) -> list[str]:
@@ -94,9 +204,10 @@ class Compose:
         return argv
 
     def ensure_env(self) -> dict[str, str]:
-        """Create compose/.env with a per-install master key; never overwrite what is there."""
+        """Create compose/.env with a per-install master key; never overwrite what is there.  Only
+        in llmops' own layout: a user's `.env` is theirs, and their gateway has its own key."""
         env = read_env_file(self.env_file)
-        if "LITELLM_MASTER_KEY" not in env:
+        if self.demo and "LITELLM_MASTER_KEY" not in env:
             key = "sk-llmops-" + secrets.token_urlsafe(24)
             # 0o600 at creation: the key is never readable by others, not even between create and chmod.
             fd = os.open(self.env_file, os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o600)

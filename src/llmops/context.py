@@ -9,19 +9,29 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from .compose import Compose, read_env_file, resolve_profile
+from .compose import Compose, has_compose_files, read_env_file, resolve_profile
 from .errors import ConfigError
 from .evidence import RunDir
 from .stack import Service, Stack, discover, docker_client
 
 
-def find_project_dir(start: Path | None = None) -> Path:
-    """The folder holding compose/docker-compose.yml: the given one, or the nearest parent."""
-    here = (start or Path.cwd()).resolve()
+def find_project_dir(start: Path | None = None, explicit_files: bool = False) -> Path:
+    """The project folder: the one given (`--project-dir`), else the nearest folder from the cwd
+    up holding compose files (compose's default names, or llmops' compose/docker-compose.yml).
+    With `--compose-file` and no `--project-dir`, the cwd, as compose itself takes it."""
+    if start is not None:
+        d = start.resolve()
+        if not d.is_dir():
+            raise ConfigError(f"--project-dir {start}: not a folder")
+        return d
+    here = Path.cwd().resolve()
+    if explicit_files:
+        return here
     for d in (here, *here.parents):
-        if (d / "compose" / "docker-compose.yml").exists():
+        if has_compose_files(d):
             return d
-    raise ConfigError(f"no compose/docker-compose.yml in {here} or above; pass --project-dir")
+    raise ConfigError(f"no compose file in {here} or above (compose.yaml, docker-compose.yml, or "
+                      f"compose/docker-compose.yml); pass --project-dir or --compose-file")
 
 
 @dataclass
@@ -31,6 +41,7 @@ class Context:
     evidence_dir: Path = Path("evidence")
     project: str = "llmops"
     json_out: bool = False
+    compose_files: tuple[Path, ...] = ()
     run: RunDir | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     _stack: Stack | None = field(default=None, init=False, repr=False)
@@ -41,7 +52,7 @@ class Context:
 
     @cached_property
     def compose(self) -> Compose:
-        return Compose(self.project_dir, self.profile, self.project)
+        return Compose(self.project_dir, self.profile, self.project, self.compose_files)
 
     @cached_property
     def client(self) -> Any:
@@ -49,6 +60,24 @@ class Context:
 
     @property
     def master_key(self) -> str | None:
+        """The key the running gateway checks, read from its container (through the variable its
+        config names); without a running gateway, the one `up` wrote to llmops' own .env."""
+        from .errors import LlmopsError
+        from .gateway_config import gateway_master_key, read_config
+
+        try:
+            gw = self.stack().gateway
+        except LlmopsError:       # no engine: the key is only needed by commands that need one
+            gw = None
+        if gw is not None and gw.state == "running":
+            p = self.stack().router_path
+            try:
+                cfg = read_config(p) if p is not None and p.is_file() else None
+            except ConfigError:
+                cfg = None
+            key = gateway_master_key(gw.attrs, cfg)
+            if key:
+                return key
         return read_env_file(self.compose.env_file).get("LITELLM_MASTER_KEY")
 
     def declared(self) -> list[str]:

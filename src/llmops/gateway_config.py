@@ -392,12 +392,72 @@ def summarize(path: Path, alias: str | None = None) -> RouterSummary:
     return RouterSummary(str(path), public_router_settings(cfg.router_settings), deps, lint(cfg, alias))
 
 
+def config_argument(argv: list[str], env: Mapping[str, str] | None = None) -> str | None:
+    """Where LiteLLM reads its config, inside the container: its `--config` argument (also
+    `--config=X` and `-c X`), else its CONFIG_FILE_PATH variable, else None."""
+    for i, a in enumerate(argv):
+        if a in ("--config", "-c") and i + 1 < len(argv):
+            return argv[i + 1]
+        if a.startswith("--config="):
+            return a.split("=", 1)[1]
+    return (env or {}).get("CONFIG_FILE_PATH") or None
+
+
+def host_path_of(inside: str, mounts: list[tuple[str, str]]) -> Path | None:
+    """The host file behind a container path, through (source, destination) bind mounts (the
+    deepest destination wins, as in the container's own view)."""
+    best: tuple[int, Path] | None = None
+    for source, dest in mounts:
+        d = dest.rstrip("/") or "/"
+        if inside == d:
+            hit = Path(source)
+        elif inside.startswith(d.rstrip("/") + "/"):
+            hit = Path(source) / inside[len(d.rstrip("/")) + 1:]
+        else:
+            continue
+        if best is None or len(d) > best[0]:
+            best = (len(d), hit)
+    return best[1] if best else None
+
+
+def gateway_config_inside(gateway_attrs: dict[str, Any]) -> str:
+    """The config path the running gateway was started with (llmops' own default when it names none)."""
+    cfg = gateway_attrs.get("Config") or {}
+    argv = [*(cfg.get("Entrypoint") or []), *(cfg.get("Cmd") or [])]
+    env = dict(e.split("=", 1) for e in cfg.get("Env") or [] if "=" in e)
+    return config_argument([str(a) for a in argv], env) or CONFIG_IN_CONTAINER
+
+
+MASTER_KEY_ENV = "LITELLM_MASTER_KEY"   # LiteLLM's own variable when its config names none
+
+
+def master_key_variable(cfg: GatewayConfig | None) -> str | None:
+    """The variable the config takes its master key from (`os.environ/VAR`), LiteLLM's default
+    LITELLM_MASTER_KEY when it names none, None when the key is written in the config itself."""
+    value = (cfg.general_settings if cfg else {}).get("master_key")
+    if value is None:
+        return MASTER_KEY_ENV
+    text = str(value)
+    return text.split("/", 1)[1] if text.startswith("os.environ/") else None
+
+
+def gateway_master_key(gateway_attrs: dict[str, Any], cfg: GatewayConfig | None) -> str | None:
+    """The key the running gateway checks: from its own environment, through the variable its
+    config names (or the config's literal key)."""
+    value = (cfg.general_settings if cfg else {}).get("master_key")
+    var = master_key_variable(cfg)
+    if var is None:
+        return str(value) if value else None
+    env = dict(e.split("=", 1) for e in (gateway_attrs.get("Config") or {}).get("Env") or [] if "=" in e)
+    return env.get(var) or None
+
+
 def mounted_config_path(gateway_attrs: dict[str, Any]) -> Path | None:
-    """The host file mounted as the gateway's config (LiteLLM read it when it started)."""
-    for m in gateway_attrs.get("Mounts", []) or []:
-        if m.get("Destination") == CONFIG_IN_CONTAINER:
-            return Path(m["Source"])
-    return None
+    """The host file mounted as the gateway's config (LiteLLM read it when it started): the path
+    its `--config` names, mapped through its mounts."""
+    mounts = [(str(m.get("Source", "")), str(m.get("Destination", "")))
+              for m in gateway_attrs.get("Mounts", []) or [] if m.get("Source")]
+    return host_path_of(gateway_config_inside(gateway_attrs), mounts)
 
 
 def file_digest(path: Path) -> str:

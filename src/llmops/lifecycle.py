@@ -44,13 +44,22 @@ def gateway_config_digest(config: dict[str, Any]) -> dict[str, str]:
     """The digest of the LiteLLM config the gateway will mount, for its environment: compose then
     recreates the gateway whenever the file's content changes (a bind mount alone does not), and
     `config_drift` can tell later whether the running gateway loaded what the file now says."""
-    from .gateway_config import CONFIG_DIGEST_ENV, CONFIG_IN_CONTAINER, file_digest
+    from .gateway_config import CONFIG_DIGEST_ENV, CONFIG_IN_CONTAINER, config_argument, file_digest, host_path_of
+    from .stack import ROLE_LABEL, Role, compose_labels
 
-    for svc in (config.get("services") or {}).values():
+    services = list((config.get("services") or {}).values())
+    gateways = [s for s in services if compose_labels(s or {}).get(ROLE_LABEL) == Role.GATEWAY]
+    for svc in gateways or services:   # unlabelled: whichever service mounts the config
+        cmd = svc.get("command") or []
+        argv = [str(a) for a in ([*(svc.get("entrypoint") or []), *cmd] if isinstance(cmd, list) else [])]
+        inside = config_argument(argv, svc.get("environment") if isinstance(svc.get("environment"), dict) else None)
+        mounts = []
         for v in svc.get("volumes") or []:
             src, _, rest = v.partition(":") if isinstance(v, str) else (v.get("source", ""), ":", v.get("target", ""))
-            if rest.split(":")[0] == CONFIG_IN_CONTAINER and Path(src).is_file():
-                return {CONFIG_DIGEST_ENV: file_digest(Path(src))}
+            mounts.append((str(src), rest.split(":")[0]))
+        src_path = host_path_of(inside or CONFIG_IN_CONTAINER, mounts)
+        if src_path is not None and src_path.is_file():
+            return {CONFIG_DIGEST_ENV: file_digest(src_path)}
     return {}
 
 

@@ -250,7 +250,7 @@ def collect(*, project_dir: Path, project: str, profile: str, compose: "Compose"
     from .evidence import utc_now_iso
 
     m = Manifest(version=__version__, git_sha=git_sha, project=project, profile=profile,
-                 compose_files=[str(f.relative_to(project_dir)) for f in compose.files],
+                 compose_files=[_shown_path(f, project_dir) for f in compose.files],
                  compose_config_hash=compose.config_hash(), host=host_info(), created_at=utc_now_iso())
     errors: list[str] = []
     gateway_attrs: dict[str, Any] | None = None
@@ -302,3 +302,11 @@ def failed_manifest(e: BaseException, **known: Any) -> dict[str, Any]:
     """manifest.json when collecting it failed outright: the error, and what was known anyway."""
     return {"schema": SCHEMA, "tool": "llmops", "version": __version__, **known,
             "manifest_error": error_line(e)}
+
+
+def _shown_path(f: Path, project_dir: Path) -> str:
+    """A compose file relative to the project when it is inside it (a -f file may be anywhere)."""
+    try:
+        return str(f.relative_to(project_dir))
+    except ValueError:
+        return str(f)

@@ -120,6 +120,17 @@ class Service:
         return self.labels.get(EXPECT_LABEL, "")
 
     @property
+    def dns_names(self) -> list[str]:
+        """The names other containers reach this one by: compose's network aliases, its hostname
+        and its container name."""
+        names = [self.name, self.container_name]
+        for net in ((self.attrs.get("NetworkSettings") or {}).get("Networks") or {}).values():
+            net = net or {}
+            names += [*(net.get("Aliases") or []), *(net.get("DNSNames") or [])]
+        names.append((self.attrs.get("Config") or {}).get("Hostname") or "")
+        return [n for n in dict.fromkeys(names) if n]
+
+    @property
     def embedding_expect(self) -> tuple[str | None, int | None]:
         """(model name, dimension) this embedding server must serve, from its labels."""
         return self.labels.get(ALIAS_LABEL) or None, label_dim(self.name, self.labels)
@@ -258,12 +269,29 @@ def select(services: list[Service], names: list[str] | None, valid: list[str]) -
     return [s for s in services if s.name in names]
 
 
+# Every DNS name a service of the current stack answers to (network aliases, hostname, container
+# name) -> the service.  A LiteLLM config may name a backend by any of them; the snapshot a
+# command takes registers them here, so that every `x-litellm-model-api-base` (read in probes and
+# both load generators) names its compose service.  One process runs one command on one stack.
+_HOST_SERVICE: dict[str, str] = {}
+
+
+def register_hosts(services: list[Service]) -> None:
+    _HOST_SERVICE.clear()
+    for s in services:
+        for n in s.dns_names:
+            _HOST_SERVICE.setdefault(n, s.name)
+    for s in services:   # a service's own name always means that service
+        _HOST_SERVICE[s.name] = s.name
+
+
 def backend_of(api_base: str | None) -> str | None:
-    """The compose service behind a LiteLLM `x-litellm-model-api-base` (its URL's host name)."""
+    """The compose service behind a LiteLLM api_base (`x-litellm-model-api-base`): its URL's host
+    name, mapped through the stack's DNS names when it is an alias of a service."""
     if not api_base:
         return None
     host = urlparse(api_base).hostname
-    return host or None
+    return _HOST_SERVICE.get(host, host) if host else None
 
 
 @dataclass
@@ -280,7 +308,9 @@ class Stack:
 
     @classmethod
     def snapshot(cls, client: Any, project: str, declared: list[str]) -> "Stack":
-        return cls(project, list(declared), discover(client, project))
+        services = discover(client, project)
+        register_hosts(services)
+        return cls(project, list(declared), services)
 
     @property
     def by_name(self) -> dict[str, Service]:
@@ -330,6 +360,14 @@ class Stack:
 
         gw = self.gateway
         return mounted_config_path(gw.attrs) if gw else None
+
+    @property
+    def router_inside(self) -> str | None:
+        """The config path the gateway reads inside its container (for messages)."""
+        from .gateway_config import gateway_config_inside
+
+        gw = self.gateway
+        return gateway_config_inside(gw.attrs) if gw else None
 
     @cached_property
     def router(self) -> "RouterSummary | None":

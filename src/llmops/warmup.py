@@ -27,17 +27,20 @@ MAX_SLOTS = 16
 
 @dataclass
 class Warmed:
-    deployment: str
+    deployment: str                  # its model_info.id
     slots: int
     statuses: list[int | None]
     latency_s: float                 # the slowest of the concurrent requests
     backends: list[str | None]
     error: str | None
+    service: str | None = None       # the compose service its api_base names
 
     @property
     def ok(self) -> bool:
+        # The backend that answered is a service; the id is the user's own name for the route.
+        want = self.service or self.deployment
         return bool(self.statuses) and all(s == 200 for s in self.statuses) \
-            and all(b == self.deployment for b in self.backends)
+            and all(b == want for b in self.backends)
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "latency_s": round(self.latency_s, 3), "ok": self.ok}
@@ -65,6 +68,7 @@ def warm_routes(ctx: Context, stack: Stack | None = None, timeout_s: float = 30.
     out = []
     for dep in router.deployments:
         dep_id, svc = dep.get("id"), by_name.get(backend_of(dep.get("api_base")) or "")
+        service = svc.name if svc is not None else backend_of(dep.get("api_base"))
         if not dep_id:
             continue
         n = slots_of(svc.url) if svc is not None else 1
@@ -73,5 +77,5 @@ def warm_routes(ctx: Context, stack: Stack | None = None, timeout_s: float = 30.
                                                     max_tokens=4), range(n)))
         errors = [c.error for c in done if c.error]
         out.append(Warmed(dep_id, n, [c.status_code for c in done], max(c.latency_s for c in done),
-                          [c.backend for c in done], errors[0] if errors else None))
+                          [c.backend for c in done], errors[0] if errors else None, service))
     return out

@@ -91,7 +91,10 @@ def run_failover(ctx: Context, o: FailoverOptions, say: Callable[[str], None]) -
     router = stack.router
     if router is not None and router.drift:   # every limit below comes from these settings
         raise EnvironmentProblem(f"pre-flight: {router.drift}; refusing to inject a fault")
-    for w in (router.warnings if router else ["gateway config not found: cannot lint router settings"]):
+    for w in (router.warnings if router else [f"gateway config not found (the gateway reads {stack.router_inside}, "
+                                              f"which no mount of {stack.gateway.name if stack.gateway else 'it'} "
+                                              "brings from this host): cannot lint router settings, and no "
+                                              "per-attempt timeout is known"]):
         say(f"[yellow]gateway config warning:[/] {w}")
     # The hung-server limit is the primary's own timeout: a longer one on the secondary must not
     # loosen it (a secondary with timeout 30 once let a 9 s failover pass).
@@ -236,9 +239,11 @@ def preflight_requests(ctx: Context, gateway: Service, key: str, alias: str, pri
                 break
             time.sleep(0.5)
         if bad is not None:
-            raise EnvironmentProblem(f"pre-flight: a completion through {gateway.name} to {bad.deployment} failed "
-                                     f"({bad.statuses}: {' '.join((bad.error or '').split())[:150]}); "
-                                     "refusing to inject a fault")
+            why = ' '.join((bad.error or '').split())[:150] or \
+                f"answered by {', '.join(str(b) for b in bad.backends)}, not {bad.service or bad.deployment}"
+            raise EnvironmentProblem(f"pre-flight: a completion through {gateway.name} to deployment {bad.deployment} "
+                                     f"({bad.service or 'no service matches its api_base'}) failed "
+                                     f"(HTTP {bad.statuses}: {why}); refusing to inject a fault")
         warmed = [w.to_json() for w in done]
     deadline = time.monotonic() + wait_s
     while True:
