@@ -157,6 +157,7 @@ def settings_for(qdrant_url: str, deps_url: str, **overrides: Any) -> Settings:
         embedding_url=deps_url,
         gateway_url=deps_url,
         gateway_key="sk-test",
+        gateway_model="chat-7b",
         collection="docs",
         query_deadline_s=DEADLINE_S,
         max_attempts=6,

@@ -164,7 +164,7 @@ def run_functional(ctx: Context, services: list[Service]) -> tuple[CheckResult, 
     gw, emb, rag = by_role.get(Role.GATEWAY), by_role.get(Role.EMBEDDING), by_role.get(Role.RAG)
     primary = by_role.get(Role.PRIMARY)
     alias = ctx.stack().alias or ""
-    details: dict[str, Any] = {}
+    details: dict[str, Any] = {"alias": alias, "gateway": gw.name if gw else None}
     comp = complete(gw.url, ctx.master_key or "", alias) if gw else None
     if comp and ctx.run:
         ctx.run.event("request", phase="verify", status=comp.status_code, latency_s=round(comp.latency_s, 4),

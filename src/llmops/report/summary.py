@@ -47,13 +47,13 @@ CHECK_TITLES = {
 SCENARIOS = {
     "status": "Discover the stack from its compose labels and confirm every service's "
               "container is running and healthy.",
-    "functional": "Send a real chat completion through the gateway (alias chat-7b), a real "
+    "functional": "Send a real chat completion through the gateway (alias {alias}), a real "
                   "embedding (model name and dimension as the embedding server's labels say, unit "
                   "length) and a real RAG query; record which backend served the completion and "
                   "the latency.",
     "health": "Call every service's health endpoint and count the ones that answer 200.",
     "failover": "Under steady load through the gateway, stop the primary model server "
-                "(inference-chat); time until the secondary (inference-code) serves, count "
+                "({target}); time until the secondary ({secondary}) serves, count "
                 "every failed request, then restore the primary and time the failback.",
     "qdrant": "Stop Qdrant: rag /health must answer fast with qdrant:false and queries must "
               "degrade cleanly; restart Qdrant, time until rag reports qdrant:true, and "
@@ -61,6 +61,12 @@ SCENARIOS = {
     "gpu": "Sample GPU memory with NVML while both models are loaded and compare it with "
            "the budget expected from the models' GGUF metadata.",
 }
+
+def scenario_for(check: str, details: dict[str, Any]) -> str:
+    """The scenario text, with the names this stack really has (from the check's own details)."""
+    names = {k: str(details.get(k) or f"unknown {k}") for k in ("alias", "target", "secondary")}
+    return SCENARIOS.get(check, "").format(**names)
+
 
 # The hand-run reference procedure's result, per check (DESIGN, "Our reference").
 REFERENCE = {
@@ -169,7 +175,7 @@ def build_summary(run_dir: Path, checks: dict[str, dict[str, Any]],
             "file": f"{stem}.json",
             "evidence": f"{stem}.txt" if (run_dir / f"{stem}.txt").exists() else f"{stem}.json",
             "title": CHECK_TITLES.get(cid, cid),
-            "scenario": str(c["details"].get("scenario") or SCENARIOS.get(cid, "")),
+            "scenario": str(c["details"].get("scenario") or scenario_for(cid, c["details"])),
             "status": c["status"],
             "exit_code": check_exit_code(c),
             "restore_failed": restore_failed(c),

@@ -66,7 +66,7 @@ class Settings:
     embedding_model: str = ""          # sent as `model` when set; llama-server serves one model
     gateway_url: str = "http://api-gateway:4000"
     gateway_key: str = ""
-    gateway_model: str = "chat-7b"
+    gateway_model: str = ""             # the alias to generate with (GATEWAY_MODEL); none: no generation
     gateway_timeout_s: float = 10.0
     collection: str = "docs"
     query_deadline_s: float = 3.0
@@ -599,6 +599,8 @@ class RagService:
         )
 
     async def generate(self, question: str, hits: list[dict[str, Any]]) -> tuple[str | None, str | None]:
+        if not self.s.gateway_model:   # no alias assumed: a user's gateway has its own names
+            return None, "no GATEWAY_MODEL set: rag does not know which gateway model to ask"
         context = "\n".join(f"[{i + 1}] {h['text']}" for i, h in enumerate(hits)) or "(no context found)"
         payload = {
             "model": self.s.gateway_model,
