@@ -271,16 +271,39 @@ def chaos_qdrant(
     mode: str = typer.Option("stop", "--mode", help="stop | kill | pause"),
     outage: float = typer.Option(6.0, "--outage", help="Seconds Qdrant stays away."),
     no_restore: bool = typer.Option(False, "--no-restore", help="Leave Qdrant down (exit 5)."),
-    data_safety: bool = typer.Option(True, "--data-safety/--no-data-safety",
-                                     help="Also SIGKILL Qdrant after acknowledged writes and count them."),
+    data_safety: Optional[bool] = typer.Option(None, "--data-safety/--no-data-safety",
+                                               help="Also SIGKILL Qdrant after acknowledged writes to a collection of "
+                                                    "its own (llmops_durability) and count them.  Default: on for "
+                                                    "llmops' own stack; on a stack of yours, asked (off without a terminal)."),
     points: int = typer.Option(200, "--points", help="Points written for the data-safety check."),
 ) -> None:
     """Take Qdrant away; measure rag's degraded health, 503s, reconnect and data safety."""
     from .chaos.qdrant import QdrantOptions, run_qdrant
     from .runner import Check, Phase
 
-    o = QdrantOptions(mode, outage, not no_restore, data_safety=data_safety, safety_points=points)
+    o = QdrantOptions(mode, outage, not no_restore, data_safety=decide_data_safety(data_safety),
+                      safety_points=points)
     done(run_checks(Phase("qdrant", [Check("qdrant", lambda: run_qdrant(ctx(), o, say))])))
+
+
+def decide_data_safety(flag: Optional[bool]) -> bool:
+    """The data-safety step SIGKILLs the vector DB and writes a collection there: on llmops' own
+    stack by default; on a user's only when they say so (the flag, or yes at a terminal)."""
+    from .chaos.qdrant import DURABILITY_COLLECTION
+
+    c = ctx()
+    if flag is not None:
+        return flag
+    if c.compose.demo:
+        return True
+    vdb = c.stack().role("vectordb")
+    name = vdb.name if vdb else "the vector DB"
+    what = (f"data safety SIGKILLs {name} in stack `{c.project}` after writing points to a collection "
+            f"{DURABILITY_COLLECTION!r} there (deleted after)")
+    if sys.stdin.isatty():
+        return bool(typer.confirm(f"{what}: run it?", default=False))
+    say(f"[yellow]{what}: not run without --data-safety (no terminal to ask)[/]")
+    return False
 
 
 @chaos_app.command("restore")
@@ -413,6 +436,8 @@ def certify(
     skip: Optional[list[str]] = typer.Option(None, "--skip", help="Phases to skip: verify, failover, qdrant, gpu, report."),
     failover_mode: str = typer.Option("stop", "--failover-mode", help="stop | kill | pause | partition | blackhole | loss (loss at 5 %)"),
     qdrant_mode: str = typer.Option("stop", "--qdrant-mode", help="stop | kill | pause"),
+    data_safety: Optional[bool] = typer.Option(None, "--data-safety/--no-data-safety",
+                                               help="The qdrant phase's SIGKILL durability step (as chaos qdrant)."),
     stream: bool = typer.Option(False, "--stream", help="The failover phase runs the streaming failover "
                                 "(chaos failover --stream with its defaults) instead of the one-token load."),
 ) -> None:
@@ -429,7 +454,7 @@ def certify(
     check_skip(skip)
     rps, max_tokens = stream_defaults(stream, None, None)
     fo = FailoverOptions(mode=failover_mode, rps=rps, max_tokens=max_tokens, stream=stream)
-    qo = QdrantOptions(mode=qdrant_mode)
+    qo = QdrantOptions(mode=qdrant_mode, data_safety="qdrant" not in skip and decide_data_safety(data_safety))
     fo.validate()   # a bad option is refused now, not when its phase comes round
     qo.validate()
     c = ctx()

@@ -175,6 +175,9 @@ def run_qdrant(ctx: Context, o: QdrantOptions, say: Callable[[str], None]) -> tu
     q1 = asyncio.run(_with_client(lambda c: _query(c, rag))) if frame.restored else None
     points_after = count_points(qdrant, collection) if frame.restored else None
     safety = data_safety(ctx, qdrant, o.safety_points, say) if (o.data_safety and frame.restored) else None
+    if not o.data_safety:
+        frame.notes.append(f"data safety not run (no SIGKILL of {qdrant.name}, no {DURABILITY_COLLECTION} "
+                           "collection): pass --data-safety to run it")
 
     out_h = [h for h in health if h["phase"] == "outage"]
     # Every outage sample counts for latency, those inside the declared lag included.
