@@ -135,3 +135,30 @@ def test_scenarios_name_this_stack() -> None:
     assert "(llm-main)" in text and "(llm-backup)" in text and "inference-chat" not in text
     assert "alias assistant" in scenario_for("functional", {"alias": "assistant"})
     assert "unknown alias" in scenario_for("functional", {})
+
+
+# ---- messages that name the fix (never the command just run) --------------------------------------
+
+def test_a_missing_role_names_the_unlabelled_services_and_adopt() -> None:
+    from llmops.errors import EnvironmentProblem
+    from llmops.stack import Stack
+
+    st = Stack("mine", ["llm-main", "litellm"], [_svc("llm-main", []), _svc("litellm", [])])
+    with pytest.raises(EnvironmentProblem) as e:
+        st.require("gateway")
+    assert "llm-main, litellm" in str(e.value) and "llmops adopt" in str(e.value) and "llmops up" not in str(e.value)
+    with pytest.raises(EnvironmentProblem, match="is not up.*run `llmops up`"):
+        Stack("mine", ["a"], []).require("gateway")
+
+
+def test_a_running_service_without_a_port_label_says_so() -> None:
+    from llmops.errors import EnvironmentProblem
+    from llmops.probes import no_port_reason
+
+    s = _svc("llm-main", [])
+    s.port, s.host_port = 0, None
+    assert "llmops.port label" in no_port_reason(s) and "llmops adopt" in no_port_reason(s)
+    with pytest.raises(EnvironmentProblem, match="llm-main has no host port.*llmops adopt"):
+        _ = s.url
+    s.port = 9000
+    assert "9000" in no_port_reason(s) and "not published" in no_port_reason(s)

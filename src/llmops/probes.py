@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 
 from .redact import scrub, scrub_json
-from .stack import Service, backend_of
+from .stack import PORT_LABEL, Service, backend_of
 
 
 @dataclass
@@ -83,6 +83,15 @@ EXPECTATIONS: dict[str, Callable[[int, Any], str]] = {
 }
 
 
+def no_port_reason(svc: Service) -> str:
+    """Why llmops has no host port to probe, in the terms of the fix."""
+    if svc.state != "running":
+        return f"container is {svc.state}"
+    if not svc.port:
+        return f"no {PORT_LABEL} label (the container port to probe): run `llmops adopt`"
+    return f"container port {svc.port} ({PORT_LABEL}) is not published on the host"
+
+
 def health_request(svc: Service, master_key: str | None) -> tuple[str, dict[str, str]]:
     """The endpoint to probe: the gateway's keyed /health proves both deployments answer."""
     if svc.expect == "litellm" and master_key:
@@ -99,9 +108,9 @@ def judge(expect: str, code: int, body: Any) -> str:
 
 async def probe_one(client: httpx.AsyncClient, svc: Service, master_key: str | None,
                     timeout: float) -> ProbeResult:
-    url, headers = health_request(svc, master_key)
     if svc.host_port is None:
-        return ProbeResult(svc.name, url, None, 0.0, False, reason="no published port (container not running?)")
+        return ProbeResult(svc.name, "-", None, 0.0, False, reason=no_port_reason(svc))
+    url, headers = health_request(svc, master_key)
     t = time.perf_counter()
     try:
         resp = await client.get(url, headers=headers, timeout=timeout)

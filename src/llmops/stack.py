@@ -113,6 +113,11 @@ class Service:
     @property
     def url(self) -> str:
         # Probes always go to loopback: traffic must stay on this machine.
+        if self.host_port is None:
+            why = "not running" if self.state != "running" else (
+                f"no {PORT_LABEL} label (run `llmops adopt`)" if not self.port else
+                f"container port {self.port} is not published")
+            raise EnvironmentProblem(f"service {self.name} has no host port to reach: {why}")
         return f"http://127.0.0.1:{self.host_port}"
 
     @property
@@ -319,11 +324,24 @@ class Stack:
     def role(self, role: str) -> Service | None:
         return next((s for s in self.services if s.role == role), None)
 
+    @property
+    def unlabelled(self) -> list[str]:
+        """Services llmops cannot use: no `llmops.role` label."""
+        return [s.name for s in self.services if not s.role]
+
     def require(self, role: str) -> Service:
-        """The service with this role, or exit 4 naming the fix."""
+        """The service with this role, or exit 4 naming the fix: `up` when nothing runs, `adopt`
+        when services run that no label gives a role."""
         s = self.role(role)
         if s is None:
-            raise EnvironmentProblem(f"no service with role {role} in stack `{self.project}`: run `llmops up`")
+            if not self.services:
+                raise EnvironmentProblem(f"stack `{self.project}` is not up (no container of that compose project): "
+                                         f"run `llmops up`")
+            bare = self.unlabelled
+            hint = (f"services without an llmops.role label: {', '.join(bare)}; `llmops adopt` proposes "
+                    f"their roles and `llmops adopt --write` labels them" if bare else
+                    f"no service has the label {ROLE_LABEL}={role}")
+            raise EnvironmentProblem(f"no service with role {role} in stack `{self.project}` ({hint})")
         return s
 
     def require_up(self) -> "Stack":

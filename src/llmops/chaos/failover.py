@@ -12,7 +12,7 @@ from ..context import Context
 from ..errors import EnvironmentProblem, UsageError
 from ..evidence import CheckResult, Criterion, utc_now_iso
 from ..probes import complete
-from ..stack import ALIAS_LABEL, Role, Service
+from ..stack import ALIAS_LABEL, ROLE_LABEL, Role, Service
 from .common import FaultFrame, check_range, preflight
 from .dod_common import (HUNG_FAILOVER_CEILING_S, MIN_REQUESTS, failed_line, hung_failover_limit_s,  # noqa: F401
                          hung_line as _hung_line, secondary_line, tail_lines as _tail_lines)
@@ -78,8 +78,10 @@ def run_failover(ctx: Context, o: FailoverOptions, say: Callable[[str], None]) -
     svcs, _declared = preflight(ctx, target_name)
     target = svcs[target_name]
     if not target.is_model_server:
-        raise UsageError(f"target {target_name} is not a model server; valid: "
-                         + ", ".join(s.name for s in stack.model_servers))
+        valid = ", ".join(s.name for s in stack.model_servers)
+        raise UsageError(f"target {target_name} is not a model server (label {ROLE_LABEL}={Role.PRIMARY} or "
+                         f"{Role.SECONDARY}); " + (f"valid: {valid}" if valid else
+                                                   "no service has either label: run `llmops adopt`"))
     others = [s for s in stack.model_servers if s.name != target_name]
     gateway = stack.gateway
     if not others or gateway is None:
