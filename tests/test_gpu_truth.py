@@ -224,9 +224,10 @@ def test_gpu_plan_default_plans_the_gpu_profile_from_compose(models, tmp_path):
     (emb_dir / "tiny.f16.gguf").write_bytes((enc / "tiny.f16.gguf").read_bytes())
     env = {**os.environ, "MODELS_DIR": str(models), "CHAT_MODEL_FILE": "l1b-q8.gguf",
            "CODE_MODEL_FILE": "l3b-q4.gguf", "EMBEDDING_MODEL_FILE": "emb/tiny.f16.gguf"}
-    r = subprocess.run([sys.executable, "-m", "llmops", "--project-dir", str(repo), "gpu-plan",
-                        "--json", "--gpu-mib", "24576"], capture_output=True, text=True,
-                       timeout=120, env=env)
+    # A project name no stack has: gpu-plan plans a running stack first, and this test reads none.
+    r = subprocess.run([sys.executable, "-m", "llmops", "--project-dir", str(repo), "--project-name",
+                        "llmops-unit-no-stack", "gpu-plan", "--json", "--gpu-mib", "24576"],
+                       capture_output=True, text=True, timeout=120, env=env)
     assert r.returncode == 0, r.stderr
     doc = json.loads(r.stdout)
     assert [s["name"] for s in doc["servers"]] == ["inference-chat", "inference-code", "embedding"]
@@ -239,6 +240,6 @@ def test_gpu_plan_default_plans_the_gpu_profile_from_compose(models, tmp_path):
     assert emb["kv_cache_mib"] == 0 and emb["output_on_gpu"] is False and emb["compute_mib"] > 0
     assert emb["overhead_mib"] > 0 and doc["total_mib"] == pytest.approx(sum(s["total_mib"] for s in doc["servers"]), abs=0.5)
     env.pop("CHAT_MODEL_FILE")
-    r = subprocess.run([sys.executable, "-m", "llmops", "--project-dir", str(repo), "gpu-plan"],
-                       capture_output=True, text=True, timeout=120, env=env)
+    r = subprocess.run([sys.executable, "-m", "llmops", "--project-dir", str(repo), "--project-name",
+                        "llmops-unit-no-stack", "gpu-plan"], capture_output=True, text=True, timeout=120, env=env)
     assert r.returncode == 2 and "CHAT_MODEL_FILE" in r.stderr and r.stderr.count("\n") == 1

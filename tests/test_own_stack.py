@@ -162,3 +162,23 @@ def test_a_running_service_without_a_port_label_says_so() -> None:
         _ = s.url
     s.port = 9000
     assert "9000" in no_port_reason(s) and "not published" in no_port_reason(s)
+
+
+# ---- 9: gpu-plan plans the running stack's servers, by service name --------------------------------
+
+def test_gpu_plan_specs_from_running_services(tmp_path: Path) -> None:
+    from llmops.gpu.plan import spec_from_args, specs_from_services
+
+    mounted = _svc("llm-main", [])
+    mounted.role = "inference-primary"
+    mounted.attrs.update({"Config": {"Entrypoint": ["/app/llama-server"], "Cmd": ["-m", "/models/m.gguf", "-c", "4096"],
+                                     "Env": ["LLAMA_ARG_N_GPU_LAYERS=99"]},
+                          "Mounts": [{"Source": str(tmp_path), "Destination": "/models"}]})
+    baked = _svc("llm-backup", [])
+    baked.role = "inference-secondary"
+    baked.attrs.update({"Config": {"Cmd": ["llama-server", "-m", "/models/in-image.gguf"]}, "Mounts": []})
+    specs = specs_from_services([mounted, baked])
+    assert [(s.name, s.model_path, s.argv[:2]) for s in specs] == [("llm-main", tmp_path / "m.gguf", ["-m", "/models/m.gguf"])]
+    assert specs[0].env == {"LLAMA_ARG_N_GPU_LAYERS": "99"}
+    assert spec_from_args("llm-main=-m /x.gguf -c 512", 0).name == "llm-main"
+    assert spec_from_args("-m /x.gguf", 1).name == "server-2"

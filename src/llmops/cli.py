@@ -363,6 +363,18 @@ def gpu_report(
     done(run_checks(Phase("gpu", [check]), render=render))
 
 
+def running_specs(allow_unknown_flags: bool) -> list[Any]:
+    """The running stack's llama-servers, when there is a stack and an engine to ask (else none:
+    gpu-plan needs neither, and falls back to llmops' own compose/gpu.yml)."""
+    from .gpu.plan import specs_from_services
+
+    try:
+        services = ctx().stack().services
+    except LlmopsError:
+        return []
+    return specs_from_services(services, allow_unknown_flags)
+
+
 @app.command("gpu-plan")
 def gpu_plan(
     server: Optional[list[str]] = typer.Option(None, "--server", help='A llama-server command line with -m FILE, e.g. "-m m.gguf -c 4096 -ngl 99" (repeatable, in start order). Default: the gpu profile\'s model servers from compose/gpu.yml.'),
@@ -380,9 +392,11 @@ def gpu_plan(
 
     cal = load_calibration(calibration) if calibration else None
     bf = load_budget_file(budget) if budget else None
-    specs = ([spec_from_args(a, i, allow_unknown_flags) for i, a in enumerate(server)] if server
-             else specs_from_compose(find_project_dir(_state["opts"]["project_dir"]),
-                                     allow_unknown_flags=allow_unknown_flags))
+    if server:
+        specs = [spec_from_args(a, i, allow_unknown_flags) for i, a in enumerate(server)]
+    else:
+        specs = running_specs(allow_unknown_flags) or specs_from_compose(
+            find_project_dir(_state["opts"]["project_dir"]), allow_unknown_flags=allow_unknown_flags)
     if gpu_mib is not None:
         size, source = gpu_mib, "--gpu-mib"
     else:

@@ -62,15 +62,50 @@ def refuse_unknown_flags(where: str, unknown: list[str]) -> None:
                           "(pass --allow-unknown-flags if your build does)")
 
 
+_NAMED = re.compile(r"([A-Za-z0-9][A-Za-z0-9_.-]{0,62})=(-.*)", re.S)
+
+
 def spec_from_args(args: str, index: int, allow_unknown_flags: bool = False) -> ServerSpec:
-    """`--server "ARGS"`: a llama-server command line with `-m FILE`."""
+    """`--server "ARGS"` or `--server "NAME=ARGS"`: a llama-server command line with `-m FILE`,
+    named NAME (a service's name, say) or server-N."""
+    named = _NAMED.fullmatch(args.strip())
+    name, args = (named.group(1), named.group(2)) if named else (f"server-{index + 1}", args)
     opts = parse_server_args(args)
     if not allow_unknown_flags:
         refuse_unknown_flags(f"--server {args!r}", opts.unknown_flags)
     if not opts.model_arg:
         raise ConfigError(f"--server {args!r}: no -m MODEL_FILE")
-    return ServerSpec(name=f"server-{index + 1}", argv=shlex.split(args),
-                      model_path=Path(opts.model_arg).expanduser())
+    return ServerSpec(name=name, argv=shlex.split(args), model_path=Path(opts.model_arg).expanduser())
+
+
+def specs_from_services(services: list[Any], allow_unknown_flags: bool = False) -> list[ServerSpec]:
+    """The running stack's llama-servers (model servers and an embedding server), named by service:
+    each one's real command line, and its model's host file through its mounts.  A server whose
+    model is not on a host mount (baked into its image, as in the cpu profile) is not planned: its
+    file cannot be read from here, and such a server does not use a GPU."""
+    from ..gateway_config import host_path_of
+    from ..stack import Role
+
+    specs = []
+    for svc in services:
+        if svc.role not in (*Role.MODEL_SERVERS, Role.EMBEDDING) or svc.state != "running":
+            continue
+        cfg = svc.attrs.get("Config") or {}
+        argv = [str(a) for a in [*(cfg.get("Entrypoint") or []), *(cfg.get("Cmd") or [])]]
+        if argv and Path(argv[0]).name == "llama-server":
+            argv = argv[1:]
+        opts = parse_server_args(argv)
+        if not opts.model_arg:
+            continue
+        if not allow_unknown_flags:
+            refuse_unknown_flags(f"service {svc.name}", opts.unknown_flags)
+        mounts = [(str(m.get("Source", "")), str(m.get("Destination", ""))) for m in svc.attrs.get("Mounts") or []]
+        host = host_path_of(opts.model_arg, mounts)
+        if host is None:
+            continue
+        env = dict(e.split("=", 1) for e in cfg.get("Env") or [] if "=" in e)
+        specs.append(ServerSpec(name=svc.name, argv=argv, model_path=host, env=env))
+    return specs
 
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}")
