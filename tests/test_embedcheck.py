@@ -47,11 +47,17 @@ def test_a_server_that_did_not_answer_fails_unmeasured() -> None:
     assert not any(c.passed for c in lines) and all("not measured" in c.measured for c in lines)
 
 
-def test_labels_that_name_nothing_cannot_pass() -> None:
-    """Without llmops.model-alias / llmops.embedding-dim there is nothing to compare with."""
-    lines = embedding_criteria(GOOD, None, None)
-    assert [c.passed for c in lines[:2]] == [False, False]
-    assert "no llmops.model-alias label" in lines[0].expected and "not measured" in lines[0].measured
+def test_without_labels_the_model_s_own_word_is_the_bar() -> None:
+    """A stack of the user's may carry no llmops.model-alias / llmops.embedding-dim: then the
+    server must name its model and serve vectors of its model's own n_embd."""
+    assert [c.passed for c in embedding_criteria(GOOD, None, None)] == [True, True, True]
+    nameless = EmbeddingProbe(**{**GOOD.to_json(), "served_model": ""})
+    assert [c.passed for c in embedding_criteria(nameless, None, None)][0] is False
+    short = EmbeddingProbe(**{**GOOD.to_json(), "dim": 256})
+    assert [c.passed for c in embedding_criteria(short, None, None)][1] is False
+    no_meta = EmbeddingProbe(**{**GOOD.to_json(), "model_dim": None})
+    line = embedding_criteria(no_meta, None, None)[1]
+    assert line.passed is False and "not measured" in line.measured
 
 
 @pytest.mark.parametrize("value", ["384x", "-1", "0", "70000", "3.5", "３８４", "$(id)"])

@@ -71,19 +71,23 @@ def probe_embedding(svc: Service, timeout: float = 30.0, text: str = PROBE_TEXT)
 
 def embedding_criteria(p: EmbeddingProbe | None, want_model: str | None,
                        want_dim: int | None) -> list[Criterion]:
-    """Model name, dimension (vector and metadata agree with the label) and unit length.  With no
-    probe, or a label that says nothing to compare against, each line fails as not measured."""
+    """Model name, dimension (vector and metadata agree with the label) and unit length.  A server
+    without the labels (a stack of the user's) is held to what its own model says instead: a
+    named model, and vectors of the model's n_embd.  With no probe, each line fails as not measured."""
     sent = 1 if p is not None and p.status_code is not None else 0
     served = p.served_model if p else None
     dim = p.dim if p else None
     meta = p.model_dim if p else None
+    dim_want = want_dim if want_dim else meta
     return [
-        Criterion.judge("embedding model name (/v1/models)", want_model or "(no llmops.model-alias label)",
-                        served if want_model else None, lambda m: m == want_model,
+        Criterion.judge("embedding model name (/v1/models)",
+                        want_model or "a named model (no llmops.model-alias label to compare)",
+                        served, lambda m: m == want_model if want_model else bool(m),
                         samples=1 if p is not None and served is not None else 0),
-        Criterion.judge("embedding dimension (vector and model metadata)", str(want_dim) if want_dim else
-                        "(no llmops.embedding-dim label)", (dim, meta) if want_dim and dim is not None else None,
-                        lambda v: v == (want_dim, want_dim), samples=sent,
+        Criterion.judge("embedding dimension (vector and model metadata)",
+                        str(want_dim) if want_dim else f"the model's n_embd ({meta}; no llmops.embedding-dim label)",
+                        (dim, meta) if dim is not None and dim_want else None,
+                        lambda v: v == (dim_want, dim_want), samples=sent,
                         shown=f"{dim} (model n_embd {meta})"),
         Criterion.judge("embedding is unit length (L2 norm)", f"1 +/- {NORM_TOLERANCE:g}",
                         p.norm if p else None, lambda n: abs(n - 1.0) <= NORM_TOLERANCE, samples=sent),
