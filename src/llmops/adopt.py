@@ -803,7 +803,7 @@ def _proposal(s: _Svc, claim: _Claim, alias: str | None, alias_explicit: bool, c
                      "until it is")
     if claim.role == Role.EMBEDDING and DIM_LABEL not in kept:
         notes.append(f"{s.name}: no {DIM_LABEL} label (adopt cannot know the model's dimension): "
-                     "the dimension of its vectors is not checked")
+                     "its vectors are checked against the n_embd its model reports")
     return Proposal(s.name, claim.role, added, evidence, kept)
 
 

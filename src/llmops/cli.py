@@ -122,6 +122,53 @@ def build(only: Optional[list[str]] = typer.Option(None, "--only", help="Build o
     Builder(c.project_dir, say=say).all(only)
 
 
+@app.command()
+def adopt(
+    role: Optional[list[str]] = typer.Option(None, "--role", help="SERVICE=ROLE: name a service's role (rag and embedding are only assigned this way); overrides any guess."),
+    alias: Optional[str] = typer.Option(None, "--alias", help="The LiteLLM model_name to fail over (when the config has several with 2+ deployments)."),
+    gateway_config: Optional[Path] = typer.Option(None, "--gateway-config", help="The LiteLLM config file, when the gateway's mounts do not tell it."),
+    write: bool = typer.Option(False, "--write", help="Write the labels to llmops.adopt.yml beside the compose files (never to yours)."),
+) -> None:
+    """Propose llmops roles for the services of a compose project llmops did not write."""
+    from rich.table import Table
+
+    from .adopt import propose, write_override
+    from .stack import Role
+
+    roles: dict[str, str] = {}
+    for r in role or []:
+        service, sep, value = r.partition("=")
+        if not sep or not service or not value:
+            raise UsageError(f"--role {r!r}: expected SERVICE=ROLE (roles: {', '.join(Role.ALL)})")
+        roles[service] = value
+    c = ctx()
+    config = c.compose.config(without_adopt=True)
+    a = propose(config, project_dir=c.compose.compose_dir, roles=roles, alias=alias, gateway_config=gateway_config)
+    if c.json_out:
+        print(json.dumps({"rows": a.rows(), "problems": a.problems, "notes": a.notes,
+                          "alias": a.alias, "gateway_config": str(a.gateway_config) if a.gateway_config else None}))
+    else:
+        t = Table(title=f"llmops adopt: {c.project} ({', '.join(f.name for f in c.compose.files)})")
+        for col in ("service", "role", "labels", "evidence"):
+            t.add_column(col, overflow="fold")
+        for row in a.rows():
+            t.add_row(*row)
+        for name in a.unassigned:
+            t.add_row(name, "(none)", "", "no rule matched; --role SERVICE=ROLE names one")
+        con = _console()   # the table, notes and problems are the command's output (stdout) ...
+        con.print(t)
+        for n in a.notes:
+            con.print(f"note: {n}", highlight=False)
+        for p in a.problems:
+            con.print(f"[red]problem:[/] {p}", highlight=False)
+    a.check()   # ... and an ambiguity is one line on stderr, exit 2
+    if write:
+        path = write_override(a, c.compose.compose_dir)
+        say(f"wrote {path}: every llmops command on this project now includes it")
+    elif not c.json_out:
+        say("nothing written: --write puts these labels in llmops.adopt.yml")
+
+
 @app.command("convert-embedding")
 def convert_embedding(
     src: Path = typer.Argument(..., help="A BERT sentence-embedding checkpoint folder (config.json, *.safetensors, tokenizer.json, 1_Pooling/)."),

@@ -195,9 +195,11 @@ class Compose:
     def binary(self) -> list[str]:
         return detect_compose()
 
-    def base_argv(self) -> list[str]:
+    def base_argv(self, without_adopt: bool = False) -> list[str]:
         argv = [*self.binary, "-p", self.project, "--project-directory", str(self.compose_dir)]
         for f in self.files:
+            if without_adopt and f.name == ADOPT_FILE:
+                continue
             argv += ["-f", str(f)]
         if self.env_file.exists():
             argv += ["--env-file", str(self.env_file)]
@@ -226,11 +228,13 @@ class Compose:
             raise EnvironmentProblem(f"compose {args[0]} failed: {msg[-1] if msg else 'no output'}")
         return proc
 
-    def config(self, env: dict[str, str] | None = None) -> dict[str, Any]:
-        """The resolved configuration: what compose would actually run."""
+    def config(self, env: dict[str, str] | None = None, without_adopt: bool = False) -> dict[str, Any]:
+        """The resolved configuration: what compose would actually run (`without_adopt`: from the
+        user's files alone, as `llmops adopt` reads them)."""
         import yaml
 
-        proc = self.run("config", check=False, env=env)
+        proc = subprocess.run([*self.base_argv(without_adopt), "config"], capture_output=True, text=True,
+                              env={**os.environ, **(env or {})})
         if proc.returncode != 0:
             lines = (proc.stderr or "").strip().splitlines()
             raise ConfigError(f"compose config is invalid: {lines[-1] if lines else 'unknown error'}")

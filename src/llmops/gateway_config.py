@@ -221,9 +221,10 @@ class RouterSummary:
         for d in self.deployments:
             if d.get("id") == service:
                 return d
+        from .stack import backend_of   # the host, through the stack's DNS names (an alias of a service)
+
         for d in self.deployments:
-            host = urlsplit(str(d.get("api_base") or "")).hostname
-            if host == service:
+            if backend_of(str(d.get("api_base") or "")) == service:
                 return d
         return None
 
