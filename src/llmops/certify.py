@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from .context import Context
-from .errors import UsageError, aggregate_exit
+from .errors import LlmopsError, UsageError, aggregate_exit
 from .runner import Check, Phase, PhaseOutcome, Runner, Show
-from .stack import MODEL_LABEL
+from .stack import MODEL_LABEL, Role
 
 PHASES = ("verify", "failover", "qdrant", "gpu", "report")
 CHECK_PHASES = PHASES[:-1]   # the report checks nothing itself: it renders what these wrote
@@ -82,12 +82,22 @@ def certify_phases(ctx: Context, say: Callable[[str], None], failover_opts: Any 
 
     kw = {"duration_s": 5.0, "interval_s": 0.1, "device": None, "tolerance_pct": DEFAULT_TOLERANCE_PCT,
           "budget_file": None, **(gpu_kw or {})}
-    return [
+    phases = [
         verify_phase(ctx, None, say),
         Phase("failover", [Check("failover", lambda: run_failover(ctx, failover_opts or FailoverOptions(), say))]),
         Phase("qdrant", [Check("qdrant", lambda: run_qdrant(ctx, qdrant_opts or QdrantOptions(), say))]),
         Phase("gpu", [gpu_check(ctx, lambda: llama_services(ctx), **kw)]),
     ]
+    # A stack with no vector DB has no Qdrant check to run: not in this stack (the manifest and
+    # the report say so), which is neither a failure nor a skip.
+    try:
+        absent = ctx.stack().absent_roles
+    except LlmopsError:
+        absent = []
+    if Role.VECTORDB in absent:
+        say(f"qdrant phase: not in this stack (no service with role {Role.VECTORDB})")
+        phases = [p for p in phases if p.name != "qdrant"]
+    return phases
 
 
 def run_certify(ctx: Context, skip: list[str], show: Show | None, say: Callable[[str], None],

@@ -161,6 +161,8 @@ class Manifest:
     engine: Engine = field(default_factory=Engine)
     images: dict[str, Image] = field(default_factory=dict)
     router: dict[str, Any] | None = None     # gateway_config.summarize(...).to_json()
+    # Roles no service of the stack has: their checks are "not in this stack" (not failed, not skipped).
+    absent_roles: list[str] = field(default_factory=list)
     gpu: GpuEnv | None = None
     created_at: str | None = None
     # Why part of the manifest is missing (a malformed gateway config, an engine that broke mid-way):
@@ -175,7 +177,8 @@ class Manifest:
             "compose_config_hash": self.compose_config_hash, "compose_binary": self.compose_binary,
             "host": asdict(self.host), "engine": self.engine.to_json(),
             "images": {n: asdict(i) for n, i in self.images.items()},
-            "router": self.router, "gpu": asdict(self.gpu) if self.gpu else None,
+            "router": self.router, "absent_roles": list(self.absent_roles),
+            "gpu": asdict(self.gpu) if self.gpu else None,
             "created_at": self.created_at, **extra,
         }
 
@@ -258,7 +261,12 @@ def collect(*, project_dir: Path, project: str, profile: str, compose: "Compose"
         client = docker()
         info = client.version()
         m.engine = Engine(docker=_str(info.get("Version")), api=_str(info.get("ApiVersion")))
-        for s in services():
+        found = services()
+        if found:
+            from .stack import Role
+
+            m.absent_roles = [r for r in Role.ALL if r not in {s.role for s in found}]
+        for s in found:
             c = client.containers.get(s.container_id)
             m.images[s.name] = Image(image=c.attrs["Config"]["Image"], id=c.attrs["Image"],
                                      build_hash=(c.labels or {}).get("llmops.build-hash"))

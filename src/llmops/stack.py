@@ -325,6 +325,15 @@ class Stack:
         return next((s for s in self.services if s.role == role), None)
 
     @property
+    def absent_roles(self) -> list[str]:
+        """Roles no service of this stack has: checks that need them are "not in this stack"
+        (neither failed nor skipped).  Empty for a stack that is not up at all."""
+        if not self.services:
+            return []
+        held = {s.role for s in self.services}
+        return [r for r in Role.ALL if r not in held]
+
+    @property
     def unlabelled(self) -> list[str]:
         """Services llmops cannot use: no `llmops.role` label."""
         return [s.name for s in self.services if not s.role]

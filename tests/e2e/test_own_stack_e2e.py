@@ -101,3 +101,31 @@ def test_a_bad_label_value_is_named_with_its_service(own_stack: Any) -> None:
         "  vectors:\n    image: llmops/qdrant-standin:latest\n    labels:\n      llmops.port: \"63 33\"\n"))
     p = llmops("up")
     assert p.returncode == 2 and "service vectors: label llmops.port" in p.stderr and p.stderr.count("\n") == 1
+
+
+def test_a_stack_with_fewer_roles_is_certified_for_what_it_has(own_stack: Any) -> None:
+    """No rag and no embedding service: failover and the vector DB are certified; the report
+    lists the missing roles as not in this stack, and the exit is what the rest earned."""
+    import json
+
+    import yaml
+
+    d, llmops, key, evidence = own_stack
+    doc = yaml.safe_load((d / "compose.yaml").read_text())
+    for name in ("retriever", "embedder"):
+        del doc["services"][name]
+    doc = {k: v for k, v in doc.items() if not k.startswith("x-")}
+    (d / "compose.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    ok(llmops("adopt", "--write"), "adopt")
+    ok(llmops("up"), "up")
+    p = llmops("certify", "--data-safety", timeout=900)
+    summary = json.loads((evidence / "latest" / "summary.json").read_text())
+    assert p.returncode == 3 and summary["headline"].startswith("PASS (GPU check skipped"), p.stdout[-3000:]
+    assert summary["not_in_stack"] == ["rag", "embedding"]
+    qdrant = json.loads((evidence / "latest" / "05_qdrant_retry_test.json").read_text())
+    assert qdrant["status"] == "pass" and qdrant["details"]["not_in_stack"] == ["rag"]
+    assert any("lost" in d["criterion"] or "acknowledged" in d["criterion"] for d in qdrant["dod"])
+    functional = json.loads((evidence / "latest" / "02_functional_check.json").read_text())
+    assert functional["details"]["not_in_stack"] == ["rag", "embedding"]
+    assert not any("embedding" in d["criterion"] or "RAG" in d["criterion"] for d in functional["dod"])
+    assert "Not in this stack: rag, embedding" in (evidence / "latest" / "summary.md").read_text()

@@ -111,8 +111,12 @@ def run_qdrant(ctx: Context, o: QdrantOptions, say: Callable[[str], None]) -> tu
     started_at, t_wall = utc_now_iso(), time.perf_counter()
     stack = ctx.stack()
     qdrant, rag = stack.role(Role.VECTORDB), stack.role(Role.RAG)
-    if qdrant is None or rag is None:
-        raise EnvironmentProblem(f"the stack has no {Role.VECTORDB} or {Role.RAG} service")
+    if qdrant is None:
+        raise EnvironmentProblem(f"the stack has no {Role.VECTORDB} service (label llmops.role={Role.VECTORDB})")
+    if rag is None and Role.RAG in stack.absent_roles:
+        return run_vectordb_alone(ctx, o, say, qdrant)
+    if rag is None:
+        raise EnvironmentProblem(f"the stack has no {Role.RAG} service")
     preflight(ctx, qdrant.name)
     run = ctx.open_run()
     baseline = httpx.get(f"{rag.url}/health", timeout=5).json()
@@ -371,6 +375,73 @@ def data_safety(ctx: Context, qdrant: Service, n: int, say: Callable[[str], None
 
 def _r(x: float | None) -> float | None:
     return None if x is None else round(x, 4)
+
+
+def all_points(qdrant: Service) -> dict[str, int | None]:
+    """Every collection's exact point count (a stack without rag names no collection of its own)."""
+    try:
+        r = httpx.get(f"{qdrant.url}/collections", timeout=5.0)
+        names = [c["name"] for c in r.json()["result"]["collections"]] if r.status_code == 200 else []
+    except (httpx.HTTPError, ValueError, KeyError, TypeError):
+        return {}
+    return {n: count_points(qdrant, n) for n in sorted(names) if n != DURABILITY_COLLECTION}
+
+
+def run_vectordb_alone(ctx: Context, o: QdrantOptions, say: Callable[[str], None],
+                       qdrant: Service) -> tuple[CheckResult, str]:
+    """chaos qdrant on a stack with no rag service: the vector DB's own outage, restore and data
+    (every collection's points, and the SIGKILL data-safety step when asked); rag's lines are not
+    in this stack."""
+    started_at, t_wall = utc_now_iso(), time.perf_counter()
+    preflight(ctx, qdrant.name)
+    before = all_points(qdrant)
+    say(f"baseline (no rag in this stack): {len(before)} collection(s), {sum(v or 0 for v in before.values())} points")
+    marks: dict[str, float | None] = {"ready": None}
+
+    def outage(f: FaultFrame) -> None:
+        say(f"fault: docker {o.mode} {qdrant.name} for {o.outage_s:g} s")
+        f.inject()
+        time.sleep(o.outage_s)
+        if o.restore:
+            say(f"restore: {qdrant.name}")
+            f.undo()
+            marks["ready"] = wait_http_ok(f"{qdrant.url}/readyz", 60.0, None, 0.02)
+
+    frame = FaultFrame(ctx, qdrant, o.mode, restore=o.restore, phase="qdrant")
+    frame.run(outage, say)
+    after = all_points(qdrant) if frame.restored else {}
+    safety = data_safety(ctx, qdrant, o.safety_points, say) if (o.data_safety and frame.restored) else None
+    if not o.data_safety:
+        frame.notes.append(f"data safety not run (no SIGKILL of {qdrant.name}, no {DURABILITY_COLLECTION} "
+                           "collection): pass --data-safety to run it")
+    ready_s = (marks["ready"] - frame.t_restore) if marks["ready"] and frame.t_restore else None
+    dod = [
+        Criterion.judge("Qdrant /readyz OK after restore", "< 60 s", ready_s, lambda v: v < 60.0,
+                        samples=1 if frame.t_restore else 0, unit=" s", shown=f"{_r(ready_s)} s"),
+        Criterion.judge("restored (Qdrant back, stack healthy)", "true", frame.restored, lambda v: v is True,
+                        samples=1),
+    ]
+    # The data that proves nothing was lost: the collections there were, and/or the data-safety
+    # step's own.  An empty vector DB without data safety has none: that line fails, unmeasured.
+    if before or not safety:
+        dod.insert(1, Criterion.judge("every collection's points after == before", str(before),
+                                      after if before else None, lambda v: v == before, samples=len(before),
+                                      shown=str(after)))
+    if safety:
+        dod += safety_criteria(safety)
+    metrics = {"points_before": sum(v or 0 for v in before.values()), "restored": frame.restored,
+               "qdrant_ready_after_restore_s": _r(ready_s)}
+    if safety:
+        metrics.update({k: safety[k] for k in ("requested_writes", "acked_writes", "found_after_kill", "lost_writes")})
+    details = {"mode": o.mode, "outage_s": o.outage_s, "service": qdrant.name, "not_in_stack": [Role.RAG],
+               "points_before": before, "points_after": after, "data_safety": safety, "restored": frame.restored,
+               "restore_action": frame.restore_how, "notes": frame.notes}
+    r = CheckResult("qdrant", started_at, time.perf_counter() - t_wall, metrics, dod, details)
+    text = "\n".join([f"Vector DB outage test (no rag in this stack): docker {o.mode} {qdrant.name} for {o.outage_s:g} s",
+                      f"  points before: {before}", f"  points after:  {after}",
+                      f"  /readyz OK {_r(ready_s)} s after the restore ({frame.restore_how or 'none'})",
+                      *(f"NOTE: {n}" for n in frame.notes)])
+    return r, text
 
 
 def qdrant_text(r: CheckResult) -> str:

@@ -88,6 +88,10 @@ def build_doc(summary: dict[str, Any]) -> Doc:
     doc.add(Para([Text("Result: "), Strong(summary["headline"]),
                   Text(f", exit {code}: {summary['exit_meaning']}.")],
                  css=f"verdict status-{status}"))
+    if summary.get("not_in_stack"):
+        doc.add(Para([Strong("Not in this stack: " + ", ".join(summary["not_in_stack"]) + "."),
+                      Text(" No service has these roles, so the checks that need them were not asked "
+                           "for: neither failed nor skipped.")]))
     for a in summary.get("availability") or []:
         pct = "n/a" if a["availability_pct"] is None else f"{a['availability_pct']:g} %"
         doc.add(Para([Strong(f"Availability during {a['check']}:"),
