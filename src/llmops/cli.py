@@ -233,7 +233,12 @@ def up(
     if warm:
         from .warmup import warm_routes
 
-        warmed = warm_routes(c, c.stack(refresh=True))   # compose may have recreated containers
+        stack = c.stack(refresh=True)   # compose may have recreated containers
+        if stack.gateway is None:      # the stack is up; only the warm-up needs the labels
+            bare = ", ".join(stack.unlabelled)
+            say(f"[yellow]warm-up skipped:[/] no service has the label llmops.role=gateway"
+                + (f" (unlabelled: {bare}; `llmops adopt --write` labels them)" if bare else ""))
+        warmed = warm_routes(c, stack) if stack.gateway is not None else []
         out["warmup"] = [w.to_json() for w in warmed]
         for w in warmed:
             if w.ok:

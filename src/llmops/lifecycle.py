@@ -97,13 +97,15 @@ def bind_value(ctx: Context) -> str | None:
 
 def check_ports(ctx: Context, config: dict[str, Any], ours: list[Service]) -> None:
     """Refuse before starting anything when a port is held by someone else, naming the holder."""
-    mine = {s.host_port for s in ours if s.host_port and s.state in ("running", "paused")}
+    # Every port our own containers publish, labelled or not: a second `up` of a stack with no
+    # llmops.port labels must not blame its own containers.
+    mine = {p for s in ours if s.state in ("running", "paused") for p in s.published_host_ports}
     variables = ctx.compose.port_variables()
     for port, svc in sorted(published_ports(config).items()):
         if port in mine:
             continue
         if not is_free(port) or not is_free(port, "0.0.0.0"):
-            hint = f"; free it or set {variables[svc]} in compose/.env" if svc in variables else ""
+            hint = f"; free it or set {variables[svc]} in {ctx.compose.env_file}" if svc in variables else ""
             raise EnvironmentProblem(f"port {port} (for {svc}) is already taken by {holder(port, ctx.client)}{hint}")
 
 

@@ -125,6 +125,12 @@ class Service:
         return self.labels.get(EXPECT_LABEL, "")
 
     @property
+    def published_host_ports(self) -> set[int]:
+        """Every host port this container publishes (whatever its labels say)."""
+        ports = ((self.attrs.get("NetworkSettings") or {}).get("Ports") or {})
+        return {int(b["HostPort"]) for bs in ports.values() for b in bs or [] if str(b.get("HostPort", "")).isdigit()}
+
+    @property
     def dns_names(self) -> list[str]:
         """The names other containers reach this one by: compose's network aliases, its hostname
         and its container name."""
