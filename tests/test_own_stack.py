@@ -182,3 +182,9 @@ def test_gpu_plan_specs_from_running_services(tmp_path: Path) -> None:
     assert specs[0].env == {"LLAMA_ARG_N_GPU_LAYERS": "99"}
     assert spec_from_args("llm-main=-m /x.gguf -c 512", 0).name == "llm-main"
     assert spec_from_args("-m /x.gguf", 1).name == "server-2"
+
+
+def test_published_host_ports_do_not_need_labels() -> None:
+    s = _svc("litellm", [])
+    s.attrs["NetworkSettings"]["Ports"] = {"4100/tcp": [{"HostIp": "127.0.0.1", "HostPort": "28100"}], "9/udp": None}
+    assert s.published_host_ports == {28100}
