@@ -656,3 +656,15 @@ def test_check_is_one_line() -> None:
         a.check()
     assert str(e.value) == "first problem (and 1 more)"
     Adoption([], [], None, None, []).check()
+
+
+# ---- roles proven by a running service's answers -------------------------------------------------
+
+def test_contract_role_rules() -> None:
+    from llmops.adopt import contract_role
+
+    assert contract_role({"qdrant": True, "embedding": False, "status": "degraded"}, None) == "rag"
+    assert contract_role({"status": "ok"}, {"data": [{"embedding": [0.1, -0.2]}]}) == "embedding"
+    assert contract_role({"status": "ok"}, {"data": [{"embedding": []}]}) is None
+    assert contract_role({"qdrant": "yes", "embedding": True}, None) is None
+    assert contract_role(None, None) is None

@@ -496,15 +496,33 @@ def _derive(s: _Svc, role: str, alias: str | None) -> tuple[list[tuple[str, str,
 @dataclass
 class _Claim:
     role: str
-    source: str                    # "explicit" (--role), "label" (already labelled), "inferred"
+    source: str                    # "explicit" (--role), "label" (already labelled), "inferred",
+                                   # "contract" (a running service answered as the role does)
     why: str
 
 
+def contract_role(health_body: Any, embeddings_body: Any) -> str | None:
+    """The role a running service's answers prove it plays under llmops' contract: rag when its
+    /health reports `qdrant` and `embedding` as booleans (as llmops.services.rag does), embedding
+    when its POST /v1/embeddings answers OpenAI's shape with a non-empty vector; else None."""
+    if isinstance(health_body, Mapping) and all(isinstance(health_body.get(k), bool) for k in ("qdrant", "embedding")):
+        return Role.RAG
+    data = embeddings_body.get("data") if isinstance(embeddings_body, Mapping) else None
+    if isinstance(data, list) and data and isinstance(data[0], Mapping):
+        vec = data[0].get("embedding")
+        if isinstance(vec, list) and vec and all(isinstance(x, (int, float)) for x in vec[:8]):
+            return Role.EMBEDDING
+    return None
+
+
 def propose(config: dict[str, Any], *, project_dir: Path, roles: dict[str, str] | None = None,
-            alias: str | None = None, gateway_config: Path | None = None) -> Adoption:
+            alias: str | None = None, gateway_config: Path | None = None,
+            contracts: Mapping[str, tuple[str, str]] | None = None) -> Adoption:
     """What each service of the resolved compose `config` is for, and the labels that say so.
 
     `roles` (--role SERVICE=ROLE) decide over everything inferred and over labels already there;
+    `contracts` (service -> (role, evidence)) are the running services whose answers proved them a
+    rag or an embedding server (`contract_role`): taken when nothing else holds that role;
     `alias` (--alias) picks the LiteLLM model_name; `gateway_config` (--gateway-config) is the
     LiteLLM config file when the gateway's own mount does not tell it."""
     problems: list[str] = []
@@ -596,7 +614,11 @@ def propose(config: dict[str, Any], *, project_dir: Path, roles: dict[str, str] 
             problems.append(f"{len(cands)} Qdrant services ({', '.join(cands)}): say which is the vector database "
                             f"with --role SERVICE={Role.VECTORDB}")
 
-    # rag and embedding are never guessed: a service that merely *could* be one is only pointed at
+    # rag and embedding are never guessed from images: only named, or proven by what they answer
+    for svc, (role, why) in sorted((contracts or {}).items()):
+        if svc in svcs and svc not in claims and role in (Role.RAG, Role.EMBEDDING) and holder(role) is None \
+                and role not in contested:
+            claims[svc] = _Claim(role, "contract", why)
     for s in svcs.values():
         if s.name in claims:
             continue

@@ -143,7 +143,8 @@ def adopt(
         roles[service] = value
     c = ctx()
     config = c.compose.config(without_adopt=True)
-    a = propose(config, project_dir=c.compose.compose_dir, roles=roles, alias=alias, gateway_config=gateway_config)
+    a = propose(config, project_dir=c.compose.compose_dir, roles=roles, alias=alias, gateway_config=gateway_config,
+                contracts=running_contracts(c, roles))
     if c.json_out:
         print(json.dumps({"rows": a.rows(), "problems": a.problems, "notes": a.notes,
                           "alias": a.alias, "gateway_config": str(a.gateway_config) if a.gateway_config else None}))
@@ -167,6 +168,30 @@ def adopt(
         say(f"wrote {path}: every llmops command on this project now includes it")
     elif not c.json_out:
         say("nothing written: --write puts these labels in llmops.adopt.yml")
+
+
+def running_contracts(c: "Context", named: dict[str, str]) -> dict[str, tuple[str, str]]:
+    """The project's running containers that answer as a rag or an embedding server does (the
+    roles adopt never guesses from an image), with the answer as evidence."""
+    from .adopt import contract_role
+    from .probes import contract_answers
+
+    try:
+        services = c.services()
+    except LlmopsError:        # no engine, or nothing running: the compose files alone decide
+        return {}
+    out: dict[str, tuple[str, str]] = {}
+    for svc in services:
+        if svc.state != "running" or svc.role or svc.name in named:
+            continue
+        for url, health, emb in contract_answers(svc):
+            role = contract_role(health, emb)
+            if role:
+                what = "GET /health reports qdrant and embedding" if role == "rag" else \
+                    "POST /v1/embeddings answered with vectors"
+                out[svc.name] = (role, f"running: {url} {what}")
+                break
+    return out
 
 
 @app.command("convert-embedding")

@@ -189,3 +189,21 @@ def complete(gateway_url: str, master_key: str, alias: str, timeout: float = 30.
         return Completion(None, time.perf_counter() - t, None, None, None, None,
                           scrub(f"{e.__class__.__name__}: {e}", [master_key], limit=300))
     return parse_completion(resp, time.perf_counter() - t, (master_key,))
+
+
+def contract_answers(svc: Service, timeout: float = 3.0) -> list[tuple[str, Any, Any]]:
+    """For `llmops adopt`: what a running, unlabelled service answers on each port it publishes
+    (loopback only): (url, GET /health body, POST /v1/embeddings body), None where it did not."""
+    out = []
+    with httpx.Client(timeout=timeout) as http:
+        for port in sorted(svc.published_host_ports):
+            url = f"http://127.0.0.1:{port}"
+            bodies: list[Any] = []
+            for method, path, body in (("GET", "/health", None), ("POST", "/v1/embeddings", {"input": ["llmops adopt"]})):
+                try:
+                    r = http.request(method, f"{url}{path}", json=body)
+                    bodies.append(r.json() if r.status_code == 200 else None)
+                except (httpx.HTTPError, ValueError):
+                    bodies.append(None)
+            out.append((url, bodies[0], bodies[1]))
+    return out

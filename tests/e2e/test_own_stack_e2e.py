@@ -57,12 +57,18 @@ def test_adopt_up_verify_failover_qdrant_on_a_stack_of_another_shape(own_stack: 
     d, llmops, key, evidence = own_stack
     before = {p.name: p.read_bytes() for p in d.iterdir() if p.is_file()}
 
-    # Without labels, the message names the services and adopt (not the command just run).
-    out = llmops("status")
-    assert out.returncode == 4 and PROJECT in out.stdout + out.stderr
+    # Without labels: up brings the stack up and says the warm-up needs adopt's labels; a role that
+    # is needed names the unlabelled services and adopt (never the command just run).
+    out = ok(llmops("up"), "up without labels")
+    assert "warm-up skipped" in out and "llmops adopt --write" in out
+    out = llmops("chaos", "failover", "--mode", "stop")
+    assert out.returncode == 4 and "`llmops adopt --write` labels them" in out.stderr and "llmops up" not in out.stderr
 
-    out = ok(llmops("adopt", "--role", "retriever=rag", "--role", "embedder=embedding", "--write"), "adopt")
+    # adopt reads the compose files and the running containers: rag and embedding are proven by
+    # what the retriever and the embedder answer, not guessed from an image.
+    out = ok(llmops("adopt", "--write"), "adopt")
     assert (d / "llmops.adopt.yml").is_file() and "llmops.adopt.yml" in out
+    assert "GET /health reports qdrant and embedding" in out and "POST /v1/embeddings answered" in out
     assert {p.name: p.read_bytes() for p in d.iterdir() if p.is_file() and p.name != "llmops.adopt.yml"} == before
 
     ok(llmops("up"), "up")
