@@ -70,6 +70,19 @@ class FailoverOptions:
         check_range("--max-tokens", self.max_tokens, 1, MAX_TOKENS_LIMIT)
 
 
+def warm_refusal(done: list[Any], gateway: str) -> str | None:
+    """Why the pre-flight refuses to inject a fault, or None: a warm-up completion to a deployment
+    failed (the load would fail too) or was answered by another service than its api_base names."""
+    bad = next((w for w in done if not w.ok), None)
+    if bad is None:
+        return None
+    why = " ".join((bad.error or "").split())[:150] or \
+        f"answered by {', '.join(str(b) for b in bad.backends)}, not {bad.service or bad.deployment}"
+    return (f"pre-flight: a completion through {gateway} to deployment {bad.deployment} "
+            f"({bad.service or 'no service matches its api_base'}) failed (HTTP {bad.statuses}: {why}); "
+            "refusing to inject a fault")
+
+
 def run_failover(ctx: Context, o: FailoverOptions, say: Callable[[str], None]) -> tuple[CheckResult, str]:
     o.validate()
     started_at, t_wall = utc_now_iso(), time.perf_counter()
@@ -240,12 +253,9 @@ def preflight_requests(ctx: Context, gateway: Service, key: str, alias: str, pri
             if bad is None or time.monotonic() > deadline:
                 break
             time.sleep(0.5)
-        if bad is not None:
-            why = ' '.join((bad.error or '').split())[:150] or \
-                f"answered by {', '.join(str(b) for b in bad.backends)}, not {bad.service or bad.deployment}"
-            raise EnvironmentProblem(f"pre-flight: a completion through {gateway.name} to deployment {bad.deployment} "
-                                     f"({bad.service or 'no service matches its api_base'}) failed "
-                                     f"(HTTP {bad.statuses}: {why}); refusing to inject a fault")
+        refusal = warm_refusal(done, gateway.name)
+        if refusal:
+            raise EnvironmentProblem(refusal)
         warmed = [w.to_json() for w in done]
     deadline = time.monotonic() + wait_s
     while True:
