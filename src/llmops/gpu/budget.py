@@ -206,15 +206,7 @@ def budget_from_info(info: ModelInfo, opts: ServerOptions, service: str = "",
             gpu_layers=n_gpu, output_on_gpu=out_gpu)
     for t in b.unknown:
         b.sources[t] = "unknown"
-    if cuda_context_mib is not None:
-        b.cuda_context_mib = float(cuda_context_mib)
-    else:
-        from llmops.gpu.calibration import default_calibration
-
-        cal = calibration or default_calibration()
-        cls = overhead_class(info, n_gpu, out_gpu, opts.flash_attn_on)
-        b.cuda_context_mib = cal.overhead_for(cls)
-        b.sources["cuda_context_mib"] = f"calibration {cal.name} ({cls})"
+    _set_overhead(b, info, n_gpu, out_gpu, opts.flash_attn_on, cuda_context_mib, calibration)
     b.params = {
         "model": info.path, "arch": info.arch, "n_layer": info.n_layer,
         "gpu_layers": n_gpu, "output_on_gpu": out_gpu,
@@ -233,6 +225,20 @@ def budget_from_info(info: ModelInfo, opts: ServerOptions, service: str = "",
     return b
 
 
+def _set_overhead(b: Budget, info: ModelInfo, n_gpu: int, out_gpu: bool, flash_attn: bool,
+                  cuda_context_mib: float | None, calibration: Any) -> None:
+    """The per-process overhead: given, else the calibration's figure for this server's class."""
+    if cuda_context_mib is not None:
+        b.cuda_context_mib = float(cuda_context_mib)
+        return
+    from llmops.gpu.calibration import default_calibration
+
+    cal = calibration or default_calibration()
+    cls = overhead_class(info, n_gpu, out_gpu, flash_attn)
+    b.cuda_context_mib = cal.overhead_for(cls)
+    b.sources["cuda_context_mib"] = f"calibration {cal.name} ({cls})"
+
+
 def _encoder_budget(b: Budget, info: ModelInfo, opts: ServerOptions, ctx: int, ctx_alloc: int, n_gpu: int,
                     weights: float, cuda_context_mib: float | None, calibration: Any) -> Budget:
     """An embedding encoder (BERT): its layers' weights (the embeddings are the input layer, on
@@ -246,15 +252,7 @@ def _encoder_budget(b: Budget, info: ModelInfo, opts: ServerOptions, ctx: int, c
     b.sources["kv_cache_mib"] = "none: a non-causal encoder has no KV cache"
     b.sources["compute_mib"] = "estimate: scaled from llama-server's CPU log (not yet measured on a GPU)"
     b.assumptions.append(f"{info.arch} encoder: compute buffer estimated at {b.compute_mib:.1f} MiB for -ub {ub}")
-    if cuda_context_mib is not None:
-        b.cuda_context_mib = float(cuda_context_mib)
-    else:
-        from llmops.gpu.calibration import default_calibration
-
-        cal = calibration or default_calibration()
-        cls = overhead_class(info, n_gpu, False, opts.flash_attn_on)
-        b.cuda_context_mib = cal.overhead_for(cls)
-        b.sources["cuda_context_mib"] = f"calibration {cal.name} ({cls})"
+    _set_overhead(b, info, n_gpu, False, opts.flash_attn_on, cuda_context_mib, calibration)
     b.params = {"model": info.path, "arch": info.arch, "n_layer": info.n_layer, "gpu_layers": n_gpu,
                 "output_on_gpu": False, "n_gpu_layers": n_gpu, "n_ctx": ctx, "n_ctx_alloc": ctx_alloc,
                 "n_ctx_train": info.n_ctx_train, "n_parallel": opts.n_seq, "kv_unified": opts.unified,
