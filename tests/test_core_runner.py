@@ -35,7 +35,7 @@ def ctx(tmp_path: Path) -> Context:
 
 
 def passing(check: str, restored: bool | None = None) -> Check:
-    def run() -> tuple[CheckResult, str]:
+    def run(_run: Any) -> tuple[CheckResult, str]:
         dod = [Criterion.judge("it worked", "yes", "yes", lambda v: v == "yes", samples=1)]
         metrics = {} if restored is None else {"restored": restored}
         return CheckResult(check, utc_now_iso(), 0.01, metrics, dod), f"{check} ran"
@@ -44,7 +44,7 @@ def passing(check: str, restored: bool | None = None) -> Check:
 
 
 def raising(check: str, exc: BaseException, calls: list[str] | None = None) -> Check:
-    def run() -> tuple[CheckResult, str]:
+    def run(_run: Any) -> tuple[CheckResult, str]:
         if calls is not None:
             calls.append(check)
         raise exc
@@ -53,7 +53,7 @@ def raising(check: str, exc: BaseException, calls: list[str] | None = None) -> C
 
 
 def sending(check: str, sig: signal.Signals) -> Check:
-    def run() -> tuple[CheckResult, str]:
+    def run(_run: Any) -> tuple[CheckResult, str]:
         os.kill(os.getpid(), sig)
         raise AssertionError("the signal should have interrupted this check")
 
@@ -61,8 +61,10 @@ def sending(check: str, sig: signal.Signals) -> Check:
 
 
 def folder(ctx: Context) -> Path:
-    assert ctx.run is not None
-    return ctx.run.path
+    """The run folder the runner created (the one `latest` points at)."""
+    latest = ctx.evidence_dir / "latest"
+    assert latest.is_symlink()
+    return latest.resolve()
 
 
 def evidence(ctx: Context, check: str) -> dict[str, Any]:
@@ -123,14 +125,14 @@ def test_single_command_not_restored_exits_5(ctx: Context) -> None:
 def test_single_command_lets_errors_through_without_evidence(ctx: Context) -> None:
     with pytest.raises(EnvironmentProblem):
         run_checks(ctx, [Phase("failover", [raising("failover", EnvironmentProblem("pre-flight refused"))])])
-    assert ctx.run is None   # no run folder, no manifest: one line on stderr, as before
+    assert not ctx.evidence_dir.exists()   # no run folder, no manifest: one line on stderr, as before
 
 
 # ---- certify: contained errors and interrupts --------------------------------------------------------
 
 def certify_like(ctx: Context, phases: list[Phase], states: dict[str, list[str]] | None = None) -> Any:
     states = states if states is not None else {}
-    runner = Runner(ctx, contain=True, say=lambda _m: None,
+    runner = Runner(ctx, contain=True,
                     on_phase=lambda name, st: states.setdefault(name, []).append(st))
     return runner.run(phases)
 
@@ -214,8 +216,8 @@ def test_certify_renders_the_report_after_an_interrupt(ctx: Context, monkeypatch
         Phase("failover", [raising("failover", Aborted("interrupted by SIGTERM; inference restored"))]),
         Phase("qdrant", [raising("qdrant", RuntimeError("must not start"), later)])])
     states: dict[str, list[str]] = {}
-    code, outcomes = certify.run_certify(ctx, [], None, lambda _m: None,
-                                         lambda name, st: states.setdefault(name, []).append(st))
+    runner = Runner(ctx, contain=True, on_phase=lambda name, st: states.setdefault(name, []).append(st))
+    code, outcomes = certify.run_certify(runner, [])
     assert code == 130 and later == []
     assert [o.phase for o in outcomes] == ["verify", "failover"]
     assert (folder(ctx) / "summary.md").stat().st_size > 0
@@ -227,13 +229,13 @@ def test_certify_renders_the_report_when_the_manifest_cannot_be_collected(ctx: C
     """A crash in manifest collection came after the checks were written, and cost the report."""
     import llmops.certify as certify
 
-    def broken_manifest() -> dict[str, Any]:
+    def broken_manifest(*_a: Any, **_k: Any) -> dict[str, Any]:
         raise RuntimeError("manifest exploded\nsecond line")
 
     monkeypatch.setattr(ctx, "manifest", broken_manifest)
     monkeypatch.setattr(certify, "certify_phases", lambda *_a, **_k: [
         Phase("verify", [passing("status"), passing("functional"), passing("health")])])
-    code, _ = certify.run_certify(ctx, [], None, lambda _m: None, lambda _n, _s: None)
+    code, _ = certify.run_certify(Runner(ctx, contain=True), [])
     manifest = json.loads((folder(ctx) / "manifest.json").read_text())
     assert manifest["manifest_error"] == "RuntimeError: manifest exploded"
     assert manifest["project"] == "llmops-unit"

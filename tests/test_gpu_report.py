@@ -300,7 +300,7 @@ def test_cli_without_docker_exits_by_its_verdict(tmp_path):
     assert json.loads((run / "06_gpu_memory.json").read_text())["status"] == "pass"
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["compose_binary"] is None and manifest["engine"] == {}
-    # the GPU environment reaches the manifest (ctx.extra["gpu_env"] from the result's details)
+    # the GPU environment reaches the manifest (the gpu check's manifest additions, through the runner)
     assert manifest["gpu"]["devices"][0]["total_mib"] == pytest.approx(81559, abs=1)
     assert "driver_version" in manifest["gpu"]
 

@@ -582,7 +582,7 @@ def test_report_cli_renders_from_any_folder(full_run, tmp_path):
     shutil.copytree(run_dir, copy_)
     cwd = tmp_path / "nowhere"
     cwd.mkdir()
-    env = {k: v for k, v in os.environ.items() if k not in ("LLMOPS_DEBUG", "LLMOPS_RUN_DIR")}
+    env = {k: v for k, v in os.environ.items() if k not in ("LLMOPS_DEBUG",)}
     p = subprocess.run([sys.executable, "-m", "llmops", "--json", "report", str(copy_)], cwd=cwd,
                        capture_output=True, text=True, timeout=120, env=env)
     assert p.returncode == 0, p.stderr

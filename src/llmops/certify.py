@@ -15,7 +15,7 @@ from typing import Any
 
 from .context import Context
 from .errors import LlmopsError, UsageError, aggregate_exit
-from .runner import Check, Phase, PhaseOutcome, Runner, Show
+from .runner import Check, Checked, Phase, PhaseOutcome, Run, Runner, Say
 from .stack import MODEL_LABEL, Role
 
 PHASES = ("verify", "failover", "qdrant", "gpu", "report")
@@ -59,20 +59,19 @@ def llama_services(ctx: Context) -> list[dict[str, Any]]:
     return out
 
 
-def gpu_check(ctx: Context, services: Callable[[], list[dict[str, Any]]], **kw: Any) -> Check:
-    """06: `gpu-report` and certify's gpu phase."""
+def gpu_check(services: Callable[[], list[dict[str, Any]]], **kw: Any) -> Check:
+    """06: `gpu-report` and certify's gpu phase; its GPU environment goes into the manifest."""
 
-    def run() -> tuple[Any, str]:
+    def run(r_: Run) -> Checked:
         from .gpu.check import run_gpu_report
 
-        r, text = run_gpu_report(ctx.open_run(), services=services(), **kw)
-        ctx.extra["gpu_env"] = r.details.get("gpu_env")   # the manifest's GPU environment
-        return r, text
+        r, text = run_gpu_report(r_, services=services(), **kw)
+        return Checked(r, text, {"gpu_env": r.details.get("gpu_env")})
 
     return Check("gpu", run)
 
 
-def certify_phases(ctx: Context, say: Callable[[str], None], failover_opts: Any = None, qdrant_opts: Any = None,
+def certify_phases(ctx: Context, say: Say, failover_opts: Any = None, qdrant_opts: Any = None,
                    gpu_kw: dict[str, Any] | None = None) -> list[Phase]:
     from .checks import verify_phase
     from .chaos.failover import FailoverOptions, run_failover
@@ -83,10 +82,10 @@ def certify_phases(ctx: Context, say: Callable[[str], None], failover_opts: Any 
     kw = {"duration_s": 5.0, "interval_s": 0.1, "device": None, "tolerance_pct": DEFAULT_TOLERANCE_PCT,
           "budget_file": None, **(gpu_kw or {})}
     phases = [
-        verify_phase(ctx, None, say),
-        Phase("failover", [Check("failover", lambda: run_failover(ctx, failover_opts or FailoverOptions(), say))]),
-        Phase("qdrant", [Check("qdrant", lambda: run_qdrant(ctx, qdrant_opts or QdrantOptions(), say))]),
-        Phase("gpu", [gpu_check(ctx, lambda: llama_services(ctx), **kw)]),
+        verify_phase(ctx),
+        Phase("failover", [Check("failover", lambda run: run_failover(ctx, run, failover_opts or FailoverOptions()))]),
+        Phase("qdrant", [Check("qdrant", lambda run: run_qdrant(ctx, run, qdrant_opts or QdrantOptions()))]),
+        Phase("gpu", [gpu_check(lambda: llama_services(ctx), **kw)]),
     ]
     # A stack with no vector DB has no Qdrant check to run: not in this stack (the manifest and
     # the report say so), which is neither a failure nor a skip.
@@ -100,12 +99,13 @@ def certify_phases(ctx: Context, say: Callable[[str], None], failover_opts: Any 
     return phases
 
 
-def run_certify(ctx: Context, skip: list[str], show: Show | None, say: Callable[[str], None],
-                on_phase: Callable[[str, str], None], failover_opts: Any = None, qdrant_opts: Any = None,
+def run_certify(runner: Runner, skip: list[str], failover_opts: Any = None, qdrant_opts: Any = None,
                 gpu_kw: dict[str, Any] | None = None) -> tuple[int, list[PhaseOutcome]]:
+    """Every phase in the runner's one run folder (a `contain=True` runner: see runner.py), then
+    the report, also after an interrupt."""
     check_skip(skip)
-    runner = Runner(ctx, show=show, say=say, on_phase=on_phase, contain=True)
-    out = runner.run(certify_phases(ctx, say, failover_opts, qdrant_opts, gpu_kw), skip)
+    on_phase = runner.on_phase
+    out = runner.run(certify_phases(runner.ctx, runner.say, failover_opts, qdrant_opts, gpu_kw), skip)
     code = out.code
     if "report" in skip:
         on_phase("report", "skipped")

@@ -13,7 +13,7 @@ from .embedcheck import embedding_criteria, probe_embedding
 from .errors import ExitCode, LlmopsError
 from .evidence import CheckResult, Criterion, utc_now_iso
 from .probes import ProbeResult, complete, run_health
-from .runner import Check, Phase
+from .runner import WARN, Check, Phase, Run, Say
 from .stack import Role, Service, Stack, select
 
 
@@ -105,11 +105,10 @@ def run_status(ctx: Context, names: list[str] | None = None) -> tuple[CheckResul
 
 def status_phase(ctx: Context, names: list[str] | None = None) -> Phase:
     """`llmops status`: 01 alone, also when the stack is not up (it then says so, exit 4)."""
-    return Phase("status", [Check("status", lambda: run_status(ctx, names))])
+    return Phase("status", [Check("status", lambda _run: run_status(ctx, names))])
 
 
-def verify_phase(ctx: Context, names: list[str] | None = None,
-                 say: Callable[[str], None] = print) -> Phase:
+def verify_phase(ctx: Context, names: list[str] | None = None) -> Phase:
     """01, 02 and 03, as `llmops verify` and certify's verify phase both run them.  With
     `names` (--service) only those services, and no functional check (it needs the whole stack)."""
     if names:   # an unknown name is a usage error before the engine is asked anything
@@ -119,45 +118,44 @@ def verify_phase(ctx: Context, names: list[str] | None = None,
         stack = ctx.stack()
         return [s for s in select(stack.services, names, stack.declared) if s.state == "running"]
 
-    def status() -> tuple[CheckResult, str]:
+    def status(_run: Run) -> tuple[CheckResult, str]:
         ctx.stack().require_up()
         return run_status(ctx, names)
 
-    def health() -> tuple[CheckResult, str]:
-        out = run_health_check(ctx, selected())
-        lint_gateway(ctx.stack(), say)
+    def health(run: Run) -> tuple[CheckResult, str]:
+        out = run_health_check(ctx, run, selected())
+        lint_gateway(run.stack, run.say)
         return out
 
     checks = [Check("status", status)]
     if not names:
-        checks.append(Check("functional", lambda: run_functional(ctx, selected())))
+        checks.append(Check("functional", lambda run: run_functional(ctx, run, selected())))
     checks.append(Check("health", health))
     return Phase("verify", checks)
 
 
-def lint_gateway(stack: Stack, say: Callable[[str], None]) -> None:
+def lint_gateway(stack: Stack, say: Say) -> None:
     """Say what the gateway's router settings predict about failover (a warning, not a verdict)."""
     try:
         router = stack.router
     except LlmopsError as e:
-        say(f"[yellow]gateway config warning:[/] {e}")
+        say(f"gateway config warning: {e}", WARN)
         return
     for w in router.warnings if router else []:
-        say(f"[yellow]gateway config warning:[/] {w}")
+        say(f"gateway config warning: {w}", WARN)
 
 
-def run_health_check(ctx: Context, services: list[Service]) -> tuple[CheckResult, str]:
+def run_health_check(ctx: Context, run: Run, services: list[Service]) -> tuple[CheckResult, str]:
     at = utc_now_iso()
     results, wall = run_health(services, ctx.master_key)
-    if ctx.run:
-        for p in results:
-            ctx.run.event("probe", service=p.service, url=p.url, status=p.status_code,
-                          latency_s=round(p.latency_s, 4), ok=p.ok)
+    for p in results:
+        run.event("probe", service=p.service, url=p.url, status=p.status_code,
+                  latency_s=round(p.latency_s, 4), ok=p.ok)
     r = health_result(results, wall, at)
     return r, health_text(r)
 
 
-def run_functional(ctx: Context, services: list[Service]) -> tuple[CheckResult, str]:
+def run_functional(ctx: Context, run: Run, services: list[Service]) -> tuple[CheckResult, str]:
     """02: a real completion through the gateway (backend named by header), an embedding, a RAG query."""
     t, at = time.perf_counter(), utc_now_iso()
     by_role = {s.role: s for s in services}
@@ -166,9 +164,9 @@ def run_functional(ctx: Context, services: list[Service]) -> tuple[CheckResult, 
     alias = ctx.stack().alias or ""
     details: dict[str, Any] = {"alias": alias, "gateway": gw.name if gw else None}
     comp = complete(gw.url, ctx.master_key or "", alias) if gw else None
-    if comp and ctx.run:
-        ctx.run.event("request", phase="verify", status=comp.status_code, latency_s=round(comp.latency_s, 4),
-                      backend=comp.backend, error=comp.error)
+    if comp:
+        run.event("request", phase="verify", status=comp.status_code, latency_s=round(comp.latency_s, 4),
+                  backend=comp.backend, error=comp.error)
     details["completion"] = comp.__dict__ if comp else {"error": "no gateway service"}
     rag_hits, rag_status = 0, None
     emb_probe = probe_embedding(emb) if emb else None

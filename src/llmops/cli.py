@@ -53,9 +53,14 @@ def ctx() -> "Context":
     return _state["ctx"]
 
 
-def say(msg: str) -> None:
-    # Progress goes to stderr so that --json keeps stdout machine-readable.
-    _console(stderr=True).print(msg, highlight=False)
+LEVEL_STYLE = {"info": None, "warn": "yellow", "error": "red"}
+
+
+def say(msg: str, level: str = "info") -> None:
+    # Progress goes to stderr so that --json keeps stdout machine-readable.  The core's text is
+    # plain (never markup: a bracket in a service's answer must print as itself); the level picks
+    # the colour.
+    _console(stderr=True).print(msg, style=LEVEL_STYLE.get(level), markup=False, highlight=False)
 
 
 @app.callback()
@@ -261,16 +266,16 @@ def up(
         stack = c.stack(refresh=True)   # compose may have recreated containers
         if stack.gateway is None:      # the stack is up; only the warm-up needs the labels
             bare = ", ".join(stack.unlabelled)
-            say(f"[yellow]warm-up skipped:[/] no service has the label llmops.role=gateway"
-                + (f" (unlabelled: {bare}; `llmops adopt --write` labels them)" if bare else ""))
+            say("warm-up skipped: no service has the label llmops.role=gateway"
+                + (f" (unlabelled: {bare}; `llmops adopt --write` labels them)" if bare else ""), "warn")
         warmed = warm_routes(c, stack) if stack.gateway is not None else []
         out["warmup"] = [w.to_json() for w in warmed]
         for w in warmed:
             if w.ok:
                 say(f"warmed {w.deployment} ({w.slots} slots) through the gateway in {w.latency_s:.2f} s")
             else:
-                say(f"[yellow]warning:[/] warm-up of {w.deployment} got HTTP {w.statuses} from "
-                    f"{w.backends}: {w.error or f'expected {w.service or w.deployment}'} (run `llmops verify`)")
+                say(f"warning: warm-up of {w.deployment} got HTTP {w.statuses} from "
+                    f"{w.backends}: {w.error or f'expected {w.service or w.deployment}'} (run `llmops verify`)", "warn")
     if c.json_out:
         print(json.dumps(out))
 
@@ -295,7 +300,7 @@ def status(service: Optional[list[str]] = typer.Option(None, "--service", help="
     c.client  # noqa: B018 - fail fast with exit 4 when the engine is down
     out = run_checks(status_phase(c, service))
     if out.code == ExitCode.ENVIRONMENT:
-        say(f"[red]stack `{c.project}` is not up: run `llmops up`[/]")
+        say(f"stack `{c.project}` is not up: run `llmops up`", "error")
     done(out)
 
 
@@ -304,7 +309,7 @@ def verify(service: Optional[list[str]] = typer.Option(None, "--service", help="
     """Status, every health endpoint (concurrently) and real requests through the stack."""
     from .checks import verify_phase
 
-    done(run_checks(verify_phase(ctx(), service, say)))
+    done(run_checks(verify_phase(ctx(), service)))
 
 
 # ---- chaos -----------------------------------------------------------------------------------------
@@ -340,7 +345,7 @@ def chaos_failover(
     rps, max_tokens = stream_defaults(stream, rps, max_tokens)
     o = FailoverOptions(target, mode, rps, duration, fault_at, outage, not no_restore, max_tokens=max_tokens,
                         warm=not no_warm, loss_pct=loss_pct, stream=stream)
-    done(run_checks(Phase("failover", [Check("failover", lambda: run_failover(ctx(), o, say))])))
+    done(run_checks(Phase("failover", [Check("failover", lambda run: run_failover(ctx(), run, o))])))
 
 
 @chaos_app.command("qdrant")
@@ -360,7 +365,7 @@ def chaos_qdrant(
 
     o = QdrantOptions(mode, outage, not no_restore, data_safety=decide_data_safety(data_safety),
                       safety_points=points)
-    done(run_checks(Phase("qdrant", [Check("qdrant", lambda: run_qdrant(ctx(), o, say))])))
+    done(run_checks(Phase("qdrant", [Check("qdrant", lambda run: run_qdrant(ctx(), run, o))])))
 
 
 def decide_data_safety(flag: Optional[bool]) -> bool:
@@ -379,7 +384,7 @@ def decide_data_safety(flag: Optional[bool]) -> bool:
             f"{DURABILITY_COLLECTION!r} there (deleted after)")
     if sys.stdin.isatty():
         return bool(typer.confirm(f"{what}: run it?", default=False))
-    say(f"[yellow]{what}: not run without --data-safety (no terminal to ask)[/]")
+    say(f"{what}: not run without --data-safety (no terminal to ask)", "warn")
     return False
 
 
@@ -427,15 +432,15 @@ def gpu_report(
             docker_client()
             services = llama_services(c)
         except LlmopsError as e:   # no engine or no stack: still report the GPU itself
-            say(f"[yellow]no stack to attribute to ({e}); reporting the GPU alone[/]")
+            say(f"no stack to attribute to ({e}); reporting the GPU alone", "warn")
             services = []
 
     def render(r: "CheckResult", text: str, path: Path) -> None:
         show(r, text, path)
         if r.status == "skipped":
-            say(f"[yellow]skipped:[/] {r.skipped}")
+            say(f"skipped: {r.skipped}", "warn")
 
-    check = gpu_check(c, lambda: services, duration_s=duration, interval_s=interval, device=device,
+    check = gpu_check(lambda: services, duration_s=duration, interval_s=interval, device=device,
                       tolerance_pct=tolerance, budget_file=budget, calibration=cal)
     done(run_checks(Phase("gpu", [check]), render=render))
 
@@ -548,28 +553,35 @@ def certify(
     qo = QdrantOptions(mode=qdrant_mode, data_safety="qdrant" not in skip and decide_data_safety(data_safety))
     fo.validate()   # a bad option is refused now, not when its phase comes round
     qo.validate()
+    from .runner import Runner
+
     c = ctx()
     c.client  # noqa: B018 - exit 4 now if there is no engine
-    run = c.open_run()
     states: dict[str, str] = {p: ("skipped" if p in skip else "pending") for p in PHASES}
+    live: list[Live] = []
+
+    def on_phase(name: str, st: str) -> None:
+        states[name] = st
+        if live:
+            live[0].update(board())
+
+    runner = Runner(c, show=show, say=say, on_phase=on_phase, contain=True)
+    run_path = runner.path   # the run folder, named on the board from the start
 
     def board() -> Table:
-        t = Table(title=f"llmops certify -> {run.path}", show_header=False)
+        t = Table(title=f"llmops certify -> {run_path}", show_header=False)
         for p in PHASES:
             colour = "green" if states[p] == "exit 0" else "yellow" if states[p] in ("running", "exit 3") else \
                 "dim" if states[p] in ("pending", "skipped") else "red"
             t.add_row(p, f"[{colour}]{states[p]}[/]")
         return t
 
-    with Live(board(), console=_console(stderr=True), refresh_per_second=4) as live:
-        def on_phase(name: str, st: str) -> None:
-            states[name] = st
-            live.update(board())
-
-        code, outcomes = run_certify(c, skip, show, say, on_phase, fo, qo)
+    with Live(board(), console=_console(stderr=True), refresh_per_second=4) as board_live:
+        live.append(board_live)
+        code, outcomes = run_certify(runner, skip, fo, qo)
     for o in outcomes:
         say(f"{o.phase:9} exit {o.code}  {o.seconds:6.1f} s" + (f"  {o.error}" if o.error else ""))
-    say(f"certify: exit {code}; summary: {run.path / 'summary.md'}")
+    say(f"certify: exit {code}; summary: {run_path / 'summary.md'}")
     raise typer.Exit(code)
 
 

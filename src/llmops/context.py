@@ -1,8 +1,9 @@
-"""What every command needs: where the project is, which profile, the engine, the run folder."""
+"""What every command needs: where the project is, which profile, the engine, the stack snapshot.
+
+The run folder is not here: the check runner (runner.py) owns it."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -11,7 +12,6 @@ from typing import Any
 
 from .compose import Compose, has_compose_files, read_env_file, resolve_profile
 from .errors import ConfigError
-from .evidence import RunDir
 from .stack import Service, Stack, discover, docker_client
 
 
@@ -42,8 +42,6 @@ class Context:
     project: str = "llmops"
     json_out: bool = False
     compose_files: tuple[Path, ...] = ()
-    run: RunDir | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
     _stack: Stack | None = field(default=None, init=False, repr=False)
 
     @cached_property
@@ -94,20 +92,9 @@ class Context:
             self._stack = Stack.snapshot(self.client, self.project, self.declared())
         return self._stack
 
-    def by_role(self, role: str) -> Service:
-        """The snapshot's service with this role, or exit 4."""
-        return self.stack().require(role)
-
     def forget_stack(self) -> None:
         """The next `stack()` takes a new snapshot (the runner calls this at each phase)."""
         self._stack = None
-
-    def open_run(self) -> RunDir:
-        """One run folder per invocation; `certify` shares one across its phases via LLMOPS_RUN_DIR."""
-        if self.run is None:
-            shared = os.environ.get("LLMOPS_RUN_DIR")
-            self.run = RunDir.open(Path(shared)) if shared else RunDir.create(self.evidence_dir)
-        return self.run
 
     def git_sha(self) -> str | None:
         try:
@@ -117,11 +104,11 @@ class Context:
             return None
         return out.stdout.strip() or None
 
-    def manifest(self) -> dict[str, Any]:
-        """manifest.json's content: a :class:`llmops.manifest.Manifest`, as JSON."""
+    def manifest(self, run_path: Path | None, gpu_env: Any = None) -> dict[str, Any]:
+        """manifest.json's content for the run at `run_path`: a :class:`llmops.manifest.Manifest`,
+        as JSON; `gpu_env` is what the gpu check added (else read back from its evidence)."""
         from .manifest import collect
 
         return collect(project_dir=self.project_dir, project=self.project, profile=self.profile,
                        compose=self.compose, docker=lambda: self.client, services=self.services,
-                       git_sha=self.git_sha(), gpu_env=self.extra.get("gpu_env"),
-                       run_path=self.run.path if self.run else None).to_json()
+                       git_sha=self.git_sha(), gpu_env=gpu_env, run_path=run_path).to_json()

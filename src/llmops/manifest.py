@@ -248,7 +248,7 @@ def collect(*, project_dir: Path, project: str, profile: str, compose: "Compose"
     still gives a manifest (a GPU box may run gpu-report with no Docker at all).
 
     ``docker`` and ``services`` are called only here, so that a missing engine is caught here;
-    ``gpu_env`` is what the GPU code left in ``Context.extra["gpu_env"]``, if anything, else the
+    ``gpu_env`` is what the gpu check added to the manifest (through the runner), if anything, else the
     versions come from the run's 06_gpu_memory.json."""
     from .evidence import utc_now_iso
 

@@ -1,8 +1,11 @@
-"""The check runner: runs a command's checks, writes their evidence, and decides the exit code.
+"""The check runner: owns the run folder, runs a command's checks, writes their evidence, and
+decides the exit code.
 
-This is the one module that writes a run folder's `NN_*.txt/.json` files and its `manifest.json`
-(each once); checks only measure and return `(CheckResult, text)`, and the CLI only renders what
-the runner hands its `show` callback.
+This is the one module that creates a run folder, writes its `NN_*.txt/.json` files and its
+`manifest.json` (each once).  A check is handed a :class:`Run` (the folder's events and clock,
+the stack snapshot, and a plain-text `say` with a level); it measures and returns a
+:class:`Checked` (its result, its text, and what it adds to the manifest).  The CLI only renders
+what the runner hands its `show` callback.
 
 Two modes:
 - a single command (`contain=False`): an error propagates to the CLI as one line and its exit code,
@@ -19,15 +22,79 @@ from collections.abc import Callable, Iterable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .errors import ExitCode, Interrupted, LlmopsError, RestoreFailed, aggregate_exit, signals_raise
-from .evidence import CheckResult, utc_now_iso
+from .evidence import CheckResult, RunDir, utc_now_iso
 
 if TYPE_CHECKING:
     from .context import Context
+    from .stack import Stack
 
 Show = Callable[[CheckResult, str, Path], None]
+
+# A message's level: the CLI picks its colour; the core writes plain text only.
+INFO, WARN, ERROR = "info", "warn", "error"
+
+
+class Say(Protocol):
+    def __call__(self, msg: str, level: str = INFO) -> None: ...
+
+
+def quiet(msg: str, level: str = INFO) -> None:
+    """A `say` that says nothing (tests, library callers)."""
+
+
+class Run:
+    """What a check gets from the runner: one run folder (created on first use, so that a single
+    command refused before it measured anything leaves none), its event log and clock, the stack
+    snapshot of the phase, and `say`."""
+
+    def __init__(self, ctx: "Context", say: Say) -> None:
+        self._ctx = ctx
+        self.say = say
+        self._dir: RunDir | None = None
+
+    @property
+    def dir(self) -> RunDir:
+        if self._dir is None:
+            self._dir = RunDir.create(self._ctx.evidence_dir)
+        return self._dir
+
+    @property
+    def opened(self) -> bool:
+        return self._dir is not None
+
+    @property
+    def path(self) -> Path:
+        return self.dir.path
+
+    @property
+    def stack(self) -> "Stack":
+        """The phase's snapshot (the runner takes a new one at each phase)."""
+        return self._ctx.stack()
+
+    def event(self, kind: str, **fields: Any) -> None:
+        self.dir.event(kind, **fields)
+
+    def to_run_time(self, monotonic_t: float) -> float:
+        return self.dir.to_run_time(monotonic_t)
+
+    def now(self) -> float:
+        return self.dir.now()
+
+    def write_json(self, name: str, data: Any) -> Path:
+        return self.dir.write_json(name, data)
+
+
+@dataclass
+class Checked:
+    """A check's answer: its result, its text file's body, and its additions to manifest.json
+    (the gpu check's GPU environment)."""
+
+    result: CheckResult
+    text: str
+    manifest: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -35,7 +102,7 @@ class Check:
     """One evidence file's worth of work: `id` is its CHECK_FILES key."""
 
     id: str
-    run: Callable[[], tuple[CheckResult, str]]
+    run: Callable[[Run], "Checked | tuple[CheckResult, str]"]
 
 
 @dataclass
@@ -72,16 +139,23 @@ def one_line(exc: BaseException) -> str:
 
 
 class Runner:
-    def __init__(self, ctx: "Context", *, show: Show | None = None, say: Callable[[str], None] = print,
+    def __init__(self, ctx: "Context", *, show: Show | None = None, say: Say = quiet,
                  on_phase: Callable[[str, str], None] | None = None, contain: bool = False) -> None:
         self.ctx = ctx
         self.show = show
         self.say = say
+        self.current = Run(ctx, say)
+        self.manifest_additions: dict[str, Any] = {}
         self.on_phase = on_phase or (lambda _name, _state: None)
         self.contain = contain
         self.results: list[CheckResult] = []
         self.outcomes: list[PhaseOutcome] = []
         self.interrupted = False
+
+    @property
+    def path(self) -> Path:
+        """The run folder (created now if no check has written yet)."""
+        return self.current.path
 
     def run(self, phases: Iterable[Phase], skip: Iterable[str] = ()) -> RunOutcome:
         """Run the phases in order, then write the manifest; the run's exit code is every check's."""
@@ -118,8 +192,11 @@ class Runner:
     def _one(self, check: Check) -> tuple[CheckResult, str | None]:
         t, at = time.perf_counter(), utc_now_iso()
         try:
-            r, text = check.run()
-            error = None
+            out = check.run(self.current)
+            if not isinstance(out, Checked):
+                out = Checked(*out)
+            r, text, error = out.result, out.text, None
+            self.manifest_additions.update(out.manifest)
         except (Interrupted, KeyboardInterrupt) as e:
             if not self.contain:
                 raise
@@ -139,22 +216,22 @@ class Runner:
             error = one_line(e)
             r = CheckResult.failed_to_run(check.id, error, ExitCode.CHECK_FAILED, at, time.perf_counter() - t)
         if error is not None:
-            self.say(f"[red]{check.id}: {error}[/]")
+            self.say(f"{check.id}: {error}", ERROR)
             text = f"{check.id} could not run: {error}"
         self.record(r, text)
         return r, error
 
     def record(self, r: CheckResult, text: str) -> Path:
-        path = self.ctx.open_run().write_check(r, text)
+        path = self.current.dir.write_check(r, text)
         self.results.append(r)
         if self.show:
             self.show(r, text, path)
         return path
 
     def finish(self) -> RunOutcome:
-        run = self.ctx.open_run()
+        run = self.current.dir
         try:
-            manifest = self.ctx.manifest()
+            manifest = self.ctx.manifest(run.path, gpu_env=self.manifest_additions.get("gpu_env"))
         except Exception as e:  # noqa: BLE001 - the checks are written: a manifest crash must not cost the report
             from .manifest import failed_manifest
 
@@ -170,9 +247,9 @@ class Runner:
 
 
 def run_checks(ctx: "Context", phases: list[Phase], *, show: Show | None = None,
-               say: Callable[[str], None] = print) -> RunOutcome:
+               say: Say = quiet) -> RunOutcome:
     """A single command's run: its checks' evidence, the manifest, one exit code."""
     return Runner(ctx, show=show, say=say).run(phases)
 
 
-__all__ = ["Check", "Phase", "PhaseOutcome", "RunOutcome", "Runner", "run_checks", "one_line"]
+__all__ = ["Check", "Checked", "Run", "Say", "INFO", "WARN", "ERROR", "quiet", "Phase", "PhaseOutcome", "RunOutcome", "Runner", "run_checks", "one_line"]

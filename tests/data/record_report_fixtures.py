@@ -49,7 +49,6 @@ def llmops(evidence: Path, check: str, *args: str) -> Path:
 
 def _llmops(evidence: Path, *args: str) -> Path:
     env = {**os.environ, **{k: str(v) for k, v in PORTS.items()}}
-    env.pop("LLMOPS_RUN_DIR", None)
     p = subprocess.run([sys.executable, "-m", "llmops", "--project-dir", str(ROOT), "--profile", "cpu",
                         "--project-name", PROJECT, "--evidence-dir", str(evidence), *args],
                        capture_output=True, text=True, env=env, timeout=900)

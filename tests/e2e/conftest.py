@@ -57,7 +57,7 @@ def compose_binary(docker_engine: Any) -> list[str]:
 
 def cli_env(**overrides: str) -> dict[str, str]:
     """The caller's environment without debug switches (so errors stay one line), plus overrides."""
-    env = {k: v for k, v in os.environ.items() if k not in ("LLMOPS_DEBUG", "LLMOPS_RUN_DIR")}
+    env = {k: v for k, v in os.environ.items() if k not in ("LLMOPS_DEBUG",)}
     env.update(overrides)
     return env
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..context import Context
+from ..runner import Run
 from ..errors import Aborted, EnvironmentProblem, UsageError
 from ..stack import Service
 from ..validate import check_range  # noqa: F401 - the experiments' options use it from here
@@ -66,6 +67,7 @@ class FaultFrame:
     SIGTERM, verified by the whole stack being healthy again."""
 
     ctx: Context
+    evidence: Run                 # the run folder's events and `say`, from the runner
     service: Service
     mode: str
     restore: bool = True
@@ -108,7 +110,7 @@ class FaultFrame:
         self.fault_call_s = self.clock.call_s
         if not self.clock.source.startswith(("State.FinishedAt", "call returned")):
             self.notes.append(self.clock.source)
-        run = self.ctx.open_run()
+        run = self.evidence
         run.event("fault", t=run.to_run_time(self.t_fault), phase=self.phase, service=self.service.name,
                   action=self.mode, call_s=round(self.fault_call_s, 4),
                   dead_t=round(run.to_run_time(self.clock.t_dead), 4), dead_from=self.clock.source,
@@ -126,12 +128,14 @@ class FaultFrame:
         assert self.entry is not None
         self.t_restore = time.monotonic()
         self.restore_how = restore_entry(self.ctx.client, self.ledger, self.entry)
-        self.ctx.open_run().event("restore", t=self.ctx.open_run().to_run_time(self.t_restore),
-                                  phase=self.phase, service=self.service.name, action=self.restore_how)
+        self.evidence.event("restore", t=self.evidence.to_run_time(self.t_restore),
+                            phase=self.phase, service=self.service.name, action=self.restore_how)
         self.entry = None
         return self.t_restore
 
-    def run(self, body: Callable[["FaultFrame"], Any], say: Callable[[str], None]) -> Any:
+    def apply(self, body: Callable[["FaultFrame"], Any]) -> Any:
+        """Run `body` (which injects) under the frame: whatever happens, undo and wait for health."""
+        say = self.evidence.say
         out = None
         try:
             with signals_raise():

@@ -12,6 +12,7 @@ from ..context import Context
 from ..errors import EnvironmentProblem, UsageError
 from ..evidence import CheckResult, Criterion, utc_now_iso
 from ..probes import complete
+from ..runner import WARN, Run
 from ..stack import ALIAS_LABEL, ROLE_LABEL, Role, Service
 from .common import FaultFrame, check_range, preflight
 from .dod_common import (HUNG_FAILOVER_CEILING_S, MIN_REQUESTS, failed_line, hung_failover_limit_s,  # noqa: F401
@@ -83,8 +84,9 @@ def warm_refusal(done: list[Any], gateway: str) -> str | None:
             "refusing to inject a fault")
 
 
-def run_failover(ctx: Context, o: FailoverOptions, say: Callable[[str], None]) -> tuple[CheckResult, str]:
+def run_failover(ctx: Context, run: Run, o: FailoverOptions) -> tuple[CheckResult, str]:
     o.validate()
+    say = run.say
     started_at, t_wall = utc_now_iso(), time.perf_counter()
     stack = ctx.stack()
     target_name = o.target or stack.require(Role.PRIMARY).name
@@ -110,7 +112,7 @@ def run_failover(ctx: Context, o: FailoverOptions, say: Callable[[str], None]) -
                                               f"which no mount of {stack.gateway.name if stack.gateway else 'it'} "
                                               "brings from this host): cannot lint router settings, and no "
                                               "per-attempt timeout is known"]):
-        say(f"[yellow]gateway config warning:[/] {w}")
+        say(f"gateway config warning: {w}", WARN)
     # The hung-server limit is the primary's own timeout: a longer one on the secondary must not
     # loosen it (a secondary with timeout 30 once let a 9 s failover pass).
     attempt_timeout = router.timeout_s(target.name) if router else None
@@ -122,8 +124,7 @@ def run_failover(ctx: Context, o: FailoverOptions, say: Callable[[str], None]) -
                                 float(cooldown) if cooldown is not None else None)
     if warmed:
         say("pre-flight: " + ", ".join(f"{w['deployment']} answered through the gateway" for w in warmed))
-    run = ctx.open_run()
-    frame = make_frame(ctx, target, gateway, o)
+    frame = make_frame(ctx, run, target, gateway, o)
     marks: dict[str, float | None] = {"t_start": None, "t_primary_ok": None}
 
     def record(r: Request) -> None:
@@ -174,7 +175,7 @@ def run_failover(ctx: Context, o: FailoverOptions, say: Callable[[str], None]) -
     def body(f: FaultFrame) -> list[Request]:
         return asyncio.run(experiment(f))
 
-    reqs = frame.run(body, say) or sorted(lg.requests, key=lambda r: r.t_send)
+    reqs = frame.apply(body) or sorted(lg.requests, key=lambda r: r.t_send)
     m = Marks(t_start=marks["t_start"] or 0.0, t_fault=frame.t_fault or 0.0, t_restore=frame.t_restore,
               t_primary_ok=marks["t_primary_ok"], primary=target.name, secondary=secondary.name,
               t_dead=frame.t_dead, t_returned=frame.clock.t_returned if frame.clock else None)

@@ -10,6 +10,7 @@ from typing import Any, Protocol
 from ..context import Context
 from ..errors import UsageError
 from ..evidence import Criterion
+from ..runner import Run
 from ..stack import Service
 from .common import FaultFrame, check_mode
 from .dod_common import MIN_REQUESTS, failed_line, hung_line, secondary_line, tail_lines
@@ -33,13 +34,13 @@ def check_mode_or_net(mode: str) -> None:
         raise UsageError(f"unknown mode {mode!r}; valid: {', '.join((*MODES, *NET_MODES))}") from None
 
 
-def make_frame(ctx: Context, target: Service, gateway: Service, o: FaultOptions) -> FaultFrame:
+def make_frame(ctx: Context, run: Run, target: Service, gateway: Service, o: FaultOptions) -> FaultFrame:
     """A plain container fault, or a network fault checked (exit 4) before anything is touched."""
     if o.mode not in NET_MODES:
-        return FaultFrame(ctx, target, o.mode, restore=o.restore, phase="failover")
+        return FaultFrame(ctx, run, target, o.mode, restore=o.restore, phase="failover")
     from .netframe import NetFaultFrame
 
-    frame = NetFaultFrame(ctx, target, o.mode, restore=o.restore, phase="failover", gateway=gateway,
+    frame = NetFaultFrame(ctx, run, target, o.mode, restore=o.restore, phase="failover", gateway=gateway,
                           loss_pct=o.loss_pct)
     frame.prepare()
     return frame

@@ -41,7 +41,7 @@ class NetFaultFrame(FaultFrame):
         network, endpoint, gw_ip = shared_network(p.attrs, g.attrs)
         pid = container_pid(client, self.service.container_id)
         require_tools(self.mode, client, pid if self.mode in IPTABLES_MODES else None)
-        self.tag = make_tag(self.ctx.project, self.ctx.open_run().path.name, os.getpid())
+        self.tag = make_tag(self.ctx.project, self.evidence.path.name, os.getpid())
         self.net = {"network": network, "aliases": list(endpoint.get("Aliases") or []),
                     "ip": endpoint["IPAddress"], "gateway_ip": gw_ip, "port": self.service.port}
         if self.mode in IPTABLES_MODES:

@@ -16,6 +16,7 @@ from ..context import Context
 from ..embedcheck import EmbeddingProbe, embedding_criteria, probe_embedding
 from ..errors import EnvironmentProblem
 from ..evidence import CheckResult, Criterion, utc_now_iso
+from ..runner import Run
 from ..stack import Role, Service
 from .common import FaultFrame, check_mode, check_range, preflight
 from .restore import wait_http_ok
@@ -106,19 +107,19 @@ async def _query(client: httpx.AsyncClient, rag: Service) -> dict[str, Any]:
                 "hits": 0, "attempts": None, "error": f"{e.__class__.__name__}: {e}"[:200]}
 
 
-def run_qdrant(ctx: Context, o: QdrantOptions, say: Callable[[str], None]) -> tuple[CheckResult, str]:
+def run_qdrant(ctx: Context, run: Run, o: QdrantOptions) -> tuple[CheckResult, str]:
     o.validate()
+    say = run.say
     started_at, t_wall = utc_now_iso(), time.perf_counter()
     stack = ctx.stack()
     qdrant, rag = stack.role(Role.VECTORDB), stack.role(Role.RAG)
     if qdrant is None:
         raise EnvironmentProblem(f"the stack has no {Role.VECTORDB} service (label llmops.role={Role.VECTORDB})")
     if rag is None and Role.RAG in stack.absent_roles:
-        return run_vectordb_alone(ctx, o, say, qdrant)
+        return run_vectordb_alone(ctx, run, o, qdrant)
     if rag is None:
         raise EnvironmentProblem(f"the stack has no {Role.RAG} service")
     preflight(ctx, qdrant.name)
-    run = ctx.open_run()
     baseline = httpx.get(f"{rag.url}/health", timeout=5).json()
     collection = baseline.get("collection", "docs")
     policy = baseline.get("retry_policy") or {}
@@ -174,11 +175,11 @@ def run_qdrant(ctx: Context, o: QdrantOptions, say: Callable[[str], None]) -> tu
                     break
                 await asyncio.sleep(0.02)
 
-    frame = FaultFrame(ctx, qdrant, o.mode, restore=o.restore, phase="qdrant")
-    frame.run(lambda f: asyncio.run(outage(f)), say)
+    frame = FaultFrame(ctx, run, qdrant, o.mode, restore=o.restore, phase="qdrant")
+    frame.apply(lambda f: asyncio.run(outage(f)))
     q1 = asyncio.run(_with_client(lambda c: _query(c, rag))) if frame.restored else None
     points_after = count_points(qdrant, collection) if frame.restored else None
-    safety = data_safety(ctx, qdrant, o.safety_points, say) if (o.data_safety and frame.restored) else None
+    safety = data_safety(ctx, run, qdrant, o.safety_points) if (o.data_safety and frame.restored) else None
     if not o.data_safety:
         frame.notes.append(f"data safety not run (no SIGKILL of {qdrant.name}, no {DURABILITY_COLLECTION} "
                            "collection): pass --data-safety to run it")
@@ -349,7 +350,7 @@ def truth_criterion(truth: dict[str, Any], lag_s: float) -> Criterion:
                            lambda w: w == 0, samples=truth["judged"], need=MIN_HEALTH_SAMPLES, shown=actual)
 
 
-def data_safety(ctx: Context, qdrant: Service, n: int, say: Callable[[str], None]) -> dict[str, Any]:
+def data_safety(ctx: Context, run: Run, qdrant: Service, n: int) -> dict[str, Any]:
     """Acknowledged writes (wait=true) must survive a SIGKILL of whatever Qdrant the profile runs:
     each acknowledged ID is read back by ID after the restart."""
     base = f"{qdrant.url}/collections/{DURABILITY_COLLECTION}"
@@ -357,15 +358,15 @@ def data_safety(ctx: Context, qdrant: Service, n: int, say: Callable[[str], None
         c.delete(base)
         c.put(base, json={"vectors": {"size": 4, "distance": "Cosine"}}).raise_for_status()
     acked, write_errors = write_points(base, n)
-    say(f"data safety: {len(acked)} of {n} points acknowledged; docker kill {qdrant.name}")
-    frame = FaultFrame(ctx, qdrant, "kill", phase="qdrant-durability")
+    run.say(f"data safety: {len(acked)} of {n} points acknowledged; docker kill {qdrant.name}")
+    frame = FaultFrame(ctx, run, qdrant, "kill", phase="qdrant-durability")
 
     def body(f: FaultFrame) -> None:
         f.inject()
         f.undo()
         wait_http_ok(f"{qdrant.url}/readyz", 60.0)
 
-    frame.run(body, say)
+    frame.apply(body)
     found, read_error = read_back(base, list(acked)) if acked else ({}, None)
     with httpx.Client(timeout=10) as c:
         c.delete(base)
@@ -387,7 +388,7 @@ def all_points(qdrant: Service) -> dict[str, int | None]:
     return {n: count_points(qdrant, n) for n in sorted(names) if n != DURABILITY_COLLECTION}
 
 
-def run_vectordb_alone(ctx: Context, o: QdrantOptions, say: Callable[[str], None],
+def run_vectordb_alone(ctx: Context, run: Run, o: QdrantOptions,
                        qdrant: Service) -> tuple[CheckResult, str]:
     """chaos qdrant on a stack with no rag service: the vector DB's own outage, restore and data
     (every collection's points, and the SIGKILL data-safety step when asked); rag's lines are not
@@ -395,22 +396,22 @@ def run_vectordb_alone(ctx: Context, o: QdrantOptions, say: Callable[[str], None
     started_at, t_wall = utc_now_iso(), time.perf_counter()
     preflight(ctx, qdrant.name)
     before = all_points(qdrant)
-    say(f"baseline (no rag in this stack): {len(before)} collection(s), {sum(v or 0 for v in before.values())} points")
+    run.say(f"baseline (no rag in this stack): {len(before)} collection(s), {sum(v or 0 for v in before.values())} points")
     marks: dict[str, float | None] = {"ready": None}
 
     def outage(f: FaultFrame) -> None:
-        say(f"fault: docker {o.mode} {qdrant.name} for {o.outage_s:g} s")
+        run.say(f"fault: docker {o.mode} {qdrant.name} for {o.outage_s:g} s")
         f.inject()
         time.sleep(o.outage_s)
         if o.restore:
-            say(f"restore: {qdrant.name}")
+            run.say(f"restore: {qdrant.name}")
             f.undo()
             marks["ready"] = wait_http_ok(f"{qdrant.url}/readyz", 60.0, None, 0.02)
 
-    frame = FaultFrame(ctx, qdrant, o.mode, restore=o.restore, phase="qdrant")
-    frame.run(outage, say)
+    frame = FaultFrame(ctx, run, qdrant, o.mode, restore=o.restore, phase="qdrant")
+    frame.apply(outage)
     after = all_points(qdrant) if frame.restored else {}
-    safety = data_safety(ctx, qdrant, o.safety_points, say) if (o.data_safety and frame.restored) else None
+    safety = data_safety(ctx, run, qdrant, o.safety_points) if (o.data_safety and frame.restored) else None
     if not o.data_safety:
         frame.notes.append(f"data safety not run (no SIGKILL of {qdrant.name}, no {DURABILITY_COLLECTION} "
                            "collection): pass --data-safety to run it")
