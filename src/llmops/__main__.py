@@ -1,6 +1,6 @@
 """`python -m llmops`: the same CLI as the `llmops` script, for machines where llmops is not
 installed (scripts/gpu-check runs it so from a bare checkout)."""
 
-from llmops.cli import main
+from .cli import main
 
 main()

@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 
+from ..rounding import rounded
 from ..context import Context
 from ..embedcheck import EmbeddingProbe, embedding_criteria, probe_embedding
 from ..errors import EnvironmentProblem
@@ -191,12 +192,12 @@ def run_qdrant(ctx: Context, run: Run, o: QdrantOptions) -> tuple[CheckResult, s
     truth = health_truth(out_h, marks["in_effect"], lag_s)
     reconnect = (marks["rag_ok"] - marks["ready"]) if marks["rag_ok"] and marks["ready"] else None
     metrics = {
-        "degraded_health_latency_s": _r(deg),
-        "degraded_health_p50_s": _r(statistics.median([h["latency_s"] for h in out_h])) if out_h else None,
+        "degraded_health_latency_s": rounded(deg, 4),
+        "degraded_health_p50_s": rounded(statistics.median([h["latency_s"] for h in out_h]), 4) if out_h else None,
         "outage_query_status": queries[0]["status_code"] if queries else None,
-        "outage_query_max_latency_s": _r(max((q["latency_s"] for q in queries), default=None)),
+        "outage_query_max_latency_s": rounded(max((q["latency_s"] for q in queries), default=None), 4),
         "retry_attempts_seen": [q["attempts"] for q in queries],
-        "reconnect_time_s": _r(reconnect),
+        "reconnect_time_s": rounded(reconnect, 4),
         "health_detect_s": truth["detect_s"],
         "health_samples_judged": truth["judged"],
         "points_before": points_before,
@@ -237,7 +238,7 @@ def run_qdrant(ctx: Context, run: Run, o: QdrantOptions) -> tuple[CheckResult, s
                "queries": queries, "after": q1,
                "health_samples": len(out_h), "health_truth": truth, "data_safety": safety, "restored": frame.restored,
                "restore_action": frame.restore_how, "notes": frame.notes,
-               "marks": {"qdrant_ready_after_restore_s": _r(marks["ready"] - frame.t_restore)
+               "marks": {"qdrant_ready_after_restore_s": rounded(marks["ready"] - frame.t_restore, 4)
                          if marks["ready"] and frame.t_restore else None}}
     r = CheckResult("qdrant", started_at, time.perf_counter() - t_wall, metrics, dod, details)
     return r, qdrant_text(r)
@@ -337,7 +338,7 @@ def health_truth(samples: list[dict[str, Any]], t_in_effect: float | None, lag_s
     first_false = next((h for h in samples if h["qdrant"] is False), None)
     detect = (first_false["t"] + first_false["latency_s"] - t_in_effect) if first_false and t_in_effect else None
     return {"samples": len(samples), "judged": len(judged), "wrong": len(wrong),
-            "wrong_readings": [h["qdrant"] for h in wrong][:5], "detect_s": _r(detect),
+            "wrong_readings": [h["qdrant"] for h in wrong][:5], "detect_s": rounded(detect, 4),
             "ok": len(judged) >= MIN_HEALTH_SAMPLES and not wrong}
 
 
@@ -372,10 +373,6 @@ def data_safety(ctx: Context, run: Run, qdrant: Service, n: int) -> dict[str, An
         c.delete(base)
     return {**compare_writes(n, acked, found, read_error, write_errors),
             "qdrant_image": ctx.client.containers.get(qdrant.container_id).attrs["Config"]["Image"]}
-
-
-def _r(x: float | None) -> float | None:
-    return None if x is None else round(x, 4)
 
 
 def all_points(qdrant: Service) -> dict[str, int | None]:
@@ -418,7 +415,7 @@ def run_vectordb_alone(ctx: Context, run: Run, o: QdrantOptions,
     ready_s = (marks["ready"] - frame.t_restore) if marks["ready"] and frame.t_restore else None
     dod = [
         Criterion.judge("Qdrant /readyz OK after restore", "< 60 s", ready_s, lambda v: v < 60.0,
-                        samples=1 if frame.t_restore else 0, unit=" s", shown=f"{_r(ready_s)} s"),
+                        samples=1 if frame.t_restore else 0, unit=" s", shown=f"{rounded(ready_s, 4)} s"),
         Criterion.judge("restored (Qdrant back, stack healthy)", "true", frame.restored, lambda v: v is True,
                         samples=1),
     ]
@@ -431,7 +428,7 @@ def run_vectordb_alone(ctx: Context, run: Run, o: QdrantOptions,
     if safety:
         dod += safety_criteria(safety)
     metrics = {"points_before": sum(v or 0 for v in before.values()), "restored": frame.restored,
-               "qdrant_ready_after_restore_s": _r(ready_s)}
+               "qdrant_ready_after_restore_s": rounded(ready_s, 4)}
     if safety:
         metrics.update({k: safety[k] for k in ("requested_writes", "acked_writes", "found_after_kill", "lost_writes")})
     details = {"mode": o.mode, "outage_s": o.outage_s, "service": qdrant.name, "not_in_stack": [Role.RAG],
@@ -440,7 +437,7 @@ def run_vectordb_alone(ctx: Context, run: Run, o: QdrantOptions,
     r = CheckResult("qdrant", started_at, time.perf_counter() - t_wall, metrics, dod, details)
     text = "\n".join([f"Vector DB outage test (no rag in this stack): docker {o.mode} {qdrant.name} for {o.outage_s:g} s",
                       f"  points before: {before}", f"  points after:  {after}",
-                      f"  /readyz OK {_r(ready_s)} s after the restore ({frame.restore_how or 'none'})",
+                      f"  /readyz OK {rounded(ready_s, 4)} s after the restore ({frame.restore_how or 'none'})",
                       *(f"NOTE: {n}" for n in frame.notes)])
     return r, text
 

@@ -24,6 +24,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
+from ..rounding import rounded
 from ..evidence import Criterion
 from .dod_common import secondary_line, tail_lines
 from .streamload import StreamRequest
@@ -33,15 +34,11 @@ TTFT_PENALTY_LIMIT_S = 0.1
 PAUSE_TTFT_SLACK_S = 0.5
 
 
-def _r(x: float | None, nd: int = 4) -> float | None:
-    return None if x is None else round(x, nd)
-
-
 def _ttft_stats(reqs: Sequence[StreamRequest]) -> dict[str, Any]:
     t = [r.ttft_s for r in reqs if r.ttft_s is not None]
     return {"streams": len(reqs), "failed": sum(not r.ok for r in reqs), "cut": sum(r.cut for r in reqs),
-            "ttft_p50_s": _r(percentile(t, 50)), "ttft_p95_s": _r(percentile(t, 95)),
-            "ttft_max_s": _r(max(t) if t else None)}
+            "ttft_p50_s": rounded(percentile(t, 50), 4), "ttft_p95_s": rounded(percentile(t, 95), 4),
+            "ttft_max_s": rounded(max(t) if t else None, 4)}
 
 
 def max_gap_s(r: StreamRequest) -> float | None:
@@ -63,8 +60,8 @@ def healthy_margins(reqs: Sequence[StreamRequest]) -> dict[str, dict[str, Any]]:
         b["streams"] += 1
         b["ttft"].append(r.ttft_s)
         b["gap"].append(max_gap_s(r))
-    return {k: {"streams": v["streams"], "ttft_max_s": _r(max(v["ttft"])), "ttft_p95_s": _r(percentile(v["ttft"], 95)),
-                "gap_max_s": _r(max(v["gap"]))} for k, v in sorted(out.items())}
+    return {k: {"streams": v["streams"], "ttft_max_s": rounded(max(v["ttft"]), 4), "ttft_p95_s": rounded(percentile(v["ttft"], 95), 4),
+                "gap_max_s": rounded(max(v["gap"]), 4)} for k, v in sorted(out.items())}
 
 
 def in_flight(r: StreamRequest, m: Marks) -> bool:
@@ -118,8 +115,8 @@ def analyse_streams(reqs: Sequence[StreamRequest], m: Marks, mode: str, max_toke
     example = next((r for r in cut if r in on_primary), cut[0] if cut else None)
 
     def brief(r: StreamRequest) -> dict[str, Any]:
-        return {"seq": r.seq, "sent_at_s": _r(r.t_send - t0), "end_at_s": _r(r.t_done - t0),
-                "backend": r.backend, "status": r.status, "tokens": r.tokens, "ttft_s": _r(r.ttft_s),
+        return {"seq": r.seq, "sent_at_s": rounded(r.t_send - t0, 4), "end_at_s": rounded(r.t_done - t0, 4),
+                "backend": r.backend, "status": r.status, "tokens": r.tokens, "ttft_s": rounded(r.ttft_s, 4),
                 "fate": fate(r, m), "cut_reason": r.verdict.reason if (r.cut and r.verdict) else None}
 
     return {
@@ -137,14 +134,14 @@ def analyse_streams(reqs: Sequence[StreamRequest], m: Marks, mode: str, max_toke
         "streams_after_fault": len(after),
         "steady_ttft_samples": len(steady),
         "ttft_during_outage_samples": len(ttft_after),
-        "ttft_penalty_s": _r(penalty),
-        "secondary_steady_ttft_median_s": _r(steady_med),
-        "first_stream_after_fault": ({"seq": first_after.seq, "sent_at_s": _r(first_after.t_send - t0),
-                                      "ttft_s": _r(first_after.ttft_s), "backend": first_after.backend,
+        "ttft_penalty_s": rounded(penalty, 4),
+        "secondary_steady_ttft_median_s": rounded(steady_med, 4),
+        "first_stream_after_fault": ({"seq": first_after.seq, "sent_at_s": rounded(first_after.t_send - t0, 4),
+                                      "ttft_s": rounded(first_after.ttft_s, 4), "backend": first_after.backend,
                                       "ok": first_after.ok} if first_after else None),
-        "max_ttft_during_outage_s": _r(max(ttft_after) if ttft_after else None),
-        "stall_detect_s": _r(stall),
-        "stall_gap_s": _r(stall_gap),
+        "max_ttft_during_outage_s": rounded(max(ttft_after) if ttft_after else None, 4),
+        "stall_detect_s": rounded(stall, 4),
+        "stall_gap_s": rounded(stall_gap, 4),
         "completed_across_fault": len(completed_across),
         "duplicated_text": len(dup),
         "reference_text": ref,
@@ -217,7 +214,7 @@ def cut_rows(reqs: Sequence[StreamRequest], m: Marks) -> list[dict[str, Any]]:
         t = [r.ttft_s for r in b if r.ttft_s is not None]
         rows.append({"second": sec, "streams": len(b), "whole": sum(r.ok for r in b), "cut": sum(r.cut for r in b),
                      "no_start": sum(not r.started for r in b), "served": served,
-                     "max_ttft_s": _r(max(t) if t else None), "marks": marks})
+                     "max_ttft_s": rounded(max(t) if t else None, 4), "marks": marks})
     return rows
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 
+from ..rounding import rounded
 from ..redact import bearer_of, scrub
 from ..stack import backend_of
 from .loadgen import LoadGenerator
@@ -97,15 +98,11 @@ class StreamRequest:
         v = self.verdict
         return {"seq": self.seq, "status": self.status, "backend": self.backend, "model_id": self.model_id,
                 "retries": self.retries, "fallbacks": self.fallbacks, "error": self.error,
-                "ttft_s": _r(self.ttft_s), "t_headers_s": _r(self.t_headers), "end_s": _r(self.t_end_s),
+                "ttft_s": rounded(self.ttft_s, 4), "t_headers_s": rounded(self.t_headers, 4), "end_s": rounded(self.t_end_s, 4),
                 "tokens": self.tokens, "done": v.done if v else False, "error_event": v.error_event if v else None,
                 "finish_reason": v.finish_reason if v else None, "cut": self.cut, "ok": self.ok,
                 "cut_reason": v.reason if (v and self.cut) else ("no verdict" if self.cut else None),
                 "chunk_s": [round(x, 4) for x in self.chunk_s]}
-
-
-def _r(x: float | None, nd: int = 4) -> float | None:
-    return None if x is None else round(x, nd)
 
 
 async def read_stream(client: httpx.AsyncClient, url: str, headers: dict[str, str], payload: dict[str, Any],

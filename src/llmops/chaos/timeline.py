@@ -33,6 +33,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from ..rounding import rounded
 from ..evidence import Criterion
 
 
@@ -89,11 +90,7 @@ def percentile(values: Sequence[float], p: float) -> float | None:
 def _stats(reqs: Sequence[Req]) -> dict[str, Any]:
     lat = [r.latency_s for r in reqs]
     return {"requests": len(reqs), "errors": sum(not r.ok for r in reqs),
-            "p50_s": _r(percentile(lat, 50)), "p95_s": _r(percentile(lat, 95)), "max_s": _r(max(lat) if lat else None)}
-
-
-def _r(x: float | None, nd: int = 4) -> float | None:
-    return None if x is None else round(x, nd)
+            "p50_s": rounded(percentile(lat, 50), 4), "p95_s": rounded(percentile(lat, 95), 4), "max_s": rounded(max(lat) if lat else None, 4)}
 
 
 def _retried(r: Req) -> bool:
@@ -138,8 +135,8 @@ def analyse(reqs: Sequence[Req], m: Marks) -> dict[str, Any]:
     during = [r for r in reqs if m.t_fault <= r.t_send < outage_end]
     after = [r for r in reqs if r.t_send >= outage_end]
     return {
-        "failover_time_s": _r(failover_time),
-        "failover_penalty_s": _r(penalty),
+        "failover_time_s": rounded(failover_time, 4),
+        "failover_penalty_s": rounded(penalty, 4),
         # How many observations each figure rests on (the DoD lines' samples).
         "samples": {"secondary_after_fault": len(after_fault), "steady": len(steady),
                     "done_before_fault": len(done_before)},
@@ -147,24 +144,24 @@ def analyse(reqs: Sequence[Req], m: Marks) -> dict[str, Any]:
         "total_requests": len(reqs),
         "served_by_secondary": first is not None,
         "served_before_fault": served_before,
-        "failback_time_s": _r(failback),
-        "secondary_steady_median_s": _r(steady_median),
+        "failback_time_s": rounded(failback, 4),
+        "secondary_steady_median_s": rounded(steady_median, 4),
         # The secondary's own steady state during the outage, for the limits: its p95 reply and how
         # far its slowest reply lies above its median.  On a busy machine one reply varies by that
         # much with no failover at all.
-        "secondary_steady_p95_s": _r(percentile(steady, 95)) if steady else None,
-        "secondary_steady_spread_s": _r(max(steady) - steady_median) if steady else None,
-        "first_failover_request": ({"seq": getattr(first, "seq", None), "sent_at_s": _r(first.t_send - m.t_start),
-                                    "latency_s": _r(first.latency_s)} if first else None),
-        "penalty_request": ({"seq": getattr(pen_first, "seq", None), "sent_at_s": _r(pen_first.t_send - m.t_start),
-                             "latency_s": _r(pen_first.latency_s)} if pen_first else None),
+        "secondary_steady_p95_s": rounded(percentile(steady, 95), 4) if steady else None,
+        "secondary_steady_spread_s": rounded(max(steady) - steady_median, 4) if steady else None,
+        "first_failover_request": ({"seq": getattr(first, "seq", None), "sent_at_s": rounded(first.t_send - m.t_start, 4),
+                                    "latency_s": rounded(first.latency_s, 4)} if first else None),
+        "penalty_request": ({"seq": getattr(pen_first, "seq", None), "sent_at_s": rounded(pen_first.t_send - m.t_start, 4),
+                             "latency_s": rounded(pen_first.latency_s, 4)} if pen_first else None),
         # Sent after the primary was gone and before the engine's call returned.
         "teardown_window": {
-            "seconds": _r(m.t_in_place - m.t_effect),
+            "seconds": rounded(m.t_in_place - m.t_effect, 4),
             "requests": len(teardown), "failed": sum(not r.ok for r in teardown),
-            "max_latency_s": _r(max((r.latency_s for r in teardown), default=None)),
-            "max_penalty_s": _r(max(r.latency_s for r in teardown) - steady_median
-                                if teardown and steady_median is not None else None),
+            "max_latency_s": rounded(max((r.latency_s for r in teardown), default=None), 4),
+            "max_penalty_s": rounded(max(r.latency_s for r in teardown) - steady_median
+                                if teardown and steady_median is not None else None, 4),
         },
         # Sent before the fault, completed after it.  Those the secondary served lost whatever work
         # the primary had done on them (under ordered routing they are LiteLLM's retries), so their
@@ -175,9 +172,9 @@ def analyse(reqs: Sequence[Req], m: Marks) -> dict[str, Any]:
             "served": {b: sum(1 for r in in_flight if r.ok and r.backend == b) for b in (m.primary, m.secondary)},
             "retried_on_secondary": sum(1 for r in in_flight_sec if _retried(r)),
             "seqs_on_secondary": [getattr(r, "seq", None) for r in in_flight_sec],
-            "max_latency_s": _r(max((r.latency_s for r in in_flight), default=None)),
-            "max_penalty_s": _r(max(r.latency_s for r in in_flight_sec) - steady_median
-                                if in_flight_sec and steady_median is not None else None),
+            "max_latency_s": rounded(max((r.latency_s for r in in_flight), default=None), 4),
+            "max_penalty_s": rounded(max(r.latency_s for r in in_flight_sec) - steady_median
+                                if in_flight_sec and steady_median is not None else None, 4),
         },
         "latency": {"before": _stats(before), "during": _stats(during), "after": _stats(after)},
         "served": {b: sum(1 for r in reqs if r.ok and r.backend == b) for b in (m.primary, m.secondary)},
@@ -213,7 +210,7 @@ def per_second(reqs: Sequence[Req], m: Marks) -> list[dict[str, Any]]:
     for sec, bucket, marks, served in seconds(reqs, m):
         lat = [r.latency_s for r in bucket]
         rows.append({"second": sec, "requests": len(bucket), "errors": sum(not r.ok for r in bucket),
-                     "served": served, "max_latency_s": _r(max(lat) if lat else None), "marks": marks})
+                     "served": served, "max_latency_s": rounded(max(lat) if lat else None, 4), "marks": marks})
     return rows
 
 

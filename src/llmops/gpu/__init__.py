@@ -7,17 +7,17 @@ overhead), `fit` (what llama.cpp's -fit will do), `plan` (`llmops gpu-plan`), `s
 GGUF files of real shapes).  Nothing here imports pynvml, gguf or docker at import time.
 """
 
-from llmops.gpu.attribution import (
+from .attribution import (
     Attribution, Attributor, container_id_from_cgroup, detect_in_container, docker_label_resolver,
 )
-from llmops.gpu.budget import (
+from .budget import (
     Budget, BudgetFile, budget_for_llama, budget_from_info, load_budget_file,
 )
-from llmops.gpu.check import build_budgets, error_pct, format_gpu_text, run_gpu_report
-from llmops.gpu.llamaargs import ServerOptions, parse_server_args
-from llmops.gpu.llamalog import EngineReport, parse_llama_log
-from llmops.gpu.model import ModelInfo, read_model_info
-from llmops.gpu.nvml import NvmlSession, NvmlUnavailable, load_nvml, run_schedule, series_stats
+from .check import build_budgets, error_pct, format_gpu_text, run_gpu_report
+from .llamaargs import ServerOptions, parse_server_args
+from .llamalog import EngineReport, parse_llama_log
+from .model import ModelInfo, read_model_info
+from .nvml import NvmlSession, NvmlUnavailable, load_nvml, run_schedule, series_stats
 
 __all__ = [
     "Attribution", "Attributor", "Budget", "BudgetFile", "EngineReport", "ModelInfo",

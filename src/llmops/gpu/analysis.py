@@ -10,24 +10,21 @@ import time
 from pathlib import Path
 from typing import Any
 
-from llmops.errors import ConfigError
-from llmops.evidence import CheckResult, Criterion
-from llmops.gpu.attribution import Attribution
-from llmops.gpu.budget import TERMS, Budget, BudgetFile, apply_overrides, budget_for_llama
-from llmops.gpu.calibration import Calibration, measure_calibration
-from llmops.gpu.llamalog import EngineReport, parse_llama_log
-from llmops.gpu.nvml import series_stats
-from llmops.gpu.sampling import Recording
-from llmops.gpu.text import UNATTRIBUTED
+from ..rounding import rounded
+from ..errors import ConfigError
+from ..evidence import CheckResult, Criterion
+from .attribution import Attribution
+from .budget import TERMS, Budget, BudgetFile, apply_overrides, budget_for_llama
+from .calibration import Calibration, measure_calibration
+from .llamalog import EngineReport, parse_llama_log
+from .nvml import series_stats
+from .sampling import Recording
+from .text import UNATTRIBUTED
 
 CHECK = "gpu"
 # The reference procedure's criterion: measured within 1 % of expected.  A real GPU that misses
 # it needs its calibration measured (gpu-report records one), not a wider tolerance.
 DEFAULT_TOLERANCE_PCT = 1.0
-
-
-def _r(v: float | None, nd: int = 1) -> float | None:
-    return None if v is None else round(float(v), nd)
 
 
 def error_pct(used_mib: float | None, expected_mib: float | None) -> float | None:
@@ -127,19 +124,19 @@ def service_entry(b: Budget | None, eng: EngineReport | None, measured: dict | N
     fit = eng                                  # fit is read from any log, buffers only at -lv 4
     eng = eng if eng is not None and not eng.empty else None
     return {
-        "expected_mib": _r(exp),
-        "terms": {t: _r(getattr(b, t)) for t in TERMS} if b else None,
-        "formula_buffers_mib": _r(b.buffers_mib) if b else None,
-        "engine_reported_mib": _r(eng.gpu_total_mib, 2) if eng else None,
+        "expected_mib": rounded(exp, 1),
+        "terms": {t: rounded(getattr(b, t), 1) for t in TERMS} if b else None,
+        "formula_buffers_mib": rounded(b.buffers_mib, 1) if b else None,
+        "engine_reported_mib": rounded(eng.gpu_total_mib, 2) if eng else None,
         "engine_projected_mib": fit.projected_mib if fit else None,
         "engine_fit": fit.fit if fit else None,
         "fit_changes": fit.fit_changes if fit else [],
-        "buffers_error_pct": _r(error_pct(b.buffers_mib if b else None,
+        "buffers_error_pct": rounded(error_pct(b.buffers_mib if b else None,
                                           eng.gpu_total_mib if eng else None), 2),
-        "measured_mib": _r(m.get("mean")),
+        "measured_mib": rounded(m.get("mean"), 1),
         "measured_samples": int(m.get("n") or 0),
-        "measured_peak_mib": _r(m.get("peak")),
-        "error_pct": _r(error_pct(m.get("mean"), exp), 2),
+        "measured_peak_mib": rounded(m.get("peak"), 1),
+        "error_pct": rounded(error_pct(m.get("mean"), exp), 2),
         "pids": pids if pids is not None else [],
     }
 
@@ -151,7 +148,7 @@ def skipped_result(started: str, t0: float, reason: str, budgets: dict[str, Budg
     return CheckResult(
         check=CHECK, skipped=reason, started_at=started, duration_s=time.monotonic() - t0,
         metrics={"total_mib": None, "used_mib": None,
-                 "expected_mib": _r(expected_total(budgets, overhead)),
+                 "expected_mib": rounded(expected_total(budgets, overhead), 1),
                  "error_pct": None, "peak_used_mib": None, "per_service": per_service,
                  "headroom_mib": None, "tolerance_pct": tolerance_pct},
         details={"budgets": {n: b.to_json() for n, b in budgets.items()},
@@ -178,8 +175,8 @@ def _device_stats(rec: Recording, rel: Any) -> tuple[Any, float | None, float | 
         pts = [(rel(t), row[i].used_mib) for t, row in ticks]
         ug = [(rel(t), row[i].util_gpu_pct) for t, row in ticks]
         last = ticks[-1][1][i] if ticks else None
-        per_device.append({**dj, "total_mib": _r(last.total_mib) if last else None,
-                           "reserved_mib": _r(last.reserved_mib) if last else None,
+        per_device.append({**dj, "total_mib": rounded(last.total_mib, 1) if last else None,
+                           "reserved_mib": rounded(last.reserved_mib, 1) if last else None,
                            "used": series_stats(pts).to_json(),
                            "util_gpu_pct": series_stats(ug).to_json(),
                            "processes_error": last.processes_error if last else None})
@@ -398,10 +395,10 @@ def analyse(rec: Recording, att: Attribution, *, started: str, t0: float,
                        f"{gpu_names} driver {rec.driver.get('driver_version') or '?'}")
     sched = rec.schedule
     metrics = {
-        "total_mib": _r(total_mib), "used_mib": _r(used.mean), "expected_mib": _r(expected),
-        "error_pct": _r(err, 2), "peak_used_mib": _r(used.peak), "per_service": per_service,
-        "p95_used_mib": _r(used.p95), "peak_t_s": _r(used.t_peak, 3),
-        "headroom_mib": _r(free_at_peak), "unattributed_mib": _r(un["mean"]) if un else None,
+        "total_mib": rounded(total_mib, 1), "used_mib": rounded(used.mean, 1), "expected_mib": rounded(expected, 1),
+        "error_pct": rounded(err, 2), "peak_used_mib": rounded(used.peak, 1), "per_service": per_service,
+        "p95_used_mib": rounded(used.p95, 1), "peak_t_s": rounded(used.t_peak, 3),
+        "headroom_mib": rounded(free_at_peak, 1), "unattributed_mib": rounded(un["mean"], 1) if un else None,
         "tolerance_pct": tolerance_pct,
     }
     details = {
@@ -421,8 +418,8 @@ def analyse(rec: Recording, att: Attribution, *, started: str, t0: float,
                                  "used": series_stats(pts).to_json(),
                                  "used_unknown": pid in pid_unknown}
                       for pid, pts in sorted(pid_pts.items())},
-        "unattributed": {"pids": un_pids, "mean_mib": _r(un["mean"]) if un else None},
-        "non_process_mib": _r(used.mean - known_proc_mean)
+        "unattributed": {"pids": un_pids, "mean_mib": rounded(un["mean"], 1) if un else None},
+        "non_process_mib": rounded(used.mean - known_proc_mean, 1)
         if (used.mean is not None and known_proc_mean is not None) else None,
         "budgets": {n: b.to_json() for n, b in budgets.items()},
         "engine_reported": {n: e.to_json() for n, e in buffer_reports(engines).items()},

@@ -26,13 +26,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from llmops.errors import ConfigError
-from llmops.gpu.llamaargs import (  # noqa: F401 - re-exported for callers of the old module
+from ..rounding import rounded
+from ..errors import ConfigError
+from .llamaargs import (  # noqa: F401 - re-exported for callers of the old module
     CACHE_TYPE_BYTES, CTX_PAD, DEFAULT_CACHE_TYPE, DEFAULT_PARALLEL, DEFAULT_UBATCH, ServerOptions,
     parse_server_args,
 )
-from llmops.gpu.llamalog import EngineReport, parse_llama_log  # noqa: F401 - re-exported
-from llmops.gpu.model import LLAMA_LIKE_ARCHS, NON_STANDARD_KV_ARCHS, ModelInfo, read_model_info  # noqa: F401
+from .llamalog import EngineReport, parse_llama_log  # noqa: F401 - re-exported
+from .model import LLAMA_LIKE_ARCHS, NON_STANDARD_KV_ARCHS, ModelInfo, read_model_info  # noqa: F401
 
 MIB = 1024 * 1024
 
@@ -84,16 +85,12 @@ class Budget:
     def to_json(self) -> dict[str, Any]:
         return {
             "service": self.service,
-            **{t: _r(getattr(self, t)) for t in TERMS},
-            "buffers_mib": _r(self.buffers_mib), "total_mib": _r(self.total_mib),
+            **{t: rounded(getattr(self, t), 2) for t in TERMS},
+            "buffers_mib": rounded(self.buffers_mib, 2), "total_mib": rounded(self.total_mib, 2),
             "sources": dict(self.sources), "params": dict(self.params),
             "assumptions": list(self.assumptions), "unknown": dict(self.unknown),
             "error": self.error,
         }
-
-
-def _r(v: float | None, nd: int = 2) -> float | None:
-    return None if v is None else round(float(v), nd)
 
 
 def offloaded_layers(info: ModelInfo, ngl: int | None) -> tuple[int, bool]:
@@ -231,7 +228,7 @@ def _set_overhead(b: Budget, info: ModelInfo, n_gpu: int, out_gpu: bool, flash_a
     if cuda_context_mib is not None:
         b.cuda_context_mib = float(cuda_context_mib)
         return
-    from llmops.gpu.calibration import default_calibration
+    from .calibration import default_calibration
 
     cal = calibration or default_calibration()
     cls = overhead_class(info, n_gpu, out_gpu, flash_attn)

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from llmops.errors import ConfigError
+from ..errors import ConfigError
 
 # Which overhead applies to a server (budget.overhead_class):
 #   none_offloaded: no layer on the GPU (only the compute buffer and the CUDA context);

@@ -13,21 +13,18 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from llmops.errors import UsageError
-from llmops.evidence import CheckResult, RunDir, utc_now_iso
-from llmops.gpu.analysis import (  # noqa: F401 - public names of this module
+from ..rounding import rounded
+from ..errors import UsageError
+from ..evidence import CheckResult, RunDir, utc_now_iso
+from .analysis import (  # noqa: F401 - public names of this module
     CHECK, DEFAULT_TOLERANCE_PCT, analyse, build_budgets, error_pct, skipped_result,
 )
-from llmops.gpu.attribution import Attribution, Attributor, Resolver, docker_label_resolver
-from llmops.gpu.budget import load_budget_file
-from llmops.gpu.calibration import Calibration
-from llmops.gpu.nvml import DeviceSample, NvmlUnavailable
-from llmops.gpu.sampling import record
-from llmops.gpu.text import UNATTRIBUTED, format_gpu_text  # noqa: F401
-
-
-def _r(v: float | None, nd: int = 1) -> float | None:
-    return None if v is None else round(float(v), nd)
+from .attribution import Attribution, Attributor, Resolver, docker_label_resolver
+from .budget import load_budget_file
+from .calibration import Calibration
+from .nvml import DeviceSample, NvmlUnavailable
+from .sampling import record
+from .text import UNATTRIBUTED, format_gpu_text  # noqa: F401
 
 
 def run_gpu_report(run: RunDir, *, duration_s: float, interval_s: float, device: int | None,
@@ -59,11 +56,11 @@ def run_gpu_report(run: RunDir, *, duration_s: float, interval_s: float, device:
     def on_sample(now: float, row: list[DeviceSample]) -> None:
         for s in row:
             run.event("gpu_sample", t=run.to_run_time(now), device=s.index,
-                      used_mib=_r(s.used_mib), free_mib=_r(s.free_mib),
-                      total_mib=_r(s.total_mib), reserved_mib=_r(s.reserved_mib),
+                      used_mib=rounded(s.used_mib, 1), free_mib=rounded(s.free_mib, 1),
+                      total_mib=rounded(s.total_mib, 1), reserved_mib=rounded(s.reserved_mib, 1),
                       util_gpu_pct=s.util_gpu_pct, util_mem_pct=s.util_mem_pct,
                       memory_api=s.memory_api,
-                      processes=[{"pid": p.pid, "used_mib": _r(p.used_mib)} for p in s.processes])
+                      processes=[{"pid": p.pid, "used_mib": rounded(p.used_mib, 1)} for p in s.processes])
 
     try:
         rec = record(duration_s=duration_s, interval_s=interval_s, device=device, nvml=nvml,

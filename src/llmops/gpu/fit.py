@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from llmops.gpu.budget import CTX_PAD, Budget, budget_from_info
-from llmops.gpu.llamaargs import ServerOptions
-from llmops.gpu.model import ModelInfo
+from .budget import CTX_PAD, Budget, budget_from_info
+from .llamaargs import ServerOptions
+from .model import ModelInfo
 
 
 @dataclass

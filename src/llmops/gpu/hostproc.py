@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from llmops.errors import ConfigError, UsageError
-from llmops.gpu.llamaargs import parse_server_args
+from ..errors import ConfigError, UsageError
+from .llamaargs import parse_server_args
 
 _SPEC = re.compile(r"^(?P<name>[^=]+)=(?P<pid>[0-9]+)(?::(?P<log>.+))?$")
 _ENV_PREFIX = "LLAMA_ARG_"      # only what changes the server's memory; never its other secrets

@@ -18,8 +18,8 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
-from llmops.errors import ConfigError
-from llmops.gpu.llamaflags import LLAMA_SERVER_FLAGS
+from ..errors import ConfigError
+from .llamaflags import LLAMA_SERVER_FLAGS
 
 DEFAULT_PARALLEL = 4           # llama-server: n_parallel auto -> 4 slots, kv_unified
 DEFAULT_UBATCH = 512

@@ -21,9 +21,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-
-def _r(v: float | None, nd: int = 2) -> float | None:
-    return None if v is None else round(float(v), nd)
+from ..rounding import rounded
 
 
 @dataclass
@@ -93,9 +91,9 @@ class EngineReport:
 
     def to_json(self) -> dict[str, Any]:
         return {"model": self.model, "kv": self.kv, "compute": self.compute, "output": self.output,
-                "kv_self_mib": self.kv_self_mib, "gpu_weights_mib": _r(self.gpu_weights_mib),
-                "gpu_kv_mib": _r(self.gpu_kv_mib), "gpu_compute_mib": _r(self.gpu_compute_mib),
-                "gpu_total_mib": _r(self.gpu_total_mib),
+                "kv_self_mib": self.kv_self_mib, "gpu_weights_mib": rounded(self.gpu_weights_mib, 2),
+                "gpu_kv_mib": rounded(self.gpu_kv_mib, 2), "gpu_compute_mib": rounded(self.gpu_compute_mib, 2),
+                "gpu_total_mib": rounded(self.gpu_total_mib, 2),
                 "offloaded": list(self.offloaded) if self.offloaded else None,
                 "output_offloaded": self.output_offloaded,
                 "repeating_offloaded": self.repeating_offloaded,

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from llmops.errors import ConfigError
+from ..errors import ConfigError
 
 # Architectures whose graph is the one the compute-buffer model was measured on: a dense
 # decoder block of attention (GQA, RoPE) and a gated FFN.  Anything else gets its compute term

@@ -14,12 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from llmops.errors import ConfigError
-from llmops.gpu.budget import Budget, BudgetFile, apply_overrides, budget_from_info
-from llmops.gpu.calibration import Calibration, default_calibration
-from llmops.gpu.fit import fit_server
-from llmops.gpu.llamaargs import parse_server_args
-from llmops.gpu.model import read_model_info
+from ..rounding import rounded
+from ..errors import ConfigError
+from .budget import Budget, BudgetFile, apply_overrides, budget_from_info
+from .calibration import Calibration, default_calibration
+from .fit import fit_server
+from .llamaargs import parse_server_args
+from .model import read_model_info
 
 
 @dataclass
@@ -44,14 +45,10 @@ class Plan:
         return 1 if self.fits is False else 0
 
     def to_json(self) -> dict[str, Any]:
-        return {"servers": self.servers, "total_mib": _r(self.total_mib), "gpu_mib": self.gpu_mib,
+        return {"servers": self.servers, "total_mib": rounded(self.total_mib, 1), "gpu_mib": self.gpu_mib,
                 "fits": self.fits, "gpu_source": self.gpu_source,
                 "calibration": {"name": self.calibration.name, "source": self.calibration.source,
                                 "overhead_mib": self.calibration.overhead_mib}}
-
-
-def _r(v: float | None, nd: int = 1) -> float | None:
-    return None if v is None else round(float(v), nd)
 
 
 def refuse_unknown_flags(where: str, unknown: list[str]) -> None:
@@ -200,9 +197,9 @@ def server_row(spec: ServerSpec, b: Budget, fit_changes: list[str]) -> dict[str,
         "n_gpu_layers": p.get("n_gpu_layers"), "output_on_gpu": p.get("output_on_gpu"),
         "n_ctx": p.get("n_ctx"), "n_parallel": p.get("n_parallel"),
         "flash_attn": p.get("flash_attn"),
-        "weights_mib": _r(b.weights_mib, 2), "kv_cache_mib": _r(b.kv_cache_mib, 2),
-        "compute_mib": _r(b.compute_mib, 2), "buffers_mib": _r(b.buffers_mib, 2),
-        "overhead_mib": _r(b.cuda_context_mib), "total_mib": _r(b.total_mib),
+        "weights_mib": rounded(b.weights_mib, 2), "kv_cache_mib": rounded(b.kv_cache_mib, 2),
+        "compute_mib": rounded(b.compute_mib, 2), "buffers_mib": rounded(b.buffers_mib, 2),
+        "overhead_mib": rounded(b.cuda_context_mib, 1), "total_mib": rounded(b.total_mib, 1),
         "fit_changes": fit_changes,
         "unknown": dict(b.unknown), "assumptions": list(b.assumptions),
         "overhead_source": b.sources.get("cuda_context_mib"),
@@ -211,7 +208,7 @@ def server_row(spec: ServerSpec, b: Budget, fit_changes: list[str]) -> dict[str,
 
 def detect_free_mib() -> tuple[float | None, str]:
     """Free memory of GPU 0 by NVML, or (None, why not)."""
-    from llmops.gpu.nvml import NvmlSession, NvmlUnavailable, load_nvml
+    from .nvml import NvmlSession, NvmlUnavailable, load_nvml
 
     try:
         nvml, _ = load_nvml()

@@ -9,8 +9,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from llmops.errors import UsageError
-from llmops.gpu.nvml import DeviceSample, NvmlSession, load_nvml, run_schedule
+from ..errors import UsageError
+from .nvml import DeviceSample, NvmlSession, load_nvml, run_schedule
 
 
 @dataclass

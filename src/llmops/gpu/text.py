@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from llmops.evidence import CheckResult
+from ..evidence import CheckResult
 
 UNATTRIBUTED = "unattributed"
 

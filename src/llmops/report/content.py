@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 from typing import Any, Iterable
 
-from llmops.evidence import CHECK_FILES
-from llmops.manifest import Manifest
+from ..evidence import CHECK_FILES
+from ..manifest import Manifest
 
 from .model import (Bullets, Code, Doc, Heading, Image, Link, Para, Strong, Table, Text, cell, fmt,
                     fmt_metric, flatten_metrics, status_cell)

@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from llmops.errors import UsageError
-from llmops.evidence import CHECK_FILES, CheckResult, MalformedEvidence, load_checks, read_events
+from ..errors import UsageError
+from ..evidence import CHECK_FILES, CheckResult, MalformedEvidence, load_checks, read_events
 
 
 class ReportError(UsageError):

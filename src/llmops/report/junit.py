@@ -10,8 +10,8 @@ import re
 import xml.etree.ElementTree as ET
 from typing import Any
 
-from llmops.evidence import CHECK_FILES
-from llmops.manifest import Manifest
+from ..evidence import CHECK_FILES
+from ..manifest import Manifest
 
 from .content import environment_rows, short
 from .model import flatten_metrics, fmt_metric

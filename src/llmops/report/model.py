@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Union
 
-from llmops.evidence import STATUSES
+from ..evidence import STATUSES
 
 
 def fmt(value: Any) -> str:

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from llmops import __version__
-from llmops.errors import ExitCode, aggregate_exit
-from llmops.evidence import CHECK_FILES, STATUSES, CheckResult, utc_now_iso
+from .. import __version__
+from ..errors import ExitCode, aggregate_exit
+from ..evidence import CHECK_FILES, STATUSES, CheckResult, utc_now_iso
 
 from .model import fmt, fmt_metric
 
