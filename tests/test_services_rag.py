@@ -37,6 +37,7 @@ from llmops.services.rag import (  # noqa: E402
     DependencyDown,
     DependencyRejected,
     DependencyWatch,
+    RetryPolicy,
     Settings,
     call_with_deadline,
     create_app,
@@ -254,8 +255,8 @@ def test_retry_stops_at_max_attempts() -> None:
     with pytest.raises(DependencyDown):
         asyncio.run(
             call_with_deadline(
-                failing, deadline_at=time.monotonic() + 30, max_attempts=4, per_attempt_timeout_s=1.0,
-                backoff_initial_s=0.01, backoff_max_s=0.02, classify=lambda e: DependencyDown(str(e)), attempts_out=attempts,
+                failing, RetryPolicy(max_attempts=4, per_attempt_timeout_s=1.0, backoff_initial_s=0.01, backoff_max_s=0.02),
+                deadline_at=time.monotonic() + 30, classify=lambda e: DependencyDown(str(e)), attempts_out=attempts,
             )
         )
     assert attempts[0] == 4 and len(calls) == 4
@@ -273,8 +274,8 @@ def test_retry_clips_hung_attempts_to_the_deadline() -> None:
     with pytest.raises(DependencyDown):
         asyncio.run(
             call_with_deadline(
-                hangs, deadline_at=time.monotonic() + 1.0, max_attempts=10, per_attempt_timeout_s=0.7,
-                backoff_initial_s=0.05, backoff_max_s=0.1, classify=lambda e: DependencyDown(str(e)), attempts_out=attempts,
+                hangs, RetryPolicy(max_attempts=10, per_attempt_timeout_s=0.7, backoff_initial_s=0.05, backoff_max_s=0.1),
+                deadline_at=time.monotonic() + 1.0, classify=lambda e: DependencyDown(str(e)), attempts_out=attempts,
             )
         )
     elapsed = time.monotonic() - t
@@ -292,8 +293,8 @@ def test_rejections_are_not_retried() -> None:
     with pytest.raises(DependencyRejected):
         asyncio.run(
             call_with_deadline(
-                rejected, deadline_at=time.monotonic() + 5, max_attempts=5, per_attempt_timeout_s=1,
-                backoff_initial_s=0.01, backoff_max_s=0.02, classify=lambda e: DependencyDown(str(e)), attempts_out=attempts,
+                rejected, RetryPolicy(max_attempts=5, per_attempt_timeout_s=1, backoff_initial_s=0.01, backoff_max_s=0.02),
+                deadline_at=time.monotonic() + 5, classify=lambda e: DependencyDown(str(e)), attempts_out=attempts,
             )
         )
     assert attempts[0] == 1
