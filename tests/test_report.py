@@ -39,7 +39,7 @@ from llmops.compose import Compose
 from llmops.evidence import CHECK_FILES, CheckResult, Criterion, RunDir
 from llmops.gpu.check import run_gpu_report
 from llmops.gpu.testing import NVML_ERROR_DRIVER_NOT_LOADED, FakeClock, FakeGpu, FakeNvml
-from llmops.manifest import Manifest, collect
+from llmops.manifest import Manifest, Sources, collect
 from llmops.probes import ProbeResult
 from llmops.report import (ReportError, check_exit_code, flatten_metrics, fmt, fmt_metric,
                            render_report)
@@ -189,8 +189,8 @@ def recorded_check(run: RunDir, check: str) -> None:
 def write_manifest(run: RunDir) -> dict[str, Any]:
     """manifest.json as Context.manifest() writes it (after the checks, as cli and certify do)."""
     engine = RecordedEngine()
-    m = collect(project_dir=ROOT, project="llmops", profile="cpu", compose=Compose(ROOT, "cpu", "llmops"),
-                docker=lambda: engine, services=stack_services, git_sha="3f2c1e9a7b", run_path=run.path)
+    m = collect(Sources(ROOT, "llmops", "cpu", Compose(ROOT, "cpu", "llmops"), docker=lambda: engine,
+                        services=stack_services, git_sha="3f2c1e9a7b"), run_path=run.path)
     data = m.to_json()
     run.write_json("manifest.json", data)
     return data
@@ -676,8 +676,8 @@ def test_a_malformed_gateway_config_is_recorded_in_the_manifest_and_shown_in_the
                    .replace("router_settings:\n", "router_settings: [1]\nunused_settings:\n", 1))
     path = make_run(tmp_path, "run", manifest=False)
     run = RunDir.open(path)
-    m = collect(project_dir=ROOT, project="llmops", profile="cpu", compose=Compose(ROOT, "cpu", "llmops"),
-                docker=lambda: _engine_with_config(cfg), services=stack_services, git_sha="3f2c1e9a7b",
+    m = collect(Sources(ROOT, "llmops", "cpu", Compose(ROOT, "cpu", "llmops"),
+                        docker=lambda: _engine_with_config(cfg), services=stack_services, git_sha="3f2c1e9a7b"),
                 run_path=path)
     assert m.router is None and len(m.images) == 6          # the rest was still collected
     assert m.manifest_error == f"router: LiteLLM config {cfg}: router_settings must be a mapping, got [1]"
@@ -695,6 +695,6 @@ def test_an_unexpected_crash_while_collecting_is_recorded_not_raised(tmp_path):
         def get(self, cid: str) -> Any:
             raise KeyError("Config")     # a container whose inspect lacks a field
 
-    m = collect(project_dir=ROOT, project="llmops", profile="cpu", compose=Compose(ROOT, "cpu", "llmops"),
-                docker=Broken, services=stack_services, git_sha=None)
+    m = collect(Sources(ROOT, "llmops", "cpu", Compose(ROOT, "cpu", "llmops"), docker=Broken,
+                        services=stack_services))
     assert m.manifest_error == "engine: KeyError: 'Config'" and m.engine.docker

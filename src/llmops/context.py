@@ -107,8 +107,8 @@ class Context:
     def manifest(self, run_path: Path | None, gpu_env: Any = None) -> dict[str, Any]:
         """manifest.json's content for the run at `run_path`: a :class:`llmops.manifest.Manifest`,
         as JSON; `gpu_env` is what the gpu check added (else read back from its evidence)."""
-        from .manifest import collect
+        from .manifest import Sources, collect
 
-        return collect(project_dir=self.project_dir, project=self.project, profile=self.profile,
-                       compose=self.compose, docker=lambda: self.client, services=self.services,
-                       git_sha=self.git_sha(), gpu_env=gpu_env, run_path=run_path).to_json()
+        src = Sources(self.project_dir, self.project, self.profile, self.compose, docker=lambda: self.client,
+                      services=self.services, git_sha=self.git_sha())
+        return collect(src, gpu_env=gpu_env, run_path=run_path).to_json()

@@ -241,60 +241,83 @@ def gpu_env_from_run(run_path: Path | None) -> GpuEnv | None:
     return GpuEnv.from_json(_dict(check).get("details"))
 
 
-def collect(*, project_dir: Path, project: str, profile: str, compose: "Compose",
-            docker: Callable[[], Any], services: Callable[[], "list[Service]"], git_sha: str | None,
-            gpu_env: Any = None, run_path: Path | None = None) -> Manifest:
+@dataclass
+class Sources:
+    """Where :func:`collect` looks.  ``docker`` and ``services`` are called only inside collect,
+    so that a missing engine is caught there and the manifest is still written without one."""
+
+    project_dir: Path
+    project: str
+    profile: str
+    compose: "Compose"
+    docker: Callable[[], Any]
+    services: Callable[[], "list[Service]"]
+    git_sha: str | None = None
+
+
+def collect(src: Sources, *, gpu_env: Any = None, run_path: Path | None = None) -> Manifest:
     """Everything the run ran on.  Each part is best-effort: no engine, no compose binary or no GPU
     still gives a manifest (a GPU box may run gpu-report with no Docker at all).
 
-    ``docker`` and ``services`` are called only here, so that a missing engine is caught here;
-    ``gpu_env`` is what the gpu check added to the manifest (through the runner), if anything, else the
-    versions come from the run's 06_gpu_memory.json."""
+    ``gpu_env`` is what the gpu check added to the manifest (through the runner), if anything,
+    else the versions come from the run's 06_gpu_memory.json."""
     from .evidence import utc_now_iso
 
-    m = Manifest(version=__version__, git_sha=git_sha, project=project, profile=profile,
-                 compose_files=[_shown_path(f, project_dir) for f in compose.files],
-                 compose_config_hash=compose.config_hash(), host=host_info(), created_at=utc_now_iso())
+    m = Manifest(version=__version__, git_sha=src.git_sha, project=src.project, profile=src.profile,
+                 compose_files=[_shown_path(f, src.project_dir) for f in src.compose.files],
+                 compose_config_hash=src.compose.config_hash(), host=host_info(), created_at=utc_now_iso())
     errors: list[str] = []
-    gateway_attrs: dict[str, Any] | None = None
-    try:
-        client = docker()
-        info = client.version()
-        m.engine = Engine(docker=_str(info.get("Version")), api=_str(info.get("ApiVersion")))
-        found = services()
-        if found:
-            from .stack import Role
-
-            m.absent_roles = [r for r in Role.ALL if r not in {s.role for s in found}]
-        for s in found:
-            c = client.containers.get(s.container_id)
-            m.images[s.name] = Image(image=c.attrs["Config"]["Image"], id=c.attrs["Image"],
-                                     build_hash=(c.labels or {}).get("llmops.build-hash"))
-            if s.role == "gateway":
-                gateway_attrs = c.attrs
-    except LlmopsError:
-        pass    # no engine: a manifest without one (gpu-report on a GPU box without Docker)
-    except Exception as e:  # noqa: BLE001 - the manifest is written after the checks: it must not lose them
-        errors.append(f"engine: {error_line(e)}")
+    gateway_attrs = _engine_part(m, src, errors)
     if gateway_attrs is not None:
-        try:
-            # imported here: a box without the gateway (gpu-report on a GPU host) needs no pydantic
-            from .gateway_config import config_drift, mounted_config_path, summarize
-
-            p = mounted_config_path(gateway_attrs)
-            if p and p.exists():
-                r = summarize(p)
-                r.drift = config_drift(gateway_attrs, p)
-                m.router = r.to_json()
-        except Exception as e:  # noqa: BLE001 - a malformed config is the failover check's verdict, not a crash here
-            errors.append(f"router: {error_line(e)}")
+        _router_part(m, gateway_attrs, errors)
     try:
-        m.compose_binary = " ".join(compose.binary)
+        m.compose_binary = " ".join(src.compose.binary)
     except LlmopsError:
         pass
     m.gpu = GpuEnv.from_json(gpu_env) or gpu_env_from_run(run_path)
     m.manifest_error = "; ".join(errors) or None
     return m
+
+
+def _engine_part(m: Manifest, src: Sources, errors: list[str]) -> dict[str, Any] | None:
+    """The engine, the images and the roles the stack lacks; the gateway's inspect, if one runs."""
+    from .build import HASH_LABEL
+    from .stack import Role
+
+    gateway_attrs: dict[str, Any] | None = None
+    try:
+        client = src.docker()
+        info = client.version()
+        m.engine = Engine(docker=_str(info.get("Version")), api=_str(info.get("ApiVersion")))
+        found = src.services()
+        if found:
+            m.absent_roles = [r for r in Role.ALL if r not in {s.role for s in found}]
+        for s in found:
+            c = client.containers.get(s.container_id)
+            m.images[s.name] = Image(image=c.attrs["Config"]["Image"], id=c.attrs["Image"],
+                                     build_hash=(c.labels or {}).get(HASH_LABEL))
+            if s.role == Role.GATEWAY:
+                gateway_attrs = c.attrs
+    except LlmopsError:
+        pass    # no engine: a manifest without one (gpu-report on a GPU box without Docker)
+    except Exception as e:  # noqa: BLE001 - the manifest is written after the checks: it must not lose them
+        errors.append(f"engine: {error_line(e)}")
+    return gateway_attrs
+
+
+def _router_part(m: Manifest, gateway_attrs: dict[str, Any], errors: list[str]) -> None:
+    """The gateway's router settings, as the running gateway reads them."""
+    try:
+        # imported here: a box without the gateway (gpu-report on a GPU host) needs no pydantic
+        from .gateway_config import config_drift, mounted_config_path, summarize
+
+        p = mounted_config_path(gateway_attrs)
+        if p and p.exists():
+            r = summarize(p)
+            r.drift = config_drift(gateway_attrs, p)
+            m.router = r.to_json()
+    except Exception as e:  # noqa: BLE001 - a malformed config is the failover check's verdict, not a crash here
+        errors.append(f"router: {error_line(e)}")
 
 
 def error_line(e: BaseException) -> str:
