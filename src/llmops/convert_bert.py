@@ -284,6 +284,20 @@ def _encode(name: str, data: Any, outtype: str) -> tuple[Any, Any]:
     return data.astype(np.float16), None
 
 
+def _renamed(src: Path, weights: dict[str, Any], tensor_map: Any) -> dict[str, Any]:
+    """The checkpoint's tensors under their GGUF names (those llama.cpp has no use for dropped)."""
+    renamed: dict[str, Any] = {}
+    origin: dict[str, str] = {}
+    for k, v in weights.items():
+        g = _gguf_name(tensor_map, k)
+        if g is None:
+            continue
+        if g in origin:   # e.g. both `x` and `bert.x`: which one the model means is unknowable
+            raise ConfigError(f"{src}: tensors {origin[g]!r} and {k!r} are both {g!r}")
+        renamed[g], origin[g] = v, k
+    return renamed
+
+
 def convert_bert(src: Path, out: Path, *, outtype: str = "f16", name: str | None = None,
                  pooling: str | None = None) -> ConvertedModel:
     """Convert the checkpoint folder `src` into the GGUF file `out` (written whole, then renamed)."""
@@ -301,16 +315,7 @@ def convert_bert(src: Path, out: Path, *, outtype: str = "f16", name: str | None
     tokens, types = _vocab(src, cfg["vocab_size"])
     weights = _tensors(src)
     layers = cfg["num_hidden_layers"]
-    tensor_map = gguf.get_tensor_name_map(gguf.MODEL_ARCH.BERT, layers)
-    renamed = {}
-    origin: dict[str, str] = {}
-    for k, v in weights.items():
-        g = _gguf_name(tensor_map, k)
-        if g is None:
-            continue
-        if g in origin:   # e.g. both `x` and `bert.x`: which one the model means is unknowable
-            raise ConfigError(f"{src}: tensors {origin[g]!r} and {k!r} are both {g!r}")
-        renamed[g], origin[g] = v, k
+    renamed = _renamed(src, weights, gguf.get_tensor_name_map(gguf.MODEL_ARCH.BERT, layers))
     if renamed.get("token_embd.weight") is None:
         raise ConfigError(f"{src}: no word-embedding tensor (embeddings.word_embeddings.weight)")
     if renamed["token_embd.weight"].shape != (cfg["vocab_size"], cfg["hidden_size"]):

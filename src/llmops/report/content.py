@@ -80,9 +80,8 @@ def _join_code(items: Iterable[str]) -> list:
     return out
 
 
-def build_doc(summary: dict[str, Any]) -> Doc:
-    run_id = summary["run_id"]
-    doc = Doc(f"llmops reliability report: {run_id}")
+def _verdict(doc: Doc, summary: dict[str, Any]) -> None:
+    """The headline: result, exit code, what was not in the stack, availability, a failed restore."""
     status, code = summary["status"], summary["exit_code"]
     doc.add(Heading(1, doc.title))
     doc.add(Para([Text("Result: "), Strong(summary["headline"]),
@@ -104,7 +103,9 @@ def build_doc(summary: dict[str, Any]) -> Doc:
                        f"(generated {summary['generated_at']} by llmops {summary['tool_version']}); "
                        "nothing was re-run.")], css="muted"))
 
-    # Test table
+
+def _test_table(doc: Doc, summary: dict[str, Any]) -> None:
+    """One row per check, linking its evidence."""
     doc.add(Heading(2, "Tests", "tests"))
     rows = []
     for r in summary["checks"]:
@@ -116,7 +117,9 @@ def build_doc(summary: dict[str, Any]) -> Doc:
     if summary["not_run"]:
         doc.add(Para([Text("Not in this run: ")] + _join_code(summary["not_run"]) + [Text(".")]))
 
-    # One section per check
+
+def _check_sections(doc: Doc, summary: dict[str, Any]) -> None:
+    """One section per check: scenario, figures, its Definition of Done, its chart."""
     for r in summary["checks"]:
         cid = r["check"]
         stem = CHECK_FILES[cid]
@@ -161,7 +164,9 @@ def build_doc(summary: dict[str, Any]) -> Doc:
             doc.add(Para([Text("Chart: "), Link(summary["charts"][chart], summary["charts"][chart])]))
             doc.add(Image(CHART_TITLES[chart], summary["charts"][chart]))
 
-    # Charts whose check is absent from the run
+
+def _orphan_charts(doc: Doc, summary: dict[str, Any]) -> None:
+    """Charts whose check is absent from the run."""
     orphan = [k for k in summary["charts"] if CHART_FOR_CHECK.get(k) not in
               {r["check"] for r in summary["checks"]}]
     if orphan:
@@ -170,7 +175,9 @@ def build_doc(summary: dict[str, Any]) -> Doc:
             doc.add(Para([Link(summary["charts"][k], summary["charts"][k])]))
             doc.add(Image(CHART_TITLES[k], summary["charts"][k]))
 
-    # DoD status table
+
+def _dod_status(doc: Doc, summary: dict[str, Any]) -> None:
+    """Each check's DoD lines passed, and the failed ones by name."""
     doc.add(Heading(2, "Definition of Done status", "dod"))
     drows = []
     for r in summary["checks"]:
@@ -185,7 +192,9 @@ def build_doc(summary: dict[str, Any]) -> Doc:
                       cell(failed_spans or [Text("none")])])
     doc.add(Table(["check", "status", "DoD lines passed", "failed DoD lines"], drows))
 
-    # Performance
+
+def _performance(doc: Doc, summary: dict[str, Any]) -> None:
+    """The performance lines beside the reference procedure."""
     if summary["performance"]:
         doc.add(Heading(2, "Performance", "performance"))
         doc.add(Table(["criterion", "expected", "measured", "status", "reference procedure"],
@@ -194,7 +203,9 @@ def build_doc(summary: dict[str, Any]) -> Doc:
                         cell(p["reference"] or "n/a")]
                        for p in summary["performance"]]))
 
-    # Environment
+
+def _environment(doc: Doc, summary: dict[str, Any]) -> None:
+    """What the run ran on (manifest.json), and the warnings."""
     doc.add(Heading(2, "Environment", "environment"))
     env = environment_rows(summary["environment"])
     if summary["environment"] is None:
@@ -210,7 +221,16 @@ def build_doc(summary: dict[str, Any]) -> Doc:
         doc.add(Heading(2, "Warnings", "warnings"))
         doc.add(Bullets([[Text(w)] for w in summary["warnings"]]))
 
-    # Conclusion
+
+def _conclusion(doc: Doc, summary: dict[str, Any]) -> None:
+    """The conclusion."""
     doc.add(Heading(2, "Conclusion", "conclusion"))
     doc.add(Bullets([[Text(line)] for line in summary["conclusion"]]))
+
+
+def build_doc(summary: dict[str, Any]) -> Doc:
+    doc = Doc(f"llmops reliability report: {summary['run_id']}")
+    for section in (_verdict, _test_table, _check_sections, _orphan_charts, _dod_status, _performance,
+                    _environment, _conclusion):
+        section(doc, summary)
     return doc

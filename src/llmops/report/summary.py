@@ -167,62 +167,11 @@ def build_summary(run_dir: Path, checks: dict[str, dict[str, Any]],
                   manifest: dict[str, Any] | None, charts: dict[str, str],
                   warnings: list[str]) -> dict[str, Any]:
     """The machine form of the report (summary.json); ``manifest`` is manifest.json as read."""
-    rows = []
-    for cid, c in checks.items():
-        stem = CHECK_FILES[cid]
-        rows.append({
-            "check": cid,
-            "file": f"{stem}.json",
-            "evidence": f"{stem}.txt" if (run_dir / f"{stem}.txt").exists() else f"{stem}.json",
-            "title": CHECK_TITLES.get(cid, cid),
-            "scenario": str(c["details"].get("scenario") or scenario_for(cid, c["details"])),
-            "status": c["status"],
-            "exit_code": check_exit_code(c),
-            "restore_failed": restore_failed(c),
-            "started_at": c.get("started_at"),
-            "duration_s": c.get("duration_s"),
-            "reason": _check_reason(c) or None,
-            "metrics": c["metrics"],
-            "dod": c["dod"],
-            "dod_failed": [d.get("criterion", "") for d in failed_dod_lines(c)],
-            "reference": REFERENCE.get(cid),
-        })
-    codes = [r["exit_code"] for r in rows]
-    exit_code = aggregate_exit(codes)
+    rows = [_check_row(run_dir, cid, c) for cid, c in checks.items()]
+    exit_code = aggregate_exit([r["exit_code"] for r in rows])
     statuses = [r["status"] for r in rows]
-    if exit_code == ExitCode.RESTORE_FAILED or "fail" in statuses:
-        overall = "fail"
-    elif "error" in statuses:
-        overall = "error"
-    elif "skipped" in statuses and not only_gpu_skipped(rows):
-        overall = "skipped"
-    else:
-        overall = "pass"
-
-    perf = []
-    used_dod: dict[str, set[int]] = {}
-    for pr in PERF_ROWS:
-        c = checks.get(pr.check)
-        if c is None:
-            continue
-        measured = pr.measured(c["metrics"])
-        if measured is None and c["status"] != "skipped":
-            continue
-        d = _match_dod(pr, c["dod"], used_dod.setdefault(pr.check, set())) if measured is not None else None
-        if c["status"] == "skipped":
-            status = "skipped"
-        elif d is not None:
-            status = "pass" if d.get("pass") else "fail"
-        else:
-            status = "n/a"
-        perf.append({
-            "check": pr.check, "criterion": pr.label, "metrics": list(pr.metrics),
-            "expected": str(d.get("expected", "")) if d else "",
-            "measured": measured if measured is not None else "n/a",
-            "status": status, "dod_criterion": d.get("criterion") if d else None,
-            "reference": pr.reference or None,
-        })
-
+    overall = _overall(rows, exit_code)
+    perf = _performance_rows(checks)
     failed_dod = [{"check": cid, **d} for cid, c in checks.items() for d in failed_dod_lines(c)]
     present = list(checks)
     return {
@@ -248,6 +197,69 @@ def build_summary(run_dir: Path, checks: dict[str, dict[str, Any]],
         "warnings": list(warnings),
         "conclusion": _conclusion_lines(rows, exit_code),
     }
+
+
+def _check_row(run_dir: Path, cid: str, c: dict[str, Any]) -> dict[str, Any]:
+    """One check's line of the summary, from its evidence file."""
+    stem = CHECK_FILES[cid]
+    return {
+        "check": cid,
+        "file": f"{stem}.json",
+        "evidence": f"{stem}.txt" if (run_dir / f"{stem}.txt").exists() else f"{stem}.json",
+        "title": CHECK_TITLES.get(cid, cid),
+        "scenario": str(c["details"].get("scenario") or scenario_for(cid, c["details"])),
+        "status": c["status"],
+        "exit_code": check_exit_code(c),
+        "restore_failed": restore_failed(c),
+        "started_at": c.get("started_at"),
+        "duration_s": c.get("duration_s"),
+        "reason": _check_reason(c) or None,
+        "metrics": c["metrics"],
+        "dod": c["dod"],
+        "dod_failed": [d.get("criterion", "") for d in failed_dod_lines(c)],
+        "reference": REFERENCE.get(cid),
+    }
+
+
+def _overall(rows: list[dict[str, Any]], exit_code: int) -> str:
+    """The run's one status: a failed line or restore fails it; a lone GPU skip (no GPU) passes."""
+    statuses = [r["status"] for r in rows]
+    if exit_code == ExitCode.RESTORE_FAILED or "fail" in statuses:
+        return "fail"
+    if "error" in statuses:
+        return "error"
+    if "skipped" in statuses and not only_gpu_skipped(rows):
+        return "skipped"
+    return "pass"
+
+
+def _performance_rows(checks: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """The performance table: each figure beside the DoD line that judged it."""
+    perf: list[dict[str, Any]] = []
+    used_dod: dict[str, set[int]] = {}
+    for pr in PERF_ROWS:
+        c = checks.get(pr.check)
+        if c is None:
+            continue
+        measured = pr.measured(c["metrics"])
+        if measured is None and c["status"] != "skipped":
+            continue
+        d = _match_dod(pr, c["dod"], used_dod.setdefault(pr.check, set())) if measured is not None else None
+        if c["status"] == "skipped":
+            status = "skipped"
+        elif d is not None:
+            status = "pass" if d.get("pass") else "fail"
+        else:
+            status = "n/a"
+        perf.append({
+            "check": pr.check, "criterion": pr.label, "metrics": list(pr.metrics),
+            "expected": str(d.get("expected", "")) if d else "",
+            "measured": measured if measured is not None else "n/a",
+            "status": status, "dod_criterion": d.get("criterion") if d else None,
+            "reference": pr.reference or None,
+        })
+
+    return perf
 
 
 def only_gpu_skipped(rows: list[dict[str, Any]]) -> bool:
