@@ -242,7 +242,7 @@ def test_declared_services_wrong_shape_is_config_error(tmp_path: Path, text: str
     ("inference-chat", None),       # not a URL: no host to name
 ])
 def test_backend_of(api_base: str | None, backend: str | None) -> None:
-    assert backend_of(api_base) == backend
+    assert backend_of(api_base, {}) == backend
 
 
 # ---- label values are validated where they are read ----------------------------------------------

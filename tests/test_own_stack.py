@@ -11,7 +11,7 @@ from llmops.errors import ConfigError
 from llmops.gateway_config import (GatewayConfig, config_argument, gateway_master_key, host_path_of,
                                    master_key_variable, mounted_config_path)
 from llmops.report.summary import scenario_for
-from llmops.stack import Service, backend_of, register_hosts
+from llmops.stack import Service, Stack, backend_of, host_map
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -118,14 +118,52 @@ def _svc(name: str, aliases: list[str], hostname: str = "") -> Service:
 
 
 def test_api_base_hosts_map_to_services_through_dns_names() -> None:
-    register_hosts([_svc("llm-main", ["primary.llm"]), _svc("llm-backup", [], hostname="backup-host")])
-    try:
-        assert backend_of("http://primary.llm:9000/v1") == "llm-main"
-        assert backend_of("http://backup-host:9000/v1") == "llm-backup"
-        assert backend_of("http://llm-main:9000/v1") == "llm-main"
-        assert backend_of("http://elsewhere:9000/v1") == "elsewhere"
-    finally:
-        register_hosts([])
+    hosts = host_map([_svc("llm-main", ["primary.llm"]), _svc("llm-backup", [], hostname="backup-host")])
+    assert backend_of("http://primary.llm:9000/v1", hosts) == "llm-main"
+    assert backend_of("http://backup-host:9000/v1", hosts) == "llm-backup"
+    assert backend_of("http://llm-main:9000/v1", hosts) == "llm-main"
+    assert backend_of("http://elsewhere:9000/v1", hosts) == "elsewhere"
+
+
+def test_a_stack_snapshot_names_its_own_hosts_first_registration_wins() -> None:
+    # "shared" is an alias of both; "llm-b" is also an alias of llm-a, but a service's own name is itself
+    st = Stack("p", ["llm-a", "llm-b"], [_svc("llm-a", ["shared", "llm-b"]), _svc("llm-b", ["shared"])])
+    assert st.backend_of("http://shared:9000/v1") == "llm-a"
+    assert st.backend_of("http://llm-b:9000/v1") == "llm-b"
+    assert st.backend_of("http://p-llm-b-1:9000/v1") == "llm-b"       # its container name
+    assert st.backend_of("http://elsewhere:9000/v1") == "elsewhere"
+    assert st.backend_of(None) is None
+    assert dict(st.hosts) == host_map(st.services)
+    # nothing is left behind for the next snapshot: another stack knows none of these aliases
+    assert Stack("q", [], []).backend_of("http://shared:9000/v1") == "shared"
+
+
+def test_the_router_summary_finds_a_deployment_through_the_stacks_hosts() -> None:
+    from llmops.gateway_config import RouterSummary
+
+    deps = [{"id": "main", "api_base": "http://primary.llm:9000/v1", "timeout": 2, "stream_timeout": 1}]
+    assert RouterSummary("c.yaml", {}, deps, []).timeout_s("llm-main") is None
+    r = RouterSummary("c.yaml", {}, deps, [], hosts={"primary.llm": "llm-main"})
+    assert r.timeout_s("llm-main") == 2.0 and r.stream_timeout_s("llm-main") == 1.0
+    assert "hosts" not in r.to_json()
+
+
+def test_running_router_reads_the_mounted_config_with_its_drift(tmp_path: Path) -> None:
+    from llmops.gateway_config import running_router
+
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text((ROOT / "compose" / "litellm" / "config.yaml").read_text())
+    attrs = {"Config": {"Cmd": ["--config", "/etc/litellm/config.yaml"], "Env": []},
+             "Mounts": [{"Source": str(cfg), "Destination": "/etc/litellm/config.yaml"}],
+             "State": {"StartedAt": "2000-01-01T00:00:00Z"}}
+    r = running_router(attrs)
+    assert r is not None and r.path == str(cfg) and len(r.deployments) == 2
+    assert r.drift and "modified after the gateway started" in r.drift and r.drift not in r.warnings
+    labels = {"com.docker.compose.service": "gw", "llmops.role": "gateway"}
+    st = Stack("p", ["gw"], [Service("gw", "gateway", "id", "p-gw-1", "running", None, None, "/health", 4000, 1,
+                                     labels=labels, attrs=attrs)])
+    assert st.router is not None and st.router.warnings[0] == r.drift      # the stack leads with it
+    assert running_router({**attrs, "Mounts": []}) is None
 
 
 # ---- 8: the report's words come from the run, not the demo ---------------------------------------

@@ -163,7 +163,7 @@ def run_functional(ctx: Context, run: Run, services: list[Service]) -> tuple[Che
     primary = by_role.get(Role.PRIMARY)
     alias = ctx.stack().alias or ""
     details: dict[str, Any] = {"alias": alias, "gateway": gw.name if gw else None}
-    comp = complete(gw.url, ctx.master_key or "", alias) if gw else None
+    comp = complete(gw.url, ctx.master_key or "", alias, hosts=ctx.stack().hosts) if gw else None
     if comp:
         run.event("request", phase="verify", status=comp.status_code, latency_s=round(comp.latency_s, 4),
                   backend=comp.backend, error=comp.error)

@@ -11,8 +11,9 @@ from typing import Any
 
 import httpx
 
+from .backends import HostMap, backend_of
 from .redact import scrub, scrub_json
-from .stack import PORT_LABEL, Service, backend_of
+from .stack import PORT_LABEL, Service
 
 
 @dataclass
@@ -152,9 +153,11 @@ class Completion:
     completion_tokens: int | None = None
 
 
-def parse_completion(resp: httpx.Response, latency_s: float, secrets: tuple[str | None, ...] = ()) -> Completion:
+def parse_completion(resp: httpx.Response, latency_s: float, secrets: tuple[str | None, ...] = (),
+                     hosts: HostMap | None = None) -> Completion:
     """What a completion's reply says; an error body is kept scrubbed of `secrets` and of anything
-    key-like (LiteLLM's 401 quotes the key's tail and hash)."""
+    key-like (LiteLLM's 401 quotes the key's tail and hash).  `hosts` (`Stack.hosts`) turns an
+    api_base that names a service by an alias back into the service."""
     h = resp.headers
     text, tokens = None, None
     if resp.status_code == 200:
@@ -166,7 +169,7 @@ def parse_completion(resp: httpx.Response, latency_s: float, secrets: tuple[str 
         usage = body.get("usage") if isinstance(body, dict) else None
         n = usage.get("completion_tokens") if isinstance(usage, dict) else None
         tokens = n if isinstance(n, int) else None
-    return Completion(resp.status_code, latency_s, backend_of(h.get("x-litellm-model-api-base")),
+    return Completion(resp.status_code, latency_s, backend_of(h.get("x-litellm-model-api-base"), hosts or {}),
                       h.get("x-litellm-model-id"), h.get("x-litellm-attempted-retries"),
                       h.get("x-litellm-attempted-fallbacks"),
                       None if resp.status_code == 200 else scrub(resp.text, secrets, limit=200), text, tokens)
@@ -178,7 +181,7 @@ def completion_payload(alias: str, prompt: str = "Say hello in three words.", ma
 
 
 def complete(gateway_url: str, master_key: str, alias: str, timeout: float = 30.0,
-             max_tokens: int = 8) -> Completion:
+             max_tokens: int = 8, hosts: HostMap | None = None) -> Completion:
     """`alias` may also be a deployment's model_info.id: LiteLLM then routes to it alone."""
     payload = completion_payload(alias, max_tokens=max_tokens)
     t = time.perf_counter()
@@ -188,7 +191,7 @@ def complete(gateway_url: str, master_key: str, alias: str, timeout: float = 30.
     except httpx.HTTPError as e:
         return Completion(None, time.perf_counter() - t, None, None, None, None,
                           scrub(f"{e.__class__.__name__}: {e}", [master_key], limit=300))
-    return parse_completion(resp, time.perf_counter() - t, (master_key,))
+    return parse_completion(resp, time.perf_counter() - t, (master_key,), hosts)
 
 
 def contract_answers(svc: Service, timeout: float = 3.0) -> list[tuple[str, Any, Any]]:

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlparse
 
+from .backends import HostMap, backend_of
 from .errors import ConfigError, EnvironmentProblem, UsageError
 
 if TYPE_CHECKING:
@@ -280,29 +280,17 @@ def select(services: list[Service], names: list[str] | None, valid: list[str]) -
     return [s for s in services if s.name in names]
 
 
-# Every DNS name a service of the current stack answers to (network aliases, hostname, container
-# name) -> the service.  A LiteLLM config may name a backend by any of them; the snapshot a
-# command takes registers them here, so that every `x-litellm-model-api-base` (read in probes and
-# both load generators) names its compose service.  One process runs one command on one stack.
-_HOST_SERVICE: dict[str, str] = {}
-
-
-def register_hosts(services: list[Service]) -> None:
-    _HOST_SERVICE.clear()
+def host_map(services: list[Service]) -> dict[str, str]:
+    """Every DNS name a service answers to (network aliases, hostname, container name) -> the
+    service: a LiteLLM config may name a backend by any of them, and `backend_of` (with this map)
+    turns every `x-litellm-model-api-base` back into its compose service."""
+    out: dict[str, str] = {}
     for s in services:
         for n in s.dns_names:
-            _HOST_SERVICE.setdefault(n, s.name)
+            out.setdefault(n, s.name)     # an alias two services share: the first (in name order) keeps it
     for s in services:   # a service's own name always means that service
-        _HOST_SERVICE[s.name] = s.name
-
-
-def backend_of(api_base: str | None) -> str | None:
-    """The compose service behind a LiteLLM api_base (`x-litellm-model-api-base`): its URL's host
-    name, mapped through the stack's DNS names when it is an alias of a service."""
-    if not api_base:
-        return None
-    host = urlparse(api_base).hostname
-    return _HOST_SERVICE.get(host, host) if host else None
+        out[s.name] = s.name
+    return out
 
 
 @dataclass
@@ -319,9 +307,7 @@ class Stack:
 
     @classmethod
     def snapshot(cls, client: Any, project: str, declared: list[str]) -> "Stack":
-        services = discover(client, project)
-        register_hosts(services)
-        return cls(project, list(declared), services)
+        return cls(project, list(declared), discover(client, project))
 
     @property
     def by_name(self) -> dict[str, Service]:
@@ -388,6 +374,15 @@ class Stack:
         return gw.labels.get(ALIAS_LABEL) if gw else None
 
     @property
+    def hosts(self) -> HostMap:
+        """DNS name -> service for this snapshot's services (see `host_map`)."""
+        return host_map(self.services)
+
+    def backend_of(self, api_base: str | None) -> str | None:
+        """The service of this stack behind a LiteLLM api_base (an unknown host names itself)."""
+        return backend_of(api_base, self.hosts)
+
+    @property
     def router_path(self) -> Path | None:
         from .gateway_config import mounted_config_path
 
@@ -407,14 +402,10 @@ class Stack:
         """The gateway's router settings, read once from the config file it has mounted (None when
         there is no gateway or its config is not on this host).  Lazy: a malformed config fails
         only the commands that need it."""
-        from .gateway_config import config_drift, summarize
+        from .gateway_config import running_router
 
-        p = self.router_path
-        if not p or not p.exists():
-            return None
-        r = summarize(p, self.alias)
         gw = self.gateway
-        r.drift = config_drift(gw.attrs, p) if gw else None
-        if r.drift:
+        r = running_router(gw.attrs, self.alias, self.hosts) if gw else None
+        if r is not None and r.drift:   # every limit judged against these settings is in doubt
             r.warnings.insert(0, r.drift)
         return r

@@ -20,7 +20,7 @@ import httpx
 
 from .context import Context
 from .probes import complete
-from .stack import Role, Stack, backend_of
+from .stack import Role, Stack
 
 MAX_SLOTS = 16
 
@@ -67,14 +67,14 @@ def warm_routes(ctx: Context, stack: Stack | None = None, timeout_s: float = 30.
     key = ctx.master_key or ""
     out = []
     for dep in router.deployments:
-        dep_id, svc = dep.get("id"), by_name.get(backend_of(dep.get("api_base")) or "")
-        service = svc.name if svc is not None else backend_of(dep.get("api_base"))
+        dep_id, svc = dep.get("id"), by_name.get(stack.backend_of(dep.get("api_base")) or "")
+        service = svc.name if svc is not None else stack.backend_of(dep.get("api_base"))
         if not dep_id:
             continue
         n = slots_of(svc.url) if svc is not None else 1
         with ThreadPoolExecutor(max_workers=n) as pool:
             done = list(pool.map(lambda _: complete(gw.url, key, alias=dep_id, timeout=timeout_s,
-                                                    max_tokens=4), range(n)))
+                                                    max_tokens=4, hosts=stack.hosts), range(n)))
         errors = [c.error for c in done if c.error]
         out.append(Warmed(dep_id, n, [c.status_code for c in done], max(c.latency_s for c in done),
                           [c.backend for c in done], errors[0] if errors else None, service))

@@ -140,6 +140,7 @@ def run_failover(ctx: Context, run: Run, o: FailoverOptions) -> tuple[CheckResul
     else:
         lg = LoadGenerator(gateway.url, key, alias, o.rps, o.duration_s, on_request=record,
                            max_tokens=o.max_tokens)
+    lg.hosts = stack.hosts
 
     async def experiment(f: FaultFrame) -> list[Request]:
         marks["t_start"] = time.monotonic()
@@ -260,7 +261,7 @@ def preflight_requests(ctx: Context, gateway: Service, key: str, alias: str, pri
         warmed = [w.to_json() for w in done]
     deadline = time.monotonic() + wait_s
     while True:
-        probe = complete(gateway.url, key, alias, timeout=10.0, max_tokens=o.max_tokens)
+        probe = complete(gateway.url, key, alias, timeout=10.0, max_tokens=o.max_tokens, hosts=ctx.stack().hosts)
         if probe.status_code != 200:
             why = " ".join((probe.error or "").split())[:150]
             raise EnvironmentProblem(f"pre-flight: a completion through {gateway.name} failed "

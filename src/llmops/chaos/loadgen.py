@@ -14,6 +14,7 @@ from urllib.parse import urlparse
 
 import httpx
 
+from ..backends import HostMap
 from ..probes import completion_payload, parse_completion
 from ..redact import bearer_of, scrub
 
@@ -68,6 +69,9 @@ class LoadGenerator:
         self.max_requests = int(rps * max_duration_s) + 1    # bounded in count as well as time
         self.timeout_s = timeout_s
         self.on_request = on_request
+        # the stack's DNS names (`Stack.hosts`), set by the caller: how a reply's api_base header
+        # names the compose service that served it when the config reaches it by an alias
+        self.hosts: HostMap = {}
         self.requests: list[Request] = []
         self._stop = asyncio.Event()
 
@@ -79,7 +83,7 @@ class LoadGenerator:
         try:
             resp = await client.post(self.url, json=completion_payload(self.alias, max_tokens=self.max_tokens),
                                      headers=self.headers, timeout=self.timeout_s)
-            c = parse_completion(resp, time.monotonic() - t, tuple(bearer_of(self.headers)))
+            c = parse_completion(resp, time.monotonic() - t, tuple(bearer_of(self.headers)), self.hosts)
             r = Request(seq, t, c.latency_s, c.status_code, c.backend, c.model_id, c.retries, c.fallbacks, c.error,
                         c.completion_tokens)
         except httpx.HTTPError as e:

@@ -26,7 +26,7 @@ def stream_preflight(gateway_url: str, key: str, router: RouterSummary | None, m
         dep = d.get("id")
         if not dep:
             continue
-        r = stream_once(gateway_url, key, dep, max_tokens)
+        r = stream_once(gateway_url, key, dep, max_tokens, hosts=router.hosts if router else None)
         if not r.ok or r.backend != dep:
             why = r.error or (r.verdict.reason if r.verdict else "") or f"served by {r.backend}"
             raise EnvironmentProblem(f"pre-flight: a streamed completion through the gateway to {dep} was not "

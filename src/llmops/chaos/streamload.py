@@ -14,9 +14,9 @@ from typing import Any
 
 import httpx
 
+from ..backends import HostMap, backend_of
 from ..rounding import rounded
 from ..redact import bearer_of, scrub
-from ..stack import backend_of
 from .loadgen import LoadGenerator
 from .sse import SSEParser, StreamVerdict, judge
 
@@ -105,24 +105,35 @@ class StreamRequest:
                 "chunk_s": [round(x, 4) for x in self.chunk_s]}
 
 
+@dataclass
+class StreamWatch:
+    """What a caller of `read_stream` follows: the streams open now (by seq: a fault must land
+    mid-stream) and the stack's DNS names (`Stack.hosts`), through which a reply's api_base
+    header names the compose service that served it."""
+
+    opened: dict[int, StreamRequest] | None = None
+    hosts: HostMap = field(default_factory=dict)
+
+
 async def read_stream(client: httpx.AsyncClient, url: str, headers: dict[str, str], payload: dict[str, Any],
                       seq: int, max_tokens: int, timeout_s: float,
-                      opened: dict[int, StreamRequest] | None = None) -> StreamRequest:
+                      watch: StreamWatch | None = None) -> StreamRequest:
     """One streamed completion, every chunk timed; never raises for HTTP or transport trouble.
-    While it is open it sits in `opened` (by seq), so a caller can see streams mid-flight."""
-    t = time.monotonic()
-    r = StreamRequest(seq, t, max_tokens=max_tokens)
-    if opened is not None:
-        opened[seq] = r
+    While it is open it sits in `watch.opened` (by seq), so a caller can see streams mid-flight."""
+    watch = watch or StreamWatch()
+    r = StreamRequest(seq, time.monotonic(), max_tokens=max_tokens)
+    if watch.opened is not None:
+        watch.opened[seq] = r
     try:
-        return await _read_stream(client, url, headers, payload, r, t, max_tokens, timeout_s)
+        return await _read_stream(client, url, headers, payload, r, timeout_s, watch.hosts)
     finally:
-        if opened is not None:
-            opened.pop(seq, None)
+        if watch.opened is not None:
+            watch.opened.pop(seq, None)
 
 
 async def _read_stream(client: httpx.AsyncClient, url: str, headers: dict[str, str], payload: dict[str, Any],
-                       r: StreamRequest, t: float, max_tokens: int, timeout_s: float) -> StreamRequest:
+                       r: StreamRequest, timeout_s: float, hosts: HostMap) -> StreamRequest:
+    t, max_tokens = r.t_send, r.max_tokens
     parser, events, raw = SSEParser(), [], bytearray()
     try:
         async with client.stream("POST", url, json=payload, headers=headers,
@@ -130,7 +141,7 @@ async def _read_stream(client: httpx.AsyncClient, url: str, headers: dict[str, s
             r.t_headers = time.monotonic() - t
             h = resp.headers
             r.status = resp.status_code
-            r.backend = backend_of(h.get("x-litellm-model-api-base"))
+            r.backend = backend_of(h.get("x-litellm-model-api-base"), hosts)
             r.model_id, r.retries = h.get("x-litellm-model-id"), h.get("x-litellm-attempted-retries")
             r.fallbacks = h.get("x-litellm-attempted-fallbacks")
             if resp.status_code != 200:
@@ -187,21 +198,23 @@ class StreamLoadGenerator(LoadGenerator):
 
     async def _one(self, client: httpx.AsyncClient, seq: int) -> None:  # type: ignore[override]
         r = await read_stream(client, self.url, self.headers, stream_payload(self.alias, self.max_tokens), seq,
-                              self.max_tokens, self.timeout_s, self.opened)
+                              self.max_tokens, self.timeout_s, StreamWatch(self.opened, self.hosts))
         self.requests.append(r)
         if self.on_request:
             self.on_request(r)
 
 
 def stream_once(gateway_url: str, master_key: str, model: str, max_tokens: int,
-                timeout_s: float = 30.0) -> StreamRequest:
-    """One streamed completion, synchronously: the pre-flight's probe of each deployment."""
+                timeout_s: float = 30.0, hosts: HostMap | None = None) -> StreamRequest:
+    """One streamed completion, synchronously: the pre-flight's probe of each deployment (`hosts`:
+    the stack's DNS names, see `StreamWatch`)."""
 
     async def go() -> StreamRequest:
         async with httpx.AsyncClient() as c:
             return await read_stream(c, f"{gateway_url}/v1/chat/completions",
                                      {"Authorization": f"Bearer {master_key}"},
-                                     stream_payload(model, max_tokens), 0, max_tokens, timeout_s)
+                                     stream_payload(model, max_tokens), 0, max_tokens, timeout_s,
+                                     StreamWatch(hosts=hosts or {}))
 
     return asyncio.run(go())
 
