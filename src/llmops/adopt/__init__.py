@@ -23,7 +23,7 @@ answers), labels (the values and their checks), proposal (`propose`, `Adoption`)
 from __future__ import annotations
 
 from .compose_view import EMBEDDER, LITELLM, LITELLM_DEFAULT_PORT, LLAMA, LLAMA_DEFAULT_PORT, QDRANT, QDRANT_DEFAULT_PORT
-from .contracts import contract_role
+from .contracts import contract_role, running_contracts
 from .labels import EXPECT, EXPECT_VALUES, HEALTH, LLMOPS_LABELS, check_value
 from .override import HEADER, HEADER_FIRST, NOTHING_TO_ADD, OVERRIDE_NAME, is_ours, override_yaml, write_override
 from .proposal import Adoption, Proposal, propose
@@ -31,6 +31,6 @@ from .proposal import Adoption, Proposal, propose
 __all__ = [
     "EMBEDDER", "EXPECT", "EXPECT_VALUES", "HEADER", "HEADER_FIRST", "HEALTH", "LITELLM", "LITELLM_DEFAULT_PORT",
     "LLAMA", "LLAMA_DEFAULT_PORT", "LLMOPS_LABELS", "NOTHING_TO_ADD", "OVERRIDE_NAME", "QDRANT",
-    "QDRANT_DEFAULT_PORT", "Adoption", "Proposal", "check_value", "contract_role", "is_ours", "override_yaml",
+    "QDRANT_DEFAULT_PORT", "Adoption", "Proposal", "check_value", "contract_role", "running_contracts", "is_ours", "override_yaml",
     "propose", "write_override",
 ]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..stack import Role
+from ..stack import Role, Service
 from .claims import Claim, Draft
 
 
@@ -31,3 +31,23 @@ def claim_contracts(d: Draft, contracts: Mapping[str, tuple[str, str]]) -> None:
         if svc in d.svcs and svc not in d.claims and role in (Role.RAG, Role.EMBEDDING) \
                 and d.holder(role) is None and role not in d.contested:
             d.claims[svc] = Claim(role, "contract", why)
+
+
+def running_contracts(services: list[Service], named: Mapping[str, str]) -> dict[str, tuple[str, str]]:
+    """The project's running, unlabelled containers (not named with --role) that answer as a rag
+    or an embedding server does (the roles adopt never guesses from an image), with the answer as
+    evidence: service -> (role, evidence)."""
+    from ..probes import contract_answers
+
+    out: dict[str, tuple[str, str]] = {}
+    for svc in services:
+        if svc.state != "running" or svc.role or svc.name in named:
+            continue
+        for url, health, emb in contract_answers(svc):
+            role = contract_role(health, emb)
+            if role:
+                what = "GET /health reports qdrant and embedding" if role == Role.RAG else \
+                    "POST /v1/embeddings answered with vectors"
+                out[svc.name] = (role, f"running: {url} {what}")
+                break
+    return out
