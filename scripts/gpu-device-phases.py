@@ -15,7 +15,7 @@ Phases (new configurations, none of them in ../shared/gpu-truth):
   C1 fit: 3B Q4_0 with no -c/-ngl and a -fitt that leaves room for a context between 4096 and
      8192: does llama.cpp lower the context as gpu-plan predicts?
   C2 the same -fitt with `-c 8192 -ngl 99` given: does fit keep values set on the command line?
-  D  a sparse GGUF (llmops.gpu.shapes, never loaded by a real server before): same figures as A's
+  D  a sparse GGUF (llmops.testing.gguf_shapes, never loaded by a real server before): same figures as A's
      chat server?
 
 Writes into --out: results.json (rewritten after every phase) and gpu-run.tar.gz (the work
@@ -433,7 +433,7 @@ def main() -> int:
         if sparse.is_file():
             run.phase("D-sparse-gguf", [("sparse-chat", sparse, PAIR)], plan_cal=cal, report_cal=cal,
                       duration=min(2.0, a.duration), need_s=20,
-                      note="(llmops.gpu.shapes sparse file: expect A's inference-chat figures)")
+                      note="(llmops.testing.gguf_shapes sparse file: expect A's inference-chat figures)")
     finally:
         run.results["elapsed_s"] = round(time.monotonic() - T0, 1)
         run.save()

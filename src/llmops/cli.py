@@ -19,6 +19,7 @@ from .validate import in_range
 if TYPE_CHECKING:
     from .context import Context
     from .evidence import CheckResult
+    from .gpu.server import ModelServer
     from .runner import Phase, RunOutcome, Show
 
 app = typer.Typer(help="Bring up a self-hosted dual-LLM stack and prove, with evidence, that it survives faults.",
@@ -415,37 +416,38 @@ def gpu_report(
     server: Optional[list[str]] = typer.Option(None, "--server", help="NAME=PID[:LOGFILE]: a llama-server running as a host process, not in Docker (repeatable; replaces the stack's services). Its command line and LLAMA_ARG_* come from /proc/PID, its buffer sizes and fit from LOGFILE (start it with -lv 4)."),
 ) -> None:
     """06_gpu_memory: NVML memory over time, per service: plan, engine-reported and NVML side by side."""
-    from .certify import gpu_check, llama_services
+    from .certify import gpu_check
     from .gpu.calibration import load_calibration
+    from .gpu.check import GpuReportOptions
     from .runner import Phase
 
     c = ctx()
-    cal = load_calibration(calibration) if calibration else None
+    options = GpuReportOptions(duration_s=duration, interval_s=interval, device=device, tolerance_pct=tolerance,
+                               budget_file=budget, calibration=load_calibration(calibration) if calibration else None)
     if server:   # host processes: no Docker asked; a bad value is refused before any sampling
         from .gpu.hostproc import host_services, parse_host_servers
 
-        services = host_services(parse_host_servers(server))
+        servers = host_services(parse_host_servers(server))
     else:
+        from .gpu.server import servers_from_stack
         from .stack import docker_client
 
         try:
             docker_client()
-            services = llama_services(c)
+            servers = servers_from_stack(c.stack(), c.client)
         except LlmopsError as e:   # no engine or no stack: still report the GPU itself
             say(f"no stack to attribute to ({e}); reporting the GPU alone", "warn")
-            services = []
+            servers = []
 
     def render(r: "CheckResult", text: str, path: Path) -> None:
         show(r, text, path)
         if r.status == "skipped":
             say(f"skipped: {r.skipped}", "warn")
 
-    check = gpu_check(lambda: services, duration_s=duration, interval_s=interval, device=device,
-                      tolerance_pct=tolerance, budget_file=budget, calibration=cal)
-    done(run_checks(Phase("gpu", [check]), render=render))
+    done(run_checks(Phase("gpu", [gpu_check(lambda: servers, options)]), render=render))
 
 
-def running_specs(allow_unknown_flags: bool) -> list[Any]:
+def running_specs(allow_unknown_flags: bool) -> list["ModelServer"]:
     """The running stack's llama-servers, when there is a stack and an engine to ask (else none:
     gpu-plan needs neither, and falls back to llmops' own compose/gpu.yml)."""
     from .gpu.plan import specs_from_services
@@ -470,7 +472,7 @@ def gpu_plan(
     from .context import find_project_dir
     from .gpu.budget import load_budget_file
     from .gpu.calibration import load_calibration
-    from .gpu.plan import detect_free_mib, format_plan, plan_servers, spec_from_args, specs_from_compose
+    from .gpu.plan import detect_free_mib, plan_servers, plan_table, spec_from_args, specs_from_compose
 
     cal = load_calibration(calibration) if calibration else None
     bf = load_budget_file(budget) if budget else None
@@ -487,8 +489,16 @@ def gpu_plan(
     if json_flag or _state["opts"]["json"]:
         print(json.dumps(plan.to_json()))
     else:
+        from rich.table import Table
+
         con = _console()
-        con.print(format_plan(plan))
+        pt = plan_table(plan)
+        t = Table(title=pt.title, title_justify="left")
+        for col in pt.columns:
+            t.add_column(col, justify="left" if col in ("server", "fit") else "right")
+        for row in pt.rows:
+            t.add_row(*row)
+        con.print(t)
         for s in plan.servers:
             for term, why in s["unknown"].items():
                 con.print(f"  {s['name']}: {term} unknown: {why}", highlight=False)
