@@ -7,7 +7,6 @@ No I/O: everything here takes what `sampling.record` returned and what the serve
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from ..rounding import rounded
@@ -15,7 +14,7 @@ from ..evidence import CheckResult, Criterion
 from .attribution import Attribution
 from .budget import TERMS, Budget
 from .calibration import Calibration, measure_calibration
-from .expect import Expectation, build_budgets, expected_total  # noqa: F401 - build_budgets: public here too
+from .expect import Expectation
 from .llamalog import EngineReport
 from .nvml import SeriesStats, pid_memory, series_stats
 from .sampling import Recording

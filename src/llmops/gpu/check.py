@@ -18,12 +18,10 @@ from typing import Any, Callable, Protocol
 from ..rounding import rounded
 from ..errors import UsageError
 from ..evidence import CheckResult, utc_now_iso
-from .analysis import (
-    CHECK, DEFAULT_TOLERANCE_PCT, analyse, build_budgets, error_pct, skipped_result,
-)
+from .analysis import CHECK, DEFAULT_TOLERANCE_PCT, analyse, error_pct, skipped_result
 from .attribution import Attribution, Attributor, Resolver, docker_label_resolver
 from .calibration import Calibration
-from .expect import expectation
+from .expect import build_budgets, expectation
 from .nvml import DeviceSample, NvmlUnavailable
 from .sampling import record
 from .server import ModelServer
