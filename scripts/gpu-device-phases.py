@@ -15,7 +15,7 @@ Phases (new configurations, none of them in ../shared/gpu-truth):
   C1 fit: 3B Q4_0 with no -c/-ngl and a -fitt that leaves room for a context between 4096 and
      8192: does llama.cpp lower the context as gpu-plan predicts?
   C2 the same -fitt with `-c 8192 -ngl 99` given: does fit keep values set on the command line?
-  D  a sparse GGUF (llmops.gpu.shapes, never loaded by a real server before): same figures as A's
+  D  a sparse GGUF (llmops.testing.gguf_shapes, never loaded by a real server before): same figures as A's
      chat server?
 
 Writes into --out: results.json (rewritten after every phase) and gpu-run.tar.gz (the work
@@ -65,6 +65,12 @@ def run_py(args: list[str], timeout: float, log: Path | None = None) -> subproce
     if log is not None:
         log.write_text(f"$ {' '.join(cmd)}\nexit {p.returncode}\n--- stdout\n{p.stdout}\n--- stderr\n{p.stderr}\n")
     return p
+
+
+def gpu_plan(args: list[str], log: Path) -> tuple[dict | None, int]:
+    """`llmops gpu-plan --json ARGS`: its plan (None when it gave none) and its exit code."""
+    p = run_py(["gpu-plan", "--json", *args], 60, log)
+    return (json.loads(p.stdout) if p.returncode in (0, 1) and p.stdout.strip() else None), p.returncode
 
 
 def http(url: str, body: dict | None = None, timeout: float = 2.0) -> tuple[int, str]:
@@ -172,7 +178,10 @@ def fit_lines(log_text: str) -> list[str]:
 
 
 def pct(a: float | None, b: float | None) -> float | None:
-    return None if a is None or not b else round(100.0 * (a - b) / b, 3)
+    from llmops.gpu.analysis import error_pct
+    from llmops.rounding import rounded
+
+    return rounded(error_pct(a, b), 3)
 
 
 def rows_for(servers: list[Server], plan: dict | None, plan_cal: dict | None, report: dict | None,
@@ -187,7 +196,7 @@ def rows_for(servers: list[Server], plan: dict | None, plan_cal: dict | None, re
         e = per.get(s.name) or {}
         text = s.log.read_text(errors="replace") if s.log.exists() else ""
         rep = parse_llama_log(text)
-        eng = None if rep.empty else rep.gpu_total_mib
+        eng = rep.reported_mib
         nv = e.get("measured_mib")
         pid = s.proc.pid if s.proc else None
         seen = cuda_free_seen(text)
@@ -284,15 +293,12 @@ class Run:
         self.results["phases"][name] = res
         plan_args = [x for s in servers for x in ("--server", s.cmdline)]
         # the prediction, before anything starts: NVML's free memory, llama.cpp's defaults
-        p = run_py(["gpu-plan", "--json", *plan_args], 60, folder / "gpu-plan.txt")
-        plan = json.loads(p.stdout) if p.returncode in (0, 1) and p.stdout.strip() else None
-        res["plan"], res["plan_exit"] = plan, p.returncode
+        plan, res["plan_exit"] = gpu_plan(plan_args, folder / "gpu-plan.txt")
+        res["plan"] = plan
         plan_c = None
         if plan_cal is not None:
-            p = run_py(["gpu-plan", "--json", "--calibration", str(plan_cal), *plan_args], 60,
-                       folder / "gpu-plan-calibrated.txt")
-            plan_c = json.loads(p.stdout) if p.returncode in (0, 1) and p.stdout.strip() else None
-            res["plan_calibrated"], res["plan_calibrated_exit"] = plan_c, p.returncode
+            plan_c, code = gpu_plan(["--calibration", str(plan_cal), *plan_args], folder / "gpu-plan-calibrated.txt")
+            res["plan_calibrated"], res["plan_calibrated_exit"] = plan_c, code
         say(f"{stamp()} gpu-plan exit {res['plan_exit']}: total {plan and plan.get('total_mib')} MiB "
             f"on {plan and plan.get('gpu_mib')} MiB ({plan and plan.get('gpu_source')})")
         try:
@@ -307,47 +313,12 @@ class Run:
                 ["--query-compute-apps=pid,used_memory", "--format=csv"]) + "\n")
             say(f"{stamp()} nvidia-smi compute apps (pid: MiB): {apps}")
             up = [s for s in servers if s.proc and s.proc.poll() is None]
-            report = None
-            if up:
-                ev = folder / "evidence"
-                # a project of its own: the servers are named by --server, and the manifest
-                # must not list an operator's `llmops` stack that happens to be up
-                args = ["--project-dir", str(REPO), "--project-name", f"llmops-gpudevice-{os.getpid()}",
-                        "--evidence-dir", str(ev), "gpu-report",
-                        "--duration", str(duration), "--interval", "0.1"]
-                args += [x for s in up for x in ("--server", f"{s.name}={s.proc.pid}:{s.log}")]
-                if report_cal is not None:
-                    args += ["--calibration", str(report_cal)]
-                r = run_py(args, duration + 60, folder / "gpu-report.txt")
-                found = sorted(ev.glob("*/06_gpu_memory.json"))
-                report = json.loads(found[-1].read_text()) if found else None
-                res["report_exit"] = r.returncode
-                res["report_06"] = str(found[-1].relative_to(self.work)) if found else None
-                say(f"{stamp()} gpu-report exit {r.returncode}"
-                    + ("" if report else f": no 06_gpu_memory.json ({r.stderr.strip()[-300:]})"))
-                if report:
-                    m, d = report.get("metrics", {}), report.get("details", {})
-                    res["report"] = {"status": report.get("status"), "used_mib": m.get("used_mib"),
-                                     "expected_mib": m.get("expected_mib"), "error_pct": m.get("error_pct"),
-                                     "unattributed_mib": m.get("unattributed_mib"),
-                                     "per_service": m.get("per_service"),
-                                     "calibration": d.get("calibration"),
-                                     "attribution": d.get("attribution"), "notes": d.get("notes"),
-                                     "memory_api": d.get("memory_api"),
-                                     "non_process_mib": d.get("non_process_mib"),
-                                     "sampling": d.get("sampling"), "gpu_env": d.get("gpu_env")}
-                    say(f"    report: status {report.get('status')}, used {m.get('used_mib')} MiB vs "
-                        f"expected {m.get('expected_mib')} ({m.get('error_pct')}%), unattributed "
-                        f"{m.get('unattributed_mib')} MiB, attribution {d.get('attribution', {}).get('mode')}")
-                    cal = d.get("calibration") or {}
-                    say(f"    calibration measured: {cal.get('overhead_mib')} from "
-                        f"{ {k: v.get('overhead_mib') for k, v in (cal.get('measured') or {}).items()} }")
+            report = self.report(up, folder, duration, report_cal, res) if up else None
             # the plan again with this phase's own calibration: is the measured overhead consistent?
             if report and name.startswith("A") and res.get("report_06"):
-                p = run_py(["gpu-plan", "--json", "--calibration", str(self.work / res["report_06"]),
-                            *plan_args], 60, folder / "gpu-plan-own-calibration.txt")
-                plan_c = json.loads(p.stdout) if p.returncode in (0, 1) and p.stdout.strip() else None
-                res["plan_calibrated"], res["plan_calibrated_exit"] = plan_c, p.returncode
+                plan_c, code = gpu_plan(["--calibration", str(self.work / res["report_06"]), *plan_args],
+                                        folder / "gpu-plan-own-calibration.txt")
+                res["plan_calibrated"], res["plan_calibrated_exit"] = plan_c, code
         finally:
             for s in servers:
                 s.stop()
@@ -360,6 +331,41 @@ class Run:
                     say(f"    | {ln}")
         self.save()
         return res
+
+    def report(self, up: list[Server], folder: Path, duration: float, report_cal: Path | None,
+               res: dict[str, Any]) -> dict | None:
+        """The real `llmops gpu-report --server NAME=PID:LOG` on the servers that are up; its
+        06_gpu_memory.json, summarised into `res`."""
+        ev = folder / "evidence"
+        # a project of its own: the servers are named by --server, and the manifest
+        # must not list an operator's `llmops` stack that happens to be up
+        args = ["--project-dir", str(REPO), "--project-name", f"llmops-gpudevice-{os.getpid()}",
+                "--evidence-dir", str(ev), "gpu-report",
+                "--duration", str(duration), "--interval", "0.1"]
+        args += [x for s in up for x in ("--server", f"{s.name}={s.proc.pid}:{s.log}")]
+        if report_cal is not None:
+            args += ["--calibration", str(report_cal)]
+        r = run_py(args, duration + 60, folder / "gpu-report.txt")
+        found = sorted(ev.glob("*/06_gpu_memory.json"))
+        report = json.loads(found[-1].read_text()) if found else None
+        res["report_exit"] = r.returncode
+        res["report_06"] = str(found[-1].relative_to(self.work)) if found else None
+        say(f"{stamp()} gpu-report exit {r.returncode}"
+            + ("" if report else f": no 06_gpu_memory.json ({r.stderr.strip()[-300:]})"))
+        if report:
+            m, d = report.get("metrics", {}), report.get("details", {})
+            res["report"] = {"status": report.get("status"),
+                             **{k: m.get(k) for k in ("used_mib", "expected_mib", "error_pct",
+                                                      "unattributed_mib", "per_service")},
+                             **{k: d.get(k) for k in ("calibration", "attribution", "notes", "memory_api",
+                                                      "non_process_mib", "sampling", "gpu_env")}}
+            say(f"    report: status {report.get('status')}, used {m.get('used_mib')} MiB vs "
+                f"expected {m.get('expected_mib')} ({m.get('error_pct')}%), unattributed "
+                f"{m.get('unattributed_mib')} MiB, attribution {d.get('attribution', {}).get('mode')}")
+            cal = d.get("calibration") or {}
+            say(f"    calibration measured: {cal.get('overhead_mib')} from "
+                f"{ {k: v.get('overhead_mib') for k, v in (cal.get('measured') or {}).items()} }")
+        return report
 
     def fit_target(self, model: Path) -> tuple[int, str]:
         """A -fitt that leaves room for the 3B model's buffers at a context between 4096 and
@@ -433,7 +439,7 @@ def main() -> int:
         if sparse.is_file():
             run.phase("D-sparse-gguf", [("sparse-chat", sparse, PAIR)], plan_cal=cal, report_cal=cal,
                       duration=min(2.0, a.duration), need_s=20,
-                      note="(llmops.gpu.shapes sparse file: expect A's inference-chat figures)")
+                      note="(llmops.testing.gguf_shapes sparse file: expect A's inference-chat figures)")
     finally:
         run.results["elapsed_s"] = round(time.monotonic() - T0, 1)
         run.save()

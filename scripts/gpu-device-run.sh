@@ -19,7 +19,7 @@
 # reuses its build and models), DEADLINE_S (540: later phases are skipped rather than cut),
 # LLAMA_SERVER (a built binary: no build), PY (python3), JOBS (nproc), SITE (/tmp/site: where
 # the wheels go).  Dry run without a GPU: tests/test_gpu_device_run.py (a fake llama-server, and
-# DRY_PYTHONPATH naming a folder with llmops.gpu.testing's fake pynvml, put first).
+# DRY_PYTHONPATH naming a folder with llmops.testing.nvml's fake pynvml, put first).
 set -uo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -91,7 +91,7 @@ mk l3b-q4 3072 28 24 8 8192 Q4_0 tie & P2=$!
 # llmops' own sparse writer (never loaded by a real server yet): phase D
 ( [ -s "$W/models/l1b-q8-sparse.gguf" ] || timeout "$(cap 240)" "$PY" -c "
 import sys
-from llmops.gpu.shapes import LLAMA_SHAPES, write_sparse_gguf
+from llmops.testing.gguf_shapes import LLAMA_SHAPES, write_sparse_gguf
 write_sparse_gguf(sys.argv[1], LLAMA_SHAPES['l1b-q8'], sys.argv[2])" "$W/models/l1b-q8-sparse.gguf" "$VOCAB" ) & P3=$!
 wait $P1 && wait $P2 || { ts "ERROR: model generation failed"; exit 2; }
 wait $P3 || ts "sparse model failed (phase D will be skipped)"

@@ -4,7 +4,7 @@
 Takes a llama-server command line, prints the log lines llmops reads (buffer sizes as llmops'
 own plan computes them, the fit projection, the CUDA0 free-memory line), serves /health and
 /completion on --port, and registers its PID and memory (buffers + 592 MiB) in the fake GPU's
-state file ($FAKE_NVML_STATE, read by the pynvml shim of llmops.gpu.testing), removing itself
+state file ($FAKE_NVML_STATE, read by the pynvml shim of llmops.testing.nvml), removing itself
 on SIGTERM.  `--version` prints a version.  Not a test module (no test_ prefix).
 """
 

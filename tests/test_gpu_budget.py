@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from llmops.errors import ConfigError, ExitCode
-from llmops.gpu.shapes import LLAMA_SHAPES, write_sparse_gguf
+from llmops.testing.gguf_shapes import LLAMA_SHAPES, write_sparse_gguf
 from llmops.gpu.budget import (
     CACHE_TYPE_BYTES, MIB, budget_for_llama, budget_from_info, load_budget_file, parse_llama_log,
     parse_server_args, read_model_info,
@@ -124,7 +124,7 @@ def test_flash_attention_and_ubatch_change_compute(info):
 
 
 def test_unknown_architecture_marks_the_term_unknown(tmp_path):
-    from llmops.gpu.shapes import LlamaShape
+    from llmops.testing.gguf_shapes import LlamaShape
 
     f = write_sparse_gguf(tmp_path / "odd.gguf", LlamaShape(512, 2, 8, 2, 1024, "Q8_0", arch="oddformer"))
     b = budget_for_llama(f, ["-c", "1024"])

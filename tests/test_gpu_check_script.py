@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from llmops.gpu.testing import FakeNvml, StateFileGpu, write_pynvml_shim
+from llmops.testing.nvml import FakeNvml, StateFileGpu, write_pynvml_shim
 
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "gpu-check"
 
@@ -113,7 +113,7 @@ def test_three_way_table_from_real_llama_server_logs(tmp_path):
     """The llama-server path's comparison, fed with the real H200 logs and NVML figures and a
     real `gpu-plan` of sparse models of the same shapes."""
     from llmops.gpu.plan import plan_servers, spec_from_args
-    from llmops.gpu.shapes import LLAMA_SHAPES, write_sparse_gguf
+    from llmops.testing.gguf_shapes import LLAMA_SHAPES, write_sparse_gguf
 
     mod = load_script()
     data = Path(__file__).parent / "data" / "gpu-truth"

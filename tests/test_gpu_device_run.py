@@ -1,5 +1,5 @@
 """scripts/gpu-device-run.sh and its phases, dry-run without a GPU: a fake llama-server
-(tests/fake_llama_server.py) and llmops.gpu.testing's fake pynvml shared through a state file.
+(tests/fake_llama_server.py) and llmops.testing.nvml's fake pynvml shared through a state file.
 The device run itself can happen only on a lent GPU; this proves the plumbing around it."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import tarfile
 import time
 from pathlib import Path
 
-from llmops.gpu.shapes import LLAMA_SHAPES, write_sparse_gguf
-from llmops.gpu.testing import write_pynvml_shim
+from llmops.testing.gguf_shapes import LLAMA_SHAPES, write_sparse_gguf
+from llmops.testing.nvml import write_pynvml_shim
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -14,10 +14,10 @@ import pytest
 from llmops.errors import UsageError
 from llmops.evidence import RunDir
 from llmops.gpu.attribution import Attributor
-from llmops.gpu.check import run_gpu_report
+from llmops.gpu.check import GpuReportOptions, run_gpu_report
 from llmops.gpu.hostproc import HostServer, host_services, parse_host_server, parse_host_servers
-from llmops.gpu.shapes import LLAMA_SHAPES, write_sparse_gguf
-from llmops.gpu.testing import FakeClock, FakeGpu, FakeNvml, write_pynvml_shim
+from llmops.testing.gguf_shapes import LLAMA_SHAPES, write_sparse_gguf
+from llmops.testing.nvml import FakeClock, FakeGpu, FakeNvml, write_pynvml_shim
 
 SRC = Path(__file__).resolve().parent.parent / "src"
 TRUTH = Path(__file__).parent / "data" / "gpu-truth"
@@ -70,11 +70,11 @@ def server(tmp_path):
 def test_host_services_read_proc(server):
     p, model, log = server
     [s] = host_services([HostServer("inference-chat", p.pid, log)])
-    assert s["service"] == "inference-chat" and s["pid"] == p.pid and s["container_id"] is None
-    assert s["argv"][-len(ARGS) - 2:] == ["-m", "l1b-q8.gguf", *ARGS]
-    assert s["model_path"] == model                    # relative -m, resolved against its cwd
-    assert s["env"] == {"LLAMA_ARG_UBATCH": "512"}     # nothing but LLAMA_ARG_*
-    assert "CUDA0 model buffer size" in s["log_text"]
+    assert s.name == "inference-chat" and s.pid == p.pid and s.container_id is None
+    assert s.argv[-len(ARGS) - 2:] == ["-m", "l1b-q8.gguf", *ARGS]
+    assert s.model_path == model                    # relative -m, resolved against its cwd
+    assert s.env == {"LLAMA_ARG_UBATCH": "512"}     # nothing but LLAMA_ARG_*
+    assert "CUDA0 model buffer size" in s.log_text
 
 
 def test_host_services_errors(tmp_path, server):
@@ -105,10 +105,10 @@ def test_report_attributes_a_host_process_by_pid(tmp_path, server):
     clock = FakeClock()
     run = RunDir(tmp_path / "run")
     try:
-        res, text = run_gpu_report(run, duration_s=0.4, interval_s=0.1, device=None,
-                                   tolerance_pct=1.0, budget_file=None, services=services,
-                                   nvml=fake, resolver=lambda cid: None, clock=clock,
-                                   sleep=clock.sleep)
+        options = GpuReportOptions(duration_s=0.4, interval_s=0.1, device=None,
+                                   tolerance_pct=1.0, budget_file=None)
+        res, text = run_gpu_report(run, services, options, nvml=fake, resolver=lambda cid: None,
+                                   clock=clock, sleep=clock.sleep)
     finally:
         run.close()
     e = res.metrics["per_service"]["inference-chat"]

@@ -9,7 +9,7 @@ import pytest
 
 from llmops.gpu import nvml as nvml_mod
 from llmops.gpu.nvml import NvmlSession, NvmlUnavailable, run_schedule, series_stats
-from llmops.gpu.testing import FakeClock, FakeGpu, FakeNvml
+from llmops.testing.nvml import FakeClock, FakeGpu, FakeNvml
 
 
 def _sample(fake: FakeNvml, index: int = 0):

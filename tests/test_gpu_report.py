@@ -14,9 +14,10 @@ import pytest
 from llmops.errors import ConfigError, UsageError
 from llmops.evidence import RunDir, read_events
 from llmops.gpu.attribution import Attributor
-from llmops.gpu.check import format_gpu_text, run_gpu_report
-from llmops.gpu.shapes import LLAMA_SHAPES, write_sparse_gguf
-from llmops.gpu.testing import FakeClock, FakeGpu, FakeNvml, write_pynvml_shim
+from llmops.gpu.check import GpuReportOptions, format_gpu_text, run_gpu_report
+from llmops.gpu.server import ModelServer
+from llmops.testing.gguf_shapes import LLAMA_SHAPES, write_sparse_gguf
+from llmops.testing.nvml import FakeClock, FakeGpu, FakeNvml, write_pynvml_shim
 
 REQUIRED = {"total_mib", "used_mib", "expected_mib", "error_pct", "peak_used_mib", "per_service"}
 C_CHAT, C_CODE, C_OTHER = (secrets.token_hex(32) for _ in range(3))
@@ -43,12 +44,12 @@ def report(run, fake, tmp_path, *, services=None, budget=None, tolerance=5.0, de
            proc_pids=None, duration=0.4, attributor=None, resolver=None):
     clock = FakeClock()
     if attributor is None and proc_pids is not None:
-        known = {s["container_id"]: s["service"] for s in services or [] if s.get("container_id")}
+        known = {s.container_id: s.name for s in services or [] if s.container_id}
         attributor = Attributor(proc_root=make_proc(tmp_path, proc_pids), root=tmp_path / "root",
                                 known=known, resolver=resolver or (lambda cid: None))
-    res, text = run_gpu_report(run, duration_s=duration, interval_s=0.1, device=device,
-                               tolerance_pct=tolerance, budget_file=budget, services=services,
-                               nvml=fake, attributor=attributor,
+    options = GpuReportOptions(duration_s=duration, interval_s=0.1, device=device,
+                               tolerance_pct=tolerance, budget_file=budget)
+    res, text = run_gpu_report(run, services, options, nvml=fake, attributor=attributor,
                                resolver=resolver or (lambda cid: None), clock=clock,
                                sleep=clock.sleep)
     assert not (run.path / "06_gpu_memory.json").exists()   # the caller writes it, once
@@ -101,10 +102,8 @@ def test_per_service_attribution_and_unattributed(run, tmp_path):
     fake = FakeNvml([FakeGpu(total_mib=16384, used_mib=[3000, 3100, 3050, 3020, 3010], reserved_mib=321,
                              compute=[(101, 1200), (202, 1500), (303, 40)],
                              graphics=[(404, 25)])])
-    services = [{"service": "inference-chat", "container_id": C_CHAT[:12], "argv": None,
-                 "model_path": None, "log_text": None},
-                {"service": "inference-code", "container_id": C_CODE, "argv": None,
-                 "model_path": None, "log_text": None}]
+    services = [ModelServer("inference-chat", container_id=C_CHAT[:12]),
+                ModelServer("inference-code", container_id=C_CODE)]
     budget, _ = reference_budget(tmp_path, chat=(1000, 100, 50, 0), code=(1300, 100, 50, 0), overhead=0)
     res = report(run, fake, tmp_path, services=services, budget=budget, proc_pids={
         101: f"0::/system.slice/docker-{C_CHAT}.scope\n",
@@ -148,15 +147,15 @@ def test_no_driver_via_real_loader_is_skipped(run, tmp_path, monkeypatch):
         raise NvmlUnavailable("NVML binding not installed")
 
     monkeypatch.setattr(smp, "load_nvml", boom)
-    res, text = run_gpu_report(run, duration_s=0, interval_s=0.1, device=None, tolerance_pct=5,
-                               budget_file=None, services=None)
+    res, text = run_gpu_report(run, None, GpuReportOptions(duration_s=0, interval_s=0.1, device=None,
+                                                           tolerance_pct=5, budget_file=None))
     assert res.status == "skipped" and "binding not installed" in res.skipped
     assert text.startswith("GPU memory") and "SKIPPED" in text
 
 
 def test_used_gpu_memory_unknown_is_never_zero(run, tmp_path):
     fake = FakeNvml([FakeGpu(used_mib=2000, compute=[(101, None)])])
-    services = [{"service": "inference-chat", "container_id": C_CHAT}]
+    services = [ModelServer("inference-chat", container_id=C_CHAT)]
     budget, _ = reference_budget(tmp_path, overhead=0)
     res = report(run, fake, tmp_path, services=services, budget=budget,
                  proc_pids={101: f"0::/docker/{C_CHAT}\n"})
@@ -215,10 +214,9 @@ def test_budget_from_real_model_and_engine_log(run, tmp_path):
            "llama_kv_cache_unified:      CUDA0 KV buffer size =    45.00 MiB\n"
            "llama_context:      CUDA0 compute buffer size =   105.50 MiB\n")
     model = write_sparse_gguf(tmp_path / "l1b-q8.gguf", LLAMA_SHAPES["l1b-q8"])
-    services = [{"service": "inference-chat", "container_id": C_CHAT, "model_path": model,
-                 "argv": ["-m", "/models/x.gguf", "-c", "2048", "-ngl", "99"], "log_text": log},
-                {"service": "embedding", "container_id": None, "argv": None, "model_path": None,
-                 "log_text": None}]
+    services = [ModelServer("inference-chat", container_id=C_CHAT, model_path=model,
+                            argv=["-m", "/models/x.gguf", "-c", "2048", "-ngl", "99"], log_text=log),
+                ModelServer("embedding")]
     fake = FakeNvml([FakeGpu(used_mib=520, compute=[(101, 500)])])
     budget = tmp_path / "b.json"
     budget.write_text(json.dumps({"cuda_context_mib": 250, "services": {"embedding": {}}}))
@@ -238,8 +236,7 @@ def test_budget_from_real_model_and_engine_log(run, tmp_path):
 
 
 def test_service_without_budget_fails_coverage(run, tmp_path):
-    services = [{"service": "inference-chat", "container_id": None, "model_path": tmp_path / "missing.gguf",
-                 "argv": ["-ngl", "99"], "log_text": None}]
+    services = [ModelServer("inference-chat", model_path=tmp_path / "missing.gguf", argv=["-ngl", "99"])]
     res = report(run, FakeNvml([FakeGpu(used_mib=100)]), tmp_path, services=services, proc_pids={})
     assert res.status == "fail"
     assert res.metrics["expected_mib"] is None
@@ -264,10 +261,10 @@ def test_malformed_budget_file_raises_before_sampling(run, tmp_path):
 
 @pytest.mark.parametrize("kw", [{"interval_s": 0}, {"duration_s": -1}, {"tolerance_pct": -2}])
 def test_bad_arguments_are_usage_errors(run, kw):
-    args = dict(duration_s=1, interval_s=0.1, device=None, tolerance_pct=5, budget_file=None, services=None)
+    args = dict(duration_s=1, interval_s=0.1, device=None, tolerance_pct=5, budget_file=None)
     args.update(kw)
     with pytest.raises(UsageError):
-        run_gpu_report(run, **args, nvml=FakeNvml([FakeGpu()]))
+        run_gpu_report(run, None, GpuReportOptions(**args), nvml=FakeNvml([FakeGpu()]))
 
 
 def test_text_is_rendered_from_json_alone(run, tmp_path):
@@ -313,9 +310,9 @@ def test_three_columns_fit_and_calibration_from_a_real_engine_log(run, tmp_path)
     data = Path(__file__).parent / "data" / "gpu-truth"
     model = write_sparse_gguf(tmp_path / "l1b-q8.gguf", LLAMA_SHAPES["l1b-q8"])
     log = (data / "logs" / "q8-1b-ngl99-c4096-np2.log").read_text()
-    services = [{"service": "inference-chat", "container_id": C_CHAT, "model_path": model,
-                 "argv": ["-m", "/models/l1b-q8.gguf", "-c", "4096", "-np", "2", "-ngl", "99", "-lv", "4"],
-                 "log_text": log}]
+    services = [ModelServer("inference-chat", container_id=C_CHAT, model_path=model,
+                            argv=["-m", "/models/l1b-q8.gguf", "-c", "4096", "-np", "2", "-ngl", "99", "-lv", "4"],
+                            log_text=log)]
     fake = FakeNvml([FakeGpu(total_mib=143771, used_mib=2047, compute=[(101, 2038)])])
     res = report(run, fake, tmp_path, services=services, tolerance=1.0,
                  proc_pids={101: f"0::/docker/{C_CHAT}\n"})
@@ -368,15 +365,15 @@ def test_a_server_fit_shrank_is_budgeted_as_it_runs_and_fails_its_own_line(run, 
 
     model = write_sparse_gguf(tmp_path / "l3b-q4.gguf", LLAMA_SHAPES["l3b-q4"])
     text = (GPU_RUN / log).read_text()
-    services = [{"service": "s", "container_id": C_CHAT, "model_path": model, "argv": argv, "log_text": text}]
+    services = [ModelServer("s", container_id=C_CHAT, model_path=model, argv=argv, log_text=text)]
     cal = Calibration(name="run A", overhead_mib={"none_offloaded": 519.0, "quantized": 589.8, "cublas": 690.0})
     clock = FakeClock()
     att = Attributor(proc_root=make_proc(tmp_path, {101: f"0::/docker/{C_CHAT}\n"}), root=tmp_path / "root",
                      known={C_CHAT: "s"}, resolver=lambda cid: None)
-    res, _ = run_gpu_report(run, duration_s=0.4, interval_s=0.1, device=None, tolerance_pct=1.0, budget_file=None,
-                            services=services, nvml=FakeNvml([FakeGpu(used_mib=nvml + 9, compute=[(101, nvml)])]),
-                            attributor=att, resolver=lambda cid: None, clock=clock, sleep=clock.sleep,
-                            calibration=cal)
+    options = GpuReportOptions(duration_s=0.4, interval_s=0.1, device=None, tolerance_pct=1.0, budget_file=None,
+                               calibration=cal)
+    res, _ = run_gpu_report(run, services, options, nvml=FakeNvml([FakeGpu(used_mib=nvml + 9, compute=[(101, nvml)])]),
+                            attributor=att, resolver=lambda cid: None, clock=clock, sleep=clock.sleep)
     svc = res.metrics["per_service"]["s"]
     dod = {c.criterion: c for c in res.dod}
     line = dod["servers run what their command lines ask (llama.cpp's fit changed nothing)"]
@@ -393,10 +390,8 @@ def test_a_server_fit_shrank_is_budgeted_as_it_runs_and_fails_its_own_line(run, 
 # ----------------------------------------------------------------------------- per-service lines
 
 def _two_servers(run, tmp_path, compute, used_mib):
-    services = [{"service": "inference-chat", "container_id": C_CHAT, "argv": None, "model_path": None,
-                 "log_text": None},
-                {"service": "inference-code", "container_id": C_CODE, "argv": None, "model_path": None,
-                 "log_text": None}]
+    services = [ModelServer("inference-chat", container_id=C_CHAT),
+                ModelServer("inference-code", container_id=C_CODE)]
     budget, expected = reference_budget(tmp_path, chat=(1000, 0, 0, 0), code=(1000, 0, 0, 0), overhead=0)
     fake = FakeNvml([FakeGpu(total_mib=24576, used_mib=used_mib, compute=compute)])
     res = report(run, fake, tmp_path, services=services, budget=budget, tolerance=1.0,
@@ -462,8 +457,8 @@ def test_a_fit_shrunk_server_fails_its_fit_line_with_or_without_buffer_lines(run
         rep = parse_llama_log(text)
         assert rep.empty and rep.fit == "changed"          # the variant is what the test says
     model = write_sparse_gguf(tmp_path / "l3b-q4.gguf", LLAMA_SHAPES["l3b-q4"])
-    services = [{"service": "s", "container_id": C_CHAT, "model_path": model,
-                 "argv": ["-m", "l3b-q4.gguf", "-np", "1", "-fitt", "140157"], "log_text": text}]
+    services = [ModelServer("s", container_id=C_CHAT, model_path=model,
+                            argv=["-m", "l3b-q4.gguf", "-np", "1", "-fitt", "140157"], log_text=text)]
     res = report(run, FakeNvml([FakeGpu(used_mib=3043, compute=[(101, 3034)])]), tmp_path,
                  services=services, tolerance=1.0, proc_pids={101: f"0::/docker/{C_CHAT}\n"})
     line = {c.criterion: c for c in res.dod}["servers run what their command lines ask (llama.cpp's fit changed nothing)"]

@@ -20,7 +20,7 @@ from llmops.gpu.budget import budget_for_llama
 from llmops.gpu.calibration import load_calibration, measure_calibration
 from llmops.gpu.llamalog import parse_llama_log
 from llmops.gpu.plan import plan_servers, spec_from_args
-from llmops.gpu.shapes import LLAMA_SHAPES, write_sparse_gguf
+from llmops.testing.gguf_shapes import LLAMA_SHAPES, write_sparse_gguf
 
 DATA = Path(__file__).parent / "data" / "gpu-truth"
 RUNS = [json.loads(line) for line in (DATA / "results.jsonl").read_text().splitlines() if line]

@@ -6,7 +6,7 @@ Every run folder rendered here is written by the real producers, never by hand:
 - 03 health: ``checks.health_result`` over ``probes.ProbeResult`` records;
 - 04 failover: ``chaos.timeline.analyse``/``per_second`` and ``chaos.failover.failover_dod``/
   ``failover_text`` over ``loadgen.Request`` records, with the events ``run_failover`` writes;
-- 06 gpu: ``gpu.check.run_gpu_report`` with the fake NVML of ``gpu/testing.py``;
+- 06 gpu: ``gpu.check.run_gpu_report`` with the fake NVML of ``llmops/testing/nvml.py``;
 - 02 functional and 05 qdrant: the evidence files a real ``llmops verify`` and ``llmops chaos
   qdrant`` wrote against a real cpu stack (tests/data/recorded, re-record with
   tests/data/record_report_fixtures.py): their producers need live HTTP services;
@@ -37,8 +37,8 @@ from llmops.chaos.timeline import Marks, analyse, availability_pct, per_second
 from llmops.checks import health_result, health_text, status_result, status_text
 from llmops.compose import Compose
 from llmops.evidence import CHECK_FILES, CheckResult, Criterion, RunDir
-from llmops.gpu.check import run_gpu_report
-from llmops.gpu.testing import NVML_ERROR_DRIVER_NOT_LOADED, FakeClock, FakeGpu, FakeNvml
+from llmops.gpu.check import GpuReportOptions, run_gpu_report
+from llmops.testing.nvml import NVML_ERROR_DRIVER_NOT_LOADED, FakeClock, FakeGpu, FakeNvml
 from llmops.manifest import Manifest, Sources, collect
 from llmops.probes import ProbeResult
 from llmops.report import (ReportError, check_exit_code, flatten_metrics, fmt, fmt_metric,
@@ -167,8 +167,9 @@ def gpu_check(run: RunDir, tmp: Path, *, gpu: bool = True) -> CheckResult:
     fake = (FakeNvml([FakeGpu(total_mib=8192, used_mib=[5360, 5374, 5381, 5374, 5366], name="NVIDIA L4")])
             if gpu else FakeNvml([], init_error=NVML_ERROR_DRIVER_NOT_LOADED))
     clock = FakeClock(CLOCK0 + 50)
-    r, text = run_gpu_report(run, duration_s=2.0, interval_s=0.1, device=None, tolerance_pct=10.0,
-                             budget_file=budget, services=None, nvml=fake, resolver=lambda cid: None,
+    options = GpuReportOptions(duration_s=2.0, interval_s=0.1, device=None, tolerance_pct=10.0,
+                               budget_file=budget)
+    r, text = run_gpu_report(run, None, options, nvml=fake, resolver=lambda cid: None,
                              clock=clock, sleep=clock.sleep)
     run.write_check(r, text)   # the GPU check returns its evidence; the caller writes it once
     return r

@@ -10,13 +10,16 @@ leave a report of what ran (exit 130).
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .context import Context
 from .errors import LlmopsError, UsageError, aggregate_exit
 from .runner import Check, Checked, Phase, PhaseOutcome, Run, Runner, Say
-from .stack import MODEL_LABEL, Role
+from .stack import Role
+
+if TYPE_CHECKING:
+    from .gpu.check import GpuReportOptions
+    from .gpu.server import ModelServer
 
 PHASES = ("verify", "failover", "qdrant", "gpu", "report")
 CHECK_PHASES = PHASES[:-1]   # the report checks nothing itself: it renders what these wrote
@@ -31,41 +34,13 @@ def check_skip(skip: list[str]) -> None:
         raise UsageError(f"every check phase is skipped ({', '.join(CHECK_PHASES)}): nothing would be certified")
 
 
-def llama_services(ctx: Context) -> list[dict[str, Any]]:
-    """What the GPU budget needs per model server: its argv, model file on the host, and logs."""
-    from .build import cache_dir
-
-    out = []
-    for s in ctx.stack().model_servers:
-        cfg = s.attrs.get("Config", {})
-        argv = list(cfg.get("Entrypoint") or []) + list(cfg.get("Cmd") or [])
-        model_in = s.labels.get(MODEL_LABEL)
-        host_model = None
-        if model_in:
-            for m in s.attrs.get("Mounts", []) or []:
-                if model_in.startswith(m["Destination"].rstrip("/") + "/"):
-                    host_model = Path(m["Source"]) / model_in[len(m["Destination"].rstrip("/")) + 1:]
-            cached = cache_dir() / "models" / Path(model_in).name   # the cpu profile bakes this file in
-            if host_model is None and cached.exists():
-                host_model = cached
-        try:
-            # the whole log: the buffer-size lines come at load, before any request lines
-            logs = ctx.client.containers.get(s.container_id).logs(tail="all").decode(errors="replace")
-        except Exception:  # noqa: BLE001 - logs only refine the budget
-            logs = None
-        out.append({"service": s.name, "container_id": s.container_id, "argv": argv,
-                    "model_path": host_model, "log_text": logs,
-                    "env": dict(e.split("=", 1) for e in cfg.get("Env") or [] if "=" in e)})
-    return out
-
-
-def gpu_check(services: Callable[[], list[dict[str, Any]]], **kw: Any) -> Check:
+def gpu_check(servers: Callable[[], list[ModelServer]], options: GpuReportOptions) -> Check:
     """06: `gpu-report` and certify's gpu phase; its GPU environment goes into the manifest."""
 
     def run(r_: Run) -> Checked:
         from .gpu.check import run_gpu_report
 
-        r, text = run_gpu_report(r_, services=services(), **kw)
+        r, text = run_gpu_report(r_, servers(), options)
         return Checked(r, text, {"gpu_env": r.details.get("gpu_env")})
 
     return Check("gpu", run)
@@ -77,15 +52,15 @@ def certify_phases(ctx: Context, say: Say, failover_opts: Any = None, qdrant_opt
     from .chaos.failover import FailoverOptions, run_failover
     from .chaos.qdrant import QdrantOptions, run_qdrant
 
-    from .gpu.check import DEFAULT_TOLERANCE_PCT
+    from .gpu.check import GpuReportOptions
+    from .gpu.server import servers_from_stack
 
-    kw = {"duration_s": 5.0, "interval_s": 0.1, "device": None, "tolerance_pct": DEFAULT_TOLERANCE_PCT,
-          "budget_file": None, **(gpu_kw or {})}
     phases = [
         verify_phase(ctx),
         Phase("failover", [Check("failover", lambda run: run_failover(ctx, run, failover_opts or FailoverOptions()))]),
         Phase("qdrant", [Check("qdrant", lambda run: run_qdrant(ctx, run, qdrant_opts or QdrantOptions()))]),
-        Phase("gpu", [gpu_check(lambda: llama_services(ctx), **kw)]),
+        Phase("gpu", [gpu_check(lambda: servers_from_stack(ctx.stack(), ctx.client),
+                                GpuReportOptions(**(gpu_kw or {})))]),
     ]
     # A stack with no vector DB has no Qdrant check to run: not in this stack (the manifest and
     # the report say so), which is neither a failure nor a skip.
@@ -119,4 +94,4 @@ def run_certify(runner: Runner, skip: list[str], failover_opts: Any = None, qdra
     return code, out.phases
 
 
-__all__ = ["PHASES", "CHECK_PHASES", "check_skip", "run_certify", "certify_phases", "llama_services", "gpu_check"]
+__all__ = ["PHASES", "CHECK_PHASES", "check_skip", "run_certify", "certify_phases", "gpu_check"]

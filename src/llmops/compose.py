@@ -19,7 +19,7 @@ import subprocess
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from .errors import ConfigError, EnvironmentProblem, UsageError
 
@@ -308,6 +308,25 @@ def published_ports(config: dict[str, Any]) -> dict[int, str]:
             if pub not in (None, ""):
                 out[int(pub)] = name
     return out
+
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}")
+
+
+def interpolate(text: str, env: Mapping[str, str], where: str) -> str:
+    """Compose's `${VAR}`, `${VAR:-default}`, `${VAR-default}`, `${VAR:?message}` and
+    `${VAR?message}` in one value, without running compose (gpu-plan needs no Docker).  A required
+    variable that is unset is a ConfigError naming `where` and the variable."""
+    def sub(m: re.Match[str]) -> str:
+        name, op, arg = m.group(1), m.group(2), m.group(3) or ""
+        val = env.get(name)
+        if op in (":-", "-"):
+            return val if val not in (None, "") or (op == "-" and val is not None) else arg
+        if op in (":?", "?") and not val:
+            raise ConfigError(f"{where}: {arg or name + ' is not set'} (set {name} in "
+                              "compose/.env or the environment)")
+        return val or ""
+    return _VAR.sub(sub, text)
 
 
 _ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")

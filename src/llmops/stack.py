@@ -142,6 +142,28 @@ class Service:
         return [n for n in dict.fromkeys(names) if n]
 
     @property
+    def argv(self) -> list[str]:
+        """The container's command line: its Entrypoint, then its Cmd."""
+        cfg = self.attrs.get("Config") or {}
+        return [str(a) for a in [*(cfg.get("Entrypoint") or []), *(cfg.get("Cmd") or [])]]
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The container's environment (`Config.Env`), as KEY -> value."""
+        cfg = self.attrs.get("Config") or {}
+        return dict(str(e).split("=", 1) for e in cfg.get("Env") or [] if "=" in str(e))
+
+    def host_path(self, path_in_container: str) -> Path | None:
+        """The host file behind a path inside this container, through its mounts (the deepest
+        one wins, as in the container's own view); None when no mount holds it (a file baked
+        into the image)."""
+        from .gateway_config import host_path_of
+
+        mounts = [(str(m.get("Source", "")), str(m.get("Destination", "")))
+                  for m in self.attrs.get("Mounts") or []]
+        return host_path_of(path_in_container, mounts)
+
+    @property
     def embedding_expect(self) -> tuple[str | None, int | None]:
         """(model name, dimension) this embedding server must serve, from its labels."""
         return self.labels.get(ALIAS_LABEL) or None, label_dim(self.name, self.labels)

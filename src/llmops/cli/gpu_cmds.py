@@ -15,6 +15,7 @@ from .ui import console
 
 if TYPE_CHECKING:
     from ..evidence import CheckResult
+    from ..gpu.server import ModelServer
 
 
 @app.command("gpu-report")
@@ -30,37 +31,38 @@ def gpu_report(
     server: Optional[list[str]] = typer.Option(None, "--server", help="NAME=PID[:LOGFILE]: a llama-server running as a host process, not in Docker (repeatable; replaces the stack's services). Its command line and LLAMA_ARG_* come from /proc/PID, its buffer sizes and fit from LOGFILE (start it with -lv 4)."),
 ) -> None:
     """06_gpu_memory: NVML memory over time, per service: plan, engine-reported and NVML side by side."""
-    from ..certify import gpu_check, llama_services
+    from ..certify import gpu_check
     from ..gpu.calibration import load_calibration
+    from ..gpu.check import GpuReportOptions
     from ..runner import Phase
 
     c = ctx()
-    cal = load_calibration(calibration) if calibration else None
+    options = GpuReportOptions(duration_s=duration, interval_s=interval, device=device, tolerance_pct=tolerance,
+                               budget_file=budget, calibration=load_calibration(calibration) if calibration else None)
     if server:   # host processes: no Docker asked; a bad value is refused before any sampling
         from ..gpu.hostproc import host_services, parse_host_servers
 
-        services = host_services(parse_host_servers(server))
+        servers = host_services(parse_host_servers(server))
     else:
+        from ..gpu.server import servers_from_stack
         from ..stack import docker_client
 
         try:
             docker_client()
-            services = llama_services(c)
+            servers = servers_from_stack(c.stack(), c.client)
         except LlmopsError as e:   # no engine or no stack: still report the GPU itself
             say(f"no stack to attribute to ({e}); reporting the GPU alone", "warn")
-            services = []
+            servers = []
 
     def render(r: "CheckResult", text: str, path: Path) -> None:
         show(r, text, path)
         if r.status == "skipped":
             say(f"skipped: {r.skipped}", "warn")
 
-    check = gpu_check(lambda: services, duration_s=duration, interval_s=interval, device=device,
-                      tolerance_pct=tolerance, budget_file=budget, calibration=cal)
-    done(run_checks(Phase("gpu", [check]), render=render))
+    done(run_checks(Phase("gpu", [gpu_check(lambda: servers, options)]), render=render))
 
 
-def running_specs(allow_unknown_flags: bool) -> list[Any]:
+def running_specs(allow_unknown_flags: bool) -> list["ModelServer"]:
     """The running stack's llama-servers, when there is a stack and an engine to ask (else none:
     gpu-plan needs neither, and falls back to llmops' own compose/gpu.yml)."""
     from ..gpu.plan import specs_from_services
@@ -85,7 +87,7 @@ def gpu_plan(
     from ..context import find_project_dir
     from ..gpu.budget import load_budget_file
     from ..gpu.calibration import load_calibration
-    from ..gpu.plan import detect_free_mib, format_plan, plan_servers, spec_from_args, specs_from_compose
+    from ..gpu.plan import detect_free_mib, plan_servers, plan_table, spec_from_args, specs_from_compose
 
     cal = load_calibration(calibration) if calibration else None
     bf = load_budget_file(budget) if budget else None
@@ -102,16 +104,19 @@ def gpu_plan(
     if json_flag or opts().json:
         print(json.dumps(plan.to_json()))
     else:
+        from .ui import plan_view
+
         con = console()
-        con.print(format_plan(plan))
+        con.print(plan_view(plan_table(plan)))
         for s in plan.servers:
             for term, why in s["unknown"].items():
                 con.print(f"  {s['name']}: {term} unknown: {why}", highlight=False)
             for a in s["assumptions"]:
                 con.print(f"  {s['name']}: {a}", highlight=False)
         con.print(f"Overhead per process: calibration {plan.calibration.name}", highlight=False)
-        verdict = {True: "[green]fits[/]", False: "[red]does not fit as asked[/]",
-                   None: "no fit check"}[plan.fits]
+        verdict, style = {True: ("fits", "green"), False: ("does not fit as asked", "red"),
+                          None: ("no fit check", None)}[plan.fits]
         con.print(f"Total {plan.total_mib if plan.total_mib is None else round(plan.total_mib)} MiB"
-                  f" on {'?' if size is None else round(size)} MiB ({source}): {verdict}")
+                  f" on {'?' if size is None else round(size)} MiB ({source}): ", end="", markup=False, highlight=False)
+        con.print(verdict, style=style, markup=False, highlight=False)
     raise typer.Exit(plan.exit_code)

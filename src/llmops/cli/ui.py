@@ -10,6 +10,7 @@ if TYPE_CHECKING:
     from rich.table import Table
 
     from ..evidence import CheckResult
+    from ..gpu.plan import PlanTable
 
 STATUS_COLOUR = {"pass": "green", "fail": "red", "skipped": "yellow", "error": "red"}
 
@@ -72,3 +73,16 @@ def certify_board(title: str, states: dict[str, str]) -> "Table":
 
     return rows_table(title, ["phase", "state"],
                       [[p, Text(st, style=phase_colour(st))] for p, st in states.items()], show_header=False)
+
+
+def plan_view(pt: "PlanTable") -> "Table":
+    """`llmops gpu-plan`'s table: names left, figures right."""
+    from rich.table import Table
+    from rich.text import Text
+
+    t = Table(title=pt.title, title_justify="left")
+    for col in pt.columns:
+        t.add_column(col, justify="left" if col in ("server", "fit") else "right")
+    for row in pt.rows:
+        t.add_row(*[Text(str(c)) for c in row])
+    return t

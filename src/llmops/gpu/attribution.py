@@ -3,11 +3,11 @@
 NVML reports PIDs in the *host's* PID namespace.  We read `/proc/<pid>/cgroup` to find the
 container (cgroup v1 and v2; docker, containerd/CRI, podman path forms), then map the container
 to its compose service: first through the containers the caller already knows, then through an
-injectable resolver (by default the Docker SDK's `com.docker.compose.service` label, imported
-lazily).  A server that runs as a plain host process (no Docker) is named by its PID instead
-(`gpu-report --server NAME=PID`).  What cannot be mapped is reported as `unattributed`.  When PIDs cannot be resolved at
-all (NVML PIDs absent from our /proc: WSL, MIG, a PID namespace) we say so instead of
-guessing.  Running inside a container is not such a case by itself: with docker-in-docker the
+injectable resolver (by default the container's compose-service label, `stack.SERVICE_LABEL`,
+through the Docker SDK imported lazily).  A server that runs as a plain host process (no Docker)
+is named by its PID instead (`gpu-report --server NAME=PID`).  What cannot be mapped is reported
+as `unattributed`.  When PIDs cannot be resolved at all (NVML PIDs absent from our /proc: WSL,
+MIG, a PID namespace) we say so instead of guessing.  Running inside a container is not such a case by itself: with docker-in-docker the
 engine's containers are visible in our /proc with their Docker cgroups.
 """
 
@@ -17,6 +17,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
+
+from ..stack import SERVICE_LABEL
 
 # A container ID is 64 hex digits; it appears as a path segment or after a runtime prefix:
 #   v1:  12:memory:/docker/<id>            v1 k8s: .../kubepods/burstable/pod<uid>/<id>
@@ -85,7 +87,7 @@ class Attribution:
                 "pids": {str(k): v.to_json() for k, v in sorted(self.pids.items())}}
 
 
-def docker_label_resolver(label: str = "com.docker.compose.service") -> Resolver:
+def docker_label_resolver(label: str = SERVICE_LABEL) -> Resolver:
     """A resolver that asks the Docker engine for a container's compose-service label.
 
     The SDK is imported on first use; when Docker is absent or unreachable it answers None."""

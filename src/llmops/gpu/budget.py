@@ -177,7 +177,10 @@ def budget_from_info(info: ModelInfo, opts: ServerOptions, service: str = "",
     gpu_layers = list(range(info.n_layer - n_gpu, info.n_layer))
     weights = float(sum(info.layer_bytes[i] for i in gpu_layers))
     if info.encoder:
-        return _encoder_budget(b, info, opts, ctx, ctx_alloc, n_gpu, weights, cuda_context_mib, calibration)
+        _encoder_terms(b, info, opts, n_gpu, weights)
+        _set_overhead(b, info, n_gpu, False, opts.flash_attn_on, cuda_context_mib, calibration)
+        b.params = _encoder_params(info, opts, ctx, ctx_alloc, n_gpu)
+        return b
     if out_gpu:
         weights += info.output_bytes
         if info.tied_output:
@@ -236,8 +239,7 @@ def _set_overhead(b: Budget, info: ModelInfo, n_gpu: int, out_gpu: bool, flash_a
     b.sources["cuda_context_mib"] = f"calibration {cal.name} ({cls})"
 
 
-def _encoder_budget(b: Budget, info: ModelInfo, opts: ServerOptions, ctx: int, ctx_alloc: int, n_gpu: int,
-                    weights: float, cuda_context_mib: float | None, calibration: Any) -> Budget:
+def _encoder_terms(b: Budget, info: ModelInfo, opts: ServerOptions, n_gpu: int, weights: float) -> None:
     """An embedding encoder (BERT): its layers' weights (the embeddings are the input layer, on
     the CPU; there is no output head), no KV cache (llama.cpp gives a non-causal model no
     memory: its log has no KV buffer), and the estimated compute buffer."""
@@ -249,13 +251,16 @@ def _encoder_budget(b: Budget, info: ModelInfo, opts: ServerOptions, ctx: int, c
     b.sources["kv_cache_mib"] = "none: a non-causal encoder has no KV cache"
     b.sources["compute_mib"] = "estimate: scaled from llama-server's CPU log (not yet measured on a GPU)"
     b.assumptions.append(f"{info.arch} encoder: compute buffer estimated at {b.compute_mib:.1f} MiB for -ub {ub}")
-    _set_overhead(b, info, n_gpu, False, opts.flash_attn_on, cuda_context_mib, calibration)
-    b.params = {"model": info.path, "arch": info.arch, "n_layer": info.n_layer, "gpu_layers": n_gpu,
-                "output_on_gpu": False, "n_gpu_layers": n_gpu, "n_ctx": ctx, "n_ctx_alloc": ctx_alloc,
-                "n_ctx_train": info.n_ctx_train, "n_parallel": opts.n_seq, "kv_unified": opts.unified,
-                "n_embd": info.n_embd, "n_ff": info.n_ff, "n_head": info.n_head, "ubatch": ub,
-                "flash_attn": opts.flash_attn_on, "flash_attn_arg": opts.flash_attn, "encoder": True}
-    return b
+
+
+def _encoder_params(info: ModelInfo, opts: ServerOptions, ctx: int, ctx_alloc: int,
+                    n_gpu: int) -> dict[str, Any]:
+    return {"model": info.path, "arch": info.arch, "n_layer": info.n_layer, "gpu_layers": n_gpu,
+            "output_on_gpu": False, "n_gpu_layers": n_gpu, "n_ctx": ctx, "n_ctx_alloc": ctx_alloc,
+            "n_ctx_train": info.n_ctx_train, "n_parallel": opts.n_seq, "kv_unified": opts.unified,
+            "n_embd": info.n_embd, "n_ff": info.n_ff, "n_head": info.n_head,
+            "ubatch": min(opts.ubatch, opts.batch),
+            "flash_attn": opts.flash_attn_on, "flash_attn_arg": opts.flash_attn, "encoder": True}
 
 
 def overhead_class(info: ModelInfo, gpu_layers: int, output_on_gpu: bool,

@@ -19,6 +19,7 @@ from typing import Any, Iterable
 
 from ..errors import ConfigError, UsageError
 from .llamaargs import parse_server_args
+from .server import ModelServer
 
 _SPEC = re.compile(r"^(?P<name>[^=]+)=(?P<pid>[0-9]+)(?::(?P<log>.+))?$")
 _ENV_PREFIX = "LLAMA_ARG_"      # only what changes the server's memory; never its other secrets
@@ -111,8 +112,8 @@ def _require_llama_server(s: HostServer, argv: list[str], model_arg: str) -> Non
 
 
 def host_services(servers: Iterable[HostServer], proc_root: Path = Path("/proc")
-                  ) -> list[dict[str, Any]]:
-    """The service entries `run_gpu_report` takes, for servers named by PID (and log file).
+                  ) -> list[ModelServer]:
+    """The servers `run_gpu_report` takes, for servers named by PID (and log file).
 
     A relative `-m` is resolved against the process's working directory, as the server did."""
     out = []
@@ -140,8 +141,8 @@ def host_services(servers: Iterable[HostServer], proc_root: Path = Path("/proc")
         if not model.is_absolute():
             cwd = _cwd(proc_root, s.pid)
             model = (cwd / model) if cwd else model
-        out.append({"service": s.name, "pid": s.pid, "container_id": None, "argv": argv,
-                    "model_path": model, "log_text": log_text, "env": env})
+        out.append(ModelServer(name=s.name, argv=argv, env=env, model_path=model, pid=s.pid,
+                               log_text=log_text))
     return out
 
 

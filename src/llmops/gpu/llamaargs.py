@@ -168,9 +168,20 @@ def parse_server_args(argv: Iterable[str] | str | None,
             argv = shlex.split(argv)
         except ValueError as exc:
             raise ConfigError(f"cannot split the llama-server command line: {exc}") from None
-    args = [str(a) for a in argv]
     notes: list[str] = []
     unknown: list[str] = []
+    raw = _raw_values([str(a) for a in argv], env, notes, unknown)
+    o = ServerOptions(assumptions=notes, user_set=set(raw), unknown_flags=unknown)
+    _set_sizes(o, raw)
+    _set_switches(o, raw)
+    _set_fit(o, raw)
+    return o
+
+
+def _raw_values(args: list[str], env: Mapping[str, str] | None, notes: list[str],
+                unknown: list[str]) -> dict[str, str]:
+    """Option name -> its text, the environment first and the command line over it; flags
+    llama-server would not know go to `unknown`."""
     raw: dict[str, str] = {}
     for key, opt in _ENV.items():
         if env and key in env:
@@ -194,8 +205,11 @@ def parse_server_args(argv: Iterable[str] | str | None,
         elif _unknown_flag(a):
             unknown.append(flag)
         i += 1
+    return raw
 
-    o = ServerOptions(assumptions=notes, user_set=set(raw), unknown_flags=unknown)
+
+def _set_sizes(o: ServerOptions, raw: dict[str, str]) -> None:
+    """Context, layers, KV cache types, batches and slots."""
     if "ctx" in raw:
         o.ctx_size = _int(raw["ctx"], "-c")
         if o.ctx_size < 0:
@@ -223,6 +237,10 @@ def parse_server_args(argv: Iterable[str] | str | None,
         o.parallel = _int(raw["np"], "-np")
         if o.parallel <= 0:
             o.parallel = None            # -np -1 / 0: auto
+
+
+def _set_switches(o: ServerOptions, raw: dict[str, str]) -> None:
+    """Unified KV, the model, flash attention and KV offload."""
     if "kvu" in raw:
         o.kv_unified = _switch(raw["kvu"], "--kv-unified")
     if "model" in raw:
@@ -236,10 +254,12 @@ def parse_server_args(argv: Iterable[str] | str | None,
                           "llama.cpp refuses a quantized V cache without it (use -fa on or auto)")
     if "nkvo" in raw:
         o.kv_offload = not _switch(raw["nkvo"], "-nkvo")
+
+
+def _set_fit(o: ServerOptions, raw: dict[str, str]) -> None:
     if "fit" in raw:
         o.fit = _switch(raw["fit"], "-fit")
     if "fitt" in raw:
         o.fit_target_mib = float(_int(raw["fitt"], "-fitt"))
     if "fitc" in raw:
         o.fit_ctx_min = _int(raw["fitc"], "-fitc")
-    return o

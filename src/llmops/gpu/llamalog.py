@@ -81,6 +81,12 @@ class EngineReport:
             + self._gpu_sum(self.output)
 
     @property
+    def reported_mib(self) -> float | None:
+        """The engine's own figure (`gpu_total_mib`), or None when its log has no buffer-size
+        lines (current llama.cpp prints them only at -lv 4): never a 0 it did not say."""
+        return None if self.empty else self.gpu_total_mib
+
+    @property
     def fit_changes(self) -> list[str]:
         """What the fit step changed, in its own words (empty when it changed nothing)."""
         if self.fit not in ("changed", "failed"):

@@ -1,7 +1,7 @@
 """What a VRAM budget needs from a GGUF file: its shape and its tensor table, nothing else.
 
 The reader needs only the header and the tensor table, so a sparse file whose tensor data was
-never written reads the same as the real model (`llmops.gpu.shapes` writes such files).
+never written reads the same as the real model (`llmops.testing.gguf_shapes` writes such files).
 `gguf` is imported lazily: the package must import on machines that lack it.
 """
 
@@ -105,26 +105,9 @@ def read_model_info(path: Path | str) -> ModelInfo:
 
 @functools.lru_cache(maxsize=16)
 def _read_model_info(path: str, _size: int, _mtime_ns: int) -> ModelInfo:
-    try:
-        from gguf import GGUFReader
-    except ImportError as exc:
-        raise ConfigError(f"cannot read {path}: the 'gguf' package is not installed") from exc
     p = Path(path)
-    try:
-        reader = GGUFReader(str(p), "r")
-    except Exception as exc:  # gguf raises ValueError/OSError/struct errors on bad files
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ConfigError(f"cannot read GGUF file {p}: {first}") from None
-
-    fields: dict[str, Any] = {}
-    for key, f in reader.fields.items():
-        if key.startswith("tokenizer.ggml.") and key != "tokenizer.ggml.tokens":
-            continue
-        try:
-            fields[key] = _field_value(f)
-        except Exception:
-            continue
-
+    reader = _open_reader(p)
+    fields = _read_fields(reader)
     arch = str(fields.get("general.architecture", "llama"))
 
     def kv(name: str, default: Any = None) -> Any:
@@ -142,51 +125,87 @@ def _read_model_info(path: str, _size: int, _mtime_ns: int) -> ModelInfo:
     if len(n_head_kv) < n_layer:
         n_head_kv += [n_head_kv[-1] if n_head_kv else n_head] * (n_layer - len(n_head_kv))
     head_dim = (n_embd // n_head) if n_head else 0
-    head_dim_k = int(kv("attention.key_length", head_dim))
-    head_dim_v = int(kv("attention.value_length", head_dim))
     n_ff_raw = kv("feed_forward_length", 0)
-    n_ff = int(max(n_ff_raw) if isinstance(n_ff_raw, list) else n_ff_raw)
-
-    layer_bytes = [0] * n_layer
-    layer_max = [0] * n_layer
-    input_bytes = output_bytes = token_embd_bytes = 0
-    has_output = False
-    vocab_from_tensor = None
-    wtypes: set[str] = set()
-    for t in reader.tensors:
-        name = t.name
-        nb = _tensor_bytes(t)
-        shape = [int(x) for x in t.shape]
-        if len([d for d in shape if d > 1]) >= 2:
-            wtypes.add(getattr(t.tensor_type, "name", str(t.tensor_type)))
-        m = re.match(r"blk\.(\d+)\.", name)
-        if m and int(m.group(1)) < n_layer:
-            i = int(m.group(1))
-            layer_bytes[i] += nb
-            layer_max[i] = max(layer_max[i], nb)
-        elif name.startswith("token_embd."):
-            input_bytes += nb
-            if name == "token_embd.weight":
-                token_embd_bytes = nb
-                vocab_from_tensor = max(shape) if shape else None
-        else:
-            if name == "output.weight":
-                has_output = True
-            output_bytes += nb
-
+    t = _tensor_table(reader, n_layer)
     n_vocab = kv("vocab_size")
     if n_vocab is None:
         toks = fields.get("tokenizer.ggml.tokens")
-        n_vocab = len(toks) if isinstance(toks, list) else (vocab_from_tensor or 0)
-
+        n_vocab = len(toks) if isinstance(toks, list) else (t.vocab_from_tensor or 0)
     n_ctx_train = kv("context_length")
     return ModelInfo(
         path=str(p), arch=arch, n_layer=n_layer,
         n_ctx_train=int(n_ctx_train) if n_ctx_train is not None else None,
-        n_embd=n_embd, n_head=n_head, n_head_kv=n_head_kv, head_dim_k=head_dim_k,
-        head_dim_v=head_dim_v, n_vocab=int(n_vocab), n_ff=n_ff, layer_bytes=layer_bytes,
-        input_bytes=input_bytes, output_bytes=output_bytes, tied_output=not has_output,
-        token_embd_bytes=token_embd_bytes, file_bytes=p.stat().st_size,
-        layer_max_tensor_bytes=layer_max, weight_types=sorted(wtypes),
-        causal=bool(kv("attention.causal", True)),
+        n_embd=n_embd, n_head=n_head, n_head_kv=n_head_kv,
+        head_dim_k=int(kv("attention.key_length", head_dim)),
+        head_dim_v=int(kv("attention.value_length", head_dim)), n_vocab=int(n_vocab),
+        n_ff=int(max(n_ff_raw) if isinstance(n_ff_raw, list) else n_ff_raw),
+        layer_bytes=t.layer_bytes, input_bytes=t.input_bytes, output_bytes=t.output_bytes,
+        tied_output=not t.has_output, token_embd_bytes=t.token_embd_bytes,
+        file_bytes=p.stat().st_size, layer_max_tensor_bytes=t.layer_max,
+        weight_types=sorted(t.weight_types), causal=bool(kv("attention.causal", True)),
     )
+
+
+def _open_reader(p: Path) -> Any:
+    try:
+        from gguf import GGUFReader
+    except ImportError as exc:
+        raise ConfigError(f"cannot read {p}: the 'gguf' package is not installed") from exc
+    try:
+        return GGUFReader(str(p), "r")
+    except Exception as exc:  # gguf raises ValueError/OSError/struct errors on bad files
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigError(f"cannot read GGUF file {p}: {first}") from None
+
+
+def _read_fields(reader: Any) -> dict[str, Any]:
+    # The tokenizer's arrays (scores, merges, token types) are large and the budget needs none of
+    # them; the token list is kept: its length is the vocabulary when the model states none.
+    fields: dict[str, Any] = {}
+    for key, f in reader.fields.items():
+        if key.startswith("tokenizer.ggml.") and key != "tokenizer.ggml.tokens":
+            continue
+        try:
+            fields[key] = _field_value(f)
+        except Exception:
+            continue
+    return fields
+
+
+@dataclass
+class _Tensors:
+    """The tensor table summed the way llama.cpp places it: per repeating layer, input, output."""
+
+    layer_bytes: list[int]
+    layer_max: list[int]
+    input_bytes: int = 0
+    output_bytes: int = 0
+    token_embd_bytes: int = 0
+    has_output: bool = False
+    vocab_from_tensor: int | None = None
+    weight_types: set[str] = field(default_factory=set)
+
+
+def _tensor_table(reader: Any, n_layer: int) -> _Tensors:
+    t = _Tensors(layer_bytes=[0] * n_layer, layer_max=[0] * n_layer)
+    for tensor in reader.tensors:
+        name = tensor.name
+        nb = _tensor_bytes(tensor)
+        shape = [int(x) for x in tensor.shape]
+        if len([d for d in shape if d > 1]) >= 2:
+            t.weight_types.add(getattr(tensor.tensor_type, "name", str(tensor.tensor_type)))
+        m = re.match(r"blk\.(\d+)\.", name)
+        if m and int(m.group(1)) < n_layer:
+            i = int(m.group(1))
+            t.layer_bytes[i] += nb
+            t.layer_max[i] = max(t.layer_max[i], nb)
+        elif name.startswith("token_embd."):
+            t.input_bytes += nb
+            if name == "token_embd.weight":
+                t.token_embd_bytes = nb
+                t.vocab_from_tensor = max(shape) if shape else None
+        else:
+            if name == "output.weight":
+                t.has_output = True
+            t.output_bytes += nb
+    return t

@@ -241,6 +241,25 @@ class NvmlSession:
                             reserved_mib=reserved, memory_api=api, util_gpu_pct=ug,
                             util_mem_pct=um, processes=procs, processes_error=perr)
 
+    def sample_all(self, t: float) -> list[DeviceSample]:
+        """One sample of every GPU."""
+        return [self.sample(d, t) for d in self.devices]
+
+
+def pid_memory(row: list[DeviceSample]) -> dict[int, float | None]:
+    """PID -> MiB held over the GPUs of one sample: a process on several GPUs is summed, and one
+    whose memory NVML could not say on any of them stays unknown (None, never 0)."""
+    seen: dict[int, float | None] = {}
+    for s in row:
+        for p in s.processes:
+            if p.pid not in seen:
+                seen[p.pid] = p.used_mib
+            elif seen[p.pid] is not None and p.used_mib is not None:
+                seen[p.pid] = seen[p.pid] + p.used_mib  # type: ignore[operator]
+            else:
+                seen[p.pid] = None
+    return seen
+
 
 # ----------------------------------------------------------------------------- schedule and stats
 

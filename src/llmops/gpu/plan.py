@@ -10,9 +10,9 @@ from __future__ import annotations
 import os
 import re
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from ..rounding import rounded
 from ..errors import ConfigError
@@ -21,14 +21,10 @@ from .calibration import Calibration, default_calibration
 from .fit import fit_server
 from .llamaargs import parse_server_args
 from .model import read_model_info
+from .server import ModelServer
 
-
-@dataclass
-class ServerSpec:
-    name: str
-    argv: list[str]
-    model_path: Path                       # on this machine
-    env: dict[str, str] = field(default_factory=dict)
+if TYPE_CHECKING:
+    from ..stack import Service
 
 
 @dataclass
@@ -62,7 +58,7 @@ def refuse_unknown_flags(where: str, unknown: list[str]) -> None:
 _NAMED = re.compile(r"([A-Za-z0-9][A-Za-z0-9_.-]{0,62})=(-.*)", re.S)
 
 
-def spec_from_args(args: str, index: int, allow_unknown_flags: bool = False) -> ServerSpec:
+def spec_from_args(args: str, index: int, allow_unknown_flags: bool = False) -> ModelServer:
     """`--server "ARGS"` or `--server "NAME=ARGS"`: a llama-server command line with `-m FILE`,
     named NAME (a service's name, say) or server-N."""
     named = _NAMED.fullmatch(args.strip())
@@ -72,23 +68,21 @@ def spec_from_args(args: str, index: int, allow_unknown_flags: bool = False) -> 
         refuse_unknown_flags(f"--server {args!r}", opts.unknown_flags)
     if not opts.model_arg:
         raise ConfigError(f"--server {args!r}: no -m MODEL_FILE")
-    return ServerSpec(name=name, argv=shlex.split(args), model_path=Path(opts.model_arg).expanduser())
+    return ModelServer(name=name, argv=shlex.split(args), model_path=Path(opts.model_arg).expanduser())
 
 
-def specs_from_services(services: list[Any], allow_unknown_flags: bool = False) -> list[ServerSpec]:
+def specs_from_services(services: list[Service], allow_unknown_flags: bool = False) -> list[ModelServer]:
     """The running stack's llama-servers (model servers and an embedding server), named by service:
     each one's real command line, and its model's host file through its mounts.  A server whose
     model is not on a host mount (baked into its image, as in the cpu profile) is not planned: its
     file cannot be read from here, and such a server does not use a GPU."""
-    from ..gateway_config import host_path_of
     from ..stack import Role
 
     specs = []
     for svc in services:
         if svc.role not in (*Role.MODEL_SERVERS, Role.EMBEDDING) or svc.state != "running":
             continue
-        cfg = svc.attrs.get("Config") or {}
-        argv = [str(a) for a in [*(cfg.get("Entrypoint") or []), *(cfg.get("Cmd") or [])]]
+        argv = svc.argv
         if argv and Path(argv[0]).name == "llama-server":
             argv = argv[1:]
         opts = parse_server_args(argv)
@@ -96,35 +90,19 @@ def specs_from_services(services: list[Any], allow_unknown_flags: bool = False) 
             continue
         if not allow_unknown_flags:
             refuse_unknown_flags(f"service {svc.name}", opts.unknown_flags)
-        mounts = [(str(m.get("Source", "")), str(m.get("Destination", ""))) for m in svc.attrs.get("Mounts") or []]
-        host = host_path_of(opts.model_arg, mounts)
-        if host is None:
-            continue
-        env = dict(e.split("=", 1) for e in cfg.get("Env") or [] if "=" in e)
-        specs.append(ServerSpec(name=svc.name, argv=argv, model_path=host, env=env))
+        host = svc.host_path(opts.model_arg)
+        if host is not None:
+            specs.append(ModelServer(name=svc.name, argv=argv, model_path=host, env=svc.env,
+                                     container_id=svc.container_id))
     return specs
 
 
-_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}")
-
-
-def _interpolate(text: str, env: Mapping[str, str], where: str) -> str:
-    def sub(m: re.Match[str]) -> str:
-        name, op, arg = m.group(1), m.group(2), m.group(3) or ""
-        val = env.get(name)
-        if op in (":-", "-"):
-            return val if val not in (None, "") or (op == "-" and val is not None) else arg
-        if op in (":?", "?") and not val:
-            raise ConfigError(f"{where}: {arg or name + ' is not set'} (set {name} in "
-                              "compose/.env or the environment)")
-        return val or ""
-    return _VAR.sub(sub, text)
-
-
 def specs_from_compose(project_dir: Path, env: Mapping[str, str] | None = None,
-                       allow_unknown_flags: bool = False) -> list[ServerSpec]:
-    """The gpu profile's model servers: services of compose/gpu.yml whose command has -m."""
-    from ..compose import load_compose_files, read_env_file
+                       allow_unknown_flags: bool = False) -> list[ModelServer]:
+    """The gpu profile's model servers: services of compose/gpu.yml whose command has -m.  Read
+    from the file, interpolated as compose would, without compose: gpu-plan needs no Docker."""
+    from ..compose import interpolate, load_compose_files, read_env_file
+    from ..gateway_config import host_path_of
 
     f = project_dir / "compose" / "gpu.yml"
     if not f.is_file():
@@ -137,25 +115,30 @@ def specs_from_compose(project_dir: Path, env: Mapping[str, str] | None = None,
         if not isinstance(cmd, list) or not any(a in ("-m", "--model") for a in map(str, cmd)):
             continue
         where = f"{f} services.{name}"
-        argv = [_interpolate(str(a), e, where) for a in cmd]
+        argv = [interpolate(str(a), e, where) for a in cmd]
         opts = parse_server_args(argv)
         if not allow_unknown_flags:
             refuse_unknown_flags(where, opts.unknown_flags)
         inside = opts.model_arg or ""
-        host = None
-        for vol in svc.get("volumes") or []:
-            parts = _interpolate(str(vol), e, where).split(":")
-            if len(parts) >= 2 and inside.startswith(parts[1].rstrip("/") + "/"):
-                host = Path(parts[0]) / inside[len(parts[1].rstrip("/")) + 1:]
+        mounts = [(parts[0], parts[1]) for parts in
+                  (interpolate(str(v), e, where).split(":") for v in svc.get("volumes") or [])
+                  if len(parts) >= 2]
+        host = host_path_of(inside, mounts)
         if host is None:
             raise ConfigError(f"{where}: model {inside} is not under a mounted host folder")
-        specs.append(ServerSpec(name=str(name), argv=argv, model_path=host))
+        specs.append(ModelServer(name=str(name), argv=argv, model_path=host))
     if not specs:
         raise ConfigError(f"{f}: no service runs a model (-m) there")
     return specs
 
 
-def plan_servers(specs: list[ServerSpec], *, gpu_mib: float | None, gpu_source: str,
+def _model_file(spec: ModelServer) -> Path:
+    if spec.model_path is None:
+        raise ConfigError(f"{spec.name}: no model file on this machine to plan from")
+    return spec.model_path
+
+
+def plan_servers(specs: list[ModelServer], *, gpu_mib: float | None, gpu_source: str,
                  calibration: Calibration | None = None,
                  budget_file: BudgetFile | None = None) -> Plan:
     """Budget every server, then predict fit in start order.  Raises ConfigError for bad input."""
@@ -167,7 +150,7 @@ def plan_servers(specs: list[ServerSpec], *, gpu_mib: float | None, gpu_source: 
     all_fit: bool | None = True if gpu_mib is not None else None
     for spec in specs:
         opts = parse_server_args(spec.argv, spec.env)
-        info = read_model_info(spec.model_path)
+        info = read_model_info(_model_file(spec))
         b = budget_from_info(info, opts, service=spec.name, cuda_context_mib=ctx_file,
                              calibration=cal)
         if budget_file and spec.name in budget_file.services:
@@ -190,7 +173,7 @@ def plan_servers(specs: list[ServerSpec], *, gpu_mib: float | None, gpu_source: 
                 fits=all_fit, calibration=cal)
 
 
-def server_row(spec: ServerSpec, b: Budget, fit_changes: list[str]) -> dict[str, Any]:
+def server_row(spec: ModelServer, b: Budget, fit_changes: list[str]) -> dict[str, Any]:
     p = b.params
     return {
         "name": spec.name, "model": str(spec.model_path), "n_layer": p.get("n_layer"),
@@ -222,22 +205,28 @@ def detect_free_mib() -> tuple[float | None, str]:
         return None, f"NVML failed ({type(exc).__name__}); no fit check"
 
 
-def format_plan(plan: Plan) -> Any:
-    """A Rich table of the plan."""
-    from rich.table import Table
+@dataclass
+class PlanTable:
+    """The plan as a table of plain text, for whoever renders it (the CLI)."""
 
+    title: str
+    columns: tuple[str, ...]
+    rows: list[tuple[str, ...]]
+
+
+PLAN_COLUMNS = ("server", "layers", "ctx", "slots", "FA", "weights", "KV", "compute", "buffers",
+                "overhead", "total", "fit")
+
+
+def plan_table(plan: Plan) -> PlanTable:
+    """One row per server, in start order; figures in MiB ("unknown" when a term is)."""
     def f(v: Any, fmt: str = "{:.0f}") -> str:
         return "unknown" if v is None else fmt.format(v)
 
-    t = Table(title="GPU plan (MiB)", title_justify="left")
-    for col in ("server", "layers", "ctx", "slots", "FA", "weights", "KV", "compute", "buffers",
-                "overhead", "total", "fit"):
-        t.add_column(col, justify="left" if col in ("server", "fit") else "right")
-    for s in plan.servers:
-        t.add_row(s["name"], f"{s['n_gpu_layers']}/{s['n_layer'] + 1}"
-                  + ("" if s["output_on_gpu"] else " (no output)"),
-                  str(s["n_ctx"]), str(s["n_parallel"]), "on" if s["flash_attn"] else "off",
-                  f(s["weights_mib"]), f(s["kv_cache_mib"]), f(s["compute_mib"]),
-                  f(s["buffers_mib"]), f(s["overhead_mib"]), f(s["total_mib"]),
-                  "; ".join(s["fit_changes"]) or ("as asked" if plan.gpu_mib is not None else "-"))
-    return t
+    rows = [(s["name"], f"{s['n_gpu_layers']}/{s['n_layer'] + 1}" + ("" if s["output_on_gpu"] else " (no output)"),
+             str(s["n_ctx"]), str(s["n_parallel"]), "on" if s["flash_attn"] else "off",
+             f(s["weights_mib"]), f(s["kv_cache_mib"]), f(s["compute_mib"]),
+             f(s["buffers_mib"]), f(s["overhead_mib"]), f(s["total_mib"]),
+             "; ".join(s["fit_changes"]) or ("as asked" if plan.gpu_mib is not None else "-"))
+            for s in plan.servers]
+    return PlanTable(title="GPU plan (MiB)", columns=PLAN_COLUMNS, rows=rows)

@@ -24,6 +24,8 @@ class Recording:
     wall_s: float
     notes: list[str] = field(default_factory=list)
     sample_error: str | None = None
+    duration_s: float = 0.0             # the window and the interval asked for
+    interval_s: float = 0.0
 
     @property
     def pids(self) -> list[int]:
@@ -89,4 +91,5 @@ def record(*, duration_s: float, interval_s: float, device: int | None, nvml: An
         session.__exit__(None, None, None)
     return Recording(ticks=ticks, schedule=sched, devices=dev_json, driver=driver,
                      unsupported=unsupported, cpu_s=cpu_s, wall_s=wall_s, notes=notes,
-                     sample_error=sample_error[0] if sample_error else None)
+                     sample_error=sample_error[0] if sample_error else None,
+                     duration_s=duration_s, interval_s=interval_s)

@@ -22,6 +22,19 @@ def format_gpu_text(result: CheckResult | dict[str, Any]) -> str:
         out.append(f"SKIPPED: {d.get('reason')}")
     elif d.get("reason"):
         out.append(f"{r.get('status', '').upper()}: {d.get('reason')}")
+    out += _devices(d)
+    out.append("")
+    out += _per_service(m.get("per_service") or {}, d.get("budgets") or {})
+    out += _calibration(d)
+    out.append("")
+    out += _totals(m)
+    out += _attribution(d)
+    out += _notes(d)
+    return "\n".join(out)
+
+
+def _devices(d: dict[str, Any]) -> list[str]:
+    out = []
     for dev in d.get("devices", []):
         u = dev.get("used", {})
         out.append(f"GPU {dev['index']}: {dev.get('name')}  ({dev.get('uuid') or 'no uuid'})"
@@ -43,43 +56,54 @@ def format_gpu_text(result: CheckResult | dict[str, Any]) -> str:
         out.append(f"Sampling: {smp['samples']} samples, every {smp['interval_s']:g} s for "
                    f"{smp['duration_s']:g} s (missed {smp['missed']}, max lateness "
                    f"{smp['max_lateness_ms']} ms, sampler CPU {_f(smp.get('cpu_pct_of_one_core'), '{:.2f}')}% of one core)")
-    out.append("")
+    return out
 
-    ps = m.get("per_service") or {}
-    if ps:
-        out += ["Per service (MiB): plan = formula buffers, engine = llama-server's own buffer lines,"
-                " NVML = the process; overhead = calibrated per-process memory no buffer holds",
-                f"{'service':<20}{'weights':>9}{'KV':>8}{'compute':>9}{'plan':>8}{'engine':>8}"
-                f"{'plan err':>9}{'overhead':>9}{'expected':>9}{'NVML':>8}{'error':>9}"]
-        for name, e in ps.items():
-            t = e.get("terms") or {}
-            out.append(f"{name:<20}{_f(t.get('weights_mib')):>9}{_f(t.get('kv_cache_mib')):>8}"
-                       f"{_f(t.get('compute_mib')):>9}{_f(e.get('formula_buffers_mib')):>8}"
-                       f"{_f(e.get('engine_reported_mib')):>8}"
-                       f"{_f(e.get('buffers_error_pct'), '{:+.1f}%'):>9}"
-                       f"{_f(t.get('cuda_context_mib')):>9}{_f(e.get('expected_mib')):>9}"
-                       f"{_f(e.get('measured_mib')):>8}{_f(e.get('error_pct'), '{:+.1f}%'):>9}")
-            if e.get("engine_fit") and e.get("engine_fit") != "not run":
-                out.append(f"  {name}: llama.cpp fit: {e['engine_fit']}"
-                           + (f" (projected {_f(e.get('engine_projected_mib'))} MiB)"
-                              if e.get("engine_projected_mib") is not None else "")
-                           + (": " + "; ".join(e["fit_changes"]) if e.get("fit_changes") else ""))
-        for name, b in (d.get("budgets") or {}).items():
-            srcs = sorted({v for v in (b.get("sources") or {}).values()})
-            bits = []
-            if b.get("error"):
-                bits.append(f"no formula: {b['error']}")
-            if srcs:
-                bits.append("terms from " + ", ".join(srcs))
-            p = b.get("params") or {}
-            if p:
-                bits.append(f"{p.get('gpu_layers')}/{p.get('n_layer')} layers"
-                            f"{' + output' if p.get('output_on_gpu') else ''}, ctx {p.get('n_ctx')}, "
-                            f"KV {p.get('cache_type_k')}/{p.get('cache_type_v')}, "
-                            f"{p.get('n_head_kv')} KV heads x {p.get('head_dim_k')}")
-            bits += b.get("assumptions") or []
-            bits += [f"{t} unknown: {why}" for t, why in (b.get("unknown") or {}).items()]
-            out.append(f"  {name}: " + "; ".join(bits))
+
+def _per_service(ps: dict[str, Any], budgets: dict[str, Any]) -> list[str]:
+    if not ps:
+        return []
+    out = ["Per service (MiB): plan = formula buffers, engine = llama-server's own buffer lines,"
+           " NVML = the process; overhead = calibrated per-process memory no buffer holds",
+           f"{'service':<20}{'weights':>9}{'KV':>8}{'compute':>9}{'plan':>8}{'engine':>8}"
+           f"{'plan err':>9}{'overhead':>9}{'expected':>9}{'NVML':>8}{'error':>9}"]
+    for name, e in ps.items():
+        t = e.get("terms") or {}
+        out.append(f"{name:<20}{_f(t.get('weights_mib')):>9}{_f(t.get('kv_cache_mib')):>8}"
+                   f"{_f(t.get('compute_mib')):>9}{_f(e.get('formula_buffers_mib')):>8}"
+                   f"{_f(e.get('engine_reported_mib')):>8}"
+                   f"{_f(e.get('buffers_error_pct'), '{:+.1f}%'):>9}"
+                   f"{_f(t.get('cuda_context_mib')):>9}{_f(e.get('expected_mib')):>9}"
+                   f"{_f(e.get('measured_mib')):>8}{_f(e.get('error_pct'), '{:+.1f}%'):>9}")
+        if e.get("engine_fit") and e.get("engine_fit") != "not run":
+            out.append(f"  {name}: llama.cpp fit: {e['engine_fit']}"
+                       + (f" (projected {_f(e.get('engine_projected_mib'))} MiB)"
+                          if e.get("engine_projected_mib") is not None else "")
+                       + (": " + "; ".join(e["fit_changes"]) if e.get("fit_changes") else ""))
+    out += [f"  {name}: " + "; ".join(_budget_bits(b)) for name, b in budgets.items()]
+    return out
+
+
+def _budget_bits(b: dict[str, Any]) -> list[str]:
+    """How one budget was made: its formula's error, its terms' sources, what it planned."""
+    bits = []
+    if b.get("error"):
+        bits.append(f"no formula: {b['error']}")
+    srcs = sorted({v for v in (b.get("sources") or {}).values()})
+    if srcs:
+        bits.append("terms from " + ", ".join(srcs))
+    p = b.get("params") or {}
+    if p:
+        bits.append(f"{p.get('gpu_layers')}/{p.get('n_layer')} layers"
+                    f"{' + output' if p.get('output_on_gpu') else ''}, ctx {p.get('n_ctx')}, "
+                    f"KV {p.get('cache_type_k')}/{p.get('cache_type_v')}, "
+                    f"{p.get('n_head_kv')} KV heads x {p.get('head_dim_k')}")
+    bits += b.get("assumptions") or []
+    bits += [f"{t} unknown: {why}" for t, why in (b.get("unknown") or {}).items()]
+    return bits
+
+
+def _calibration(d: dict[str, Any]) -> list[str]:
+    out = []
     cal = d.get("calibration")
     if cal:
         out.append(f"Calibration measured here ({cal.get('name')}): overhead "
@@ -89,38 +113,41 @@ def format_gpu_text(result: CheckResult | dict[str, Any]) -> str:
                    + "  (pass this file to `llmops gpu-plan --calibration`)")
     if d.get("overhead_mib"):
         out.append(f"Overhead (budget file): {d['overhead_mib']:.0f} MiB")
-    out.append("")
-    out.append(f"Expected: {_f(m.get('expected_mib'))} MiB   Measured (mean used): "
-               f"{_f(m.get('used_mib'))} MiB   Error: {_f(m.get('error_pct'), '{:+.1f}%')}   "
-               f"(tolerance ±{m.get('tolerance_pct', 0):g}%)")
-    out.append(f"Total: {_f(m.get('total_mib'))} MiB   Peak used: {_f(m.get('peak_used_mib'))} MiB"
-               f" at t={_f(m.get('peak_t_s'), '{:.2f}')} s   p95: {_f(m.get('p95_used_mib'))} MiB")
-    out.append(f"Headroom at peak: {_f(m.get('headroom_mib'))} MiB free")
+    return out
 
+
+def _totals(m: dict[str, Any]) -> list[str]:
+    return [f"Expected: {_f(m.get('expected_mib'))} MiB   Measured (mean used): "
+            f"{_f(m.get('used_mib'))} MiB   Error: {_f(m.get('error_pct'), '{:+.1f}%')}   "
+            f"(tolerance ±{m.get('tolerance_pct', 0):g}%)",
+            f"Total: {_f(m.get('total_mib'))} MiB   Peak used: {_f(m.get('peak_used_mib'))} MiB"
+            f" at t={_f(m.get('peak_t_s'), '{:.2f}')} s   p95: {_f(m.get('p95_used_mib'))} MiB",
+            f"Headroom at peak: {_f(m.get('headroom_mib'))} MiB free"]
+
+
+def _attribution(d: dict[str, Any]) -> list[str]:
     att = d.get("attribution")
-    if att:
-        out.append("")
-        out.append(f"Attribution: {att['mode']}" + (f" - {att['reason']}" if att.get("reason") else ""))
-        procs = d.get("processes") or {}
-        for pid, pi in (att.get("pids") or {}).items():
-            pr = procs.get(pid, {})
-            used = pr.get("used", {})
-            mem = "unknown (NVML: not available)" if pr.get("used_unknown") else \
-                f"{_f(used.get('mean'))} MiB mean, {_f(used.get('peak'))} peak"
-            who = pi.get("service") or UNATTRIBUTED
-            where = (f"container {pi['container_id'][:12]}" if pi.get("container_id")
-                     else (pi.get("note") or ""))
-            out.append(f"  pid {pid:>7} {pi.get('comm') or '?':<16} {who:<20} {where:<24} {mem}")
-        un = d.get("unattributed") or {}
-        out.append(f"  unattributed: {_f(un.get('mean_mib'))} MiB over {len(un.get('pids') or [])} PID(s);"
-                   f" memory not held by any listed process: {_f(d.get('non_process_mib'))} MiB")
-        for n in att.get("notes") or []:
-            out.append(f"  note: {n}")
+    if not att:
+        return []
+    out = ["", f"Attribution: {att['mode']}" + (f" - {att['reason']}" if att.get("reason") else "")]
+    procs = d.get("processes") or {}
+    for pid, pi in (att.get("pids") or {}).items():
+        pr = procs.get(pid, {})
+        used = pr.get("used", {})
+        mem = "unknown (NVML: not available)" if pr.get("used_unknown") else \
+            f"{_f(used.get('mean'))} MiB mean, {_f(used.get('peak'))} peak"
+        who = pi.get("service") or UNATTRIBUTED
+        where = (f"container {pi['container_id'][:12]}" if pi.get("container_id")
+                 else (pi.get("note") or ""))
+        out.append(f"  pid {pid:>7} {pi.get('comm') or '?':<16} {who:<20} {where:<24} {mem}")
+    un = d.get("unattributed") or {}
+    out.append(f"  unattributed: {_f(un.get('mean_mib'))} MiB over {len(un.get('pids') or [])} PID(s);"
+               f" memory not held by any listed process: {_f(d.get('non_process_mib'))} MiB")
+    out += [f"  note: {n}" for n in att.get("notes") or []]
+    return out
+
+
+def _notes(d: dict[str, Any]) -> list[str]:
     notes = list(d.get("notes") or [])
-    for k, v in (d.get("unsupported") or {}).items():
-        notes.append(f"{k} not supported: {v}")
-    if notes:
-        out.append("")
-        out.append("Notes:")
-        out += [f"  - {n}" for n in notes]
-    return "\n".join(out)
+    notes += [f"{k} not supported: {v}" for k, v in (d.get("unsupported") or {}).items()]
+    return ["", "Notes:", *[f"  - {n}" for n in notes]] if notes else []

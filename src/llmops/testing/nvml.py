@@ -87,7 +87,7 @@ def write_pynvml_shim(folder: Path, state_file: Path) -> Path:
     shim = folder / "pynvml.py"
     shim.write_text(
         "import sys\n"
-        "from llmops.gpu.testing import FakeNvml, StateFileGpu\n"
+        "from llmops.testing.nvml import FakeNvml, StateFileGpu\n"
         f"sys.modules[__name__] = FakeNvml([StateFileGpu(total_mib=81559, state_file={str(state_file)!r})])\n",
         encoding="utf-8")
     return shim
