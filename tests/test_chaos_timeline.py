@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import statistics
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from llmops.chaos.failover import (HUNG_FAILOVER_CEILING_S, HUNG_MODES, REFUSED_MODES, failover_dod,
-                                   hung_failover_limit_s)
-from llmops.chaos.faults import MODES
+from llmops.chaos.failover import HUNG_FAILOVER_CEILING_S, failover_dod, hung_failover_limit_s
+from llmops.chaos.modes import HUNG_MODES, MODES, REFUSED_MODES
 from llmops.chaos.ledger import Ledger
 from llmops.chaos.loadgen import Request, assert_loopback
-from llmops.chaos.timeline import Marks, analyse, per_second, percentile, render_rows
+from llmops.chaos.timeline import FailoverAnalysis, Marks, TeardownWindow, analyse, per_second, percentile, render_rows
 from llmops.errors import ConfigError
 from llmops.evidence import CheckResult, Criterion, derive_status
 
@@ -39,12 +39,12 @@ def test_a_request_sent_while_the_engine_carries_the_fault_out_is_in_flight_not_
     reqs, m = scenario()
     reqs.append(R(103.02, 0.10, 200, S, 200))     # sent 20 ms after the kill was issued: met a live primary
     issued_only = analyse(reqs, m)
-    assert issued_only["first_failover_request"]["seq"] == 200
+    assert issued_only.first_failover_request.seq == 200
     m.t_dead = 103.05                              # the primary exited 50 ms after the kill was issued
     a = analyse(reqs, m)
-    assert a["first_failover_request"]["seq"] == 31          # the first one sent once the primary was gone
-    assert 200 in a["in_flight_at_fault"]["seqs_on_secondary"]
-    assert a["failover_time_s"] == pytest.approx(103.1 + 0.06 - 103.05)  # timed from the primary gone
+    assert a.first_failover_request.seq == 31          # the first one sent once the primary was gone
+    assert 200 in a.in_flight_at_fault.seqs_on_secondary
+    assert a.failover_time_s == pytest.approx(103.1 + 0.06 - 103.05)  # timed from the primary gone
 
 
 def test_a_slow_engine_call_is_not_counted_as_failover_time() -> None:
@@ -60,10 +60,10 @@ def test_a_slow_engine_call_is_not_counted_as_failover_time() -> None:
     reqs += [R(104.4 + i * 0.1, 0.03, 200, S_, 51 + i) for i in range(20)]
     m = Marks(t_start=100.0, t_fault=103.0, t_restore=None, t_primary_ok=None, primary=P_, secondary=S_)
     issued = analyse(reqs, m)
-    assert issued["failover_time_s"] > 1.15
+    assert issued.failover_time_s > 1.15
     m.t_dead = 104.355                               # FinishedAt: the primary exited as the call returned
     a = analyse(reqs, m)
-    assert a["failover_time_s"] == pytest.approx(0.032)
+    assert a.failover_time_s == pytest.approx(0.032)
     line = next(c for c in failover_dod(a, "stop", True, 2.0) if c.criterion.startswith("failover_time_s"))
     assert line.passed, line
 
@@ -73,24 +73,24 @@ def test_failover_time_counts_the_first_request_sent_after_the_fault() -> None:
     a = analyse(reqs, m)
     # seq 30 (sent at 102.95, in flight at the fault) finished first on the secondary, but only a
     # request sent after the fault measures the failover: seq 31, sent at 103.1, done at 103.16.
-    assert a["first_failover_request"]["seq"] == 31
-    assert a["failover_time_s"] == pytest.approx(103.1 + 0.06 - 103.0)
-    assert a["served_by_secondary"] is True
+    assert a.first_failover_request.seq == 31
+    assert a.failover_time_s == pytest.approx(103.1 + 0.06 - 103.0)
+    assert a.served_by_secondary is True
 
 
 def test_in_flight_request_is_reported_apart_and_not_as_the_failover() -> None:
     reqs, m = scenario()
-    fl = analyse(reqs, m)["in_flight_at_fault"]
-    assert fl["requests"] == 1 and fl["failed"] == 0
-    assert fl["served"] == {P: 0, S: 1} and fl["seqs_on_secondary"] == [30]
-    assert fl["max_latency_s"] == pytest.approx(0.12)
+    fl = analyse(reqs, m).in_flight_at_fault
+    assert fl.requests == 1 and fl.failed == 0
+    assert fl.served == {P: 0, S: 1} and fl.seqs_on_secondary == [30]
+    assert fl.max_latency_s == pytest.approx(0.12)
     retried = [Request(r.seq, r.t_send, r.latency_s, r.status, r.backend, r.model_id, "1", None, None)
                if r.seq == 30 else r for r in reqs]
-    assert analyse(retried, m)["in_flight_at_fault"]["retried_on_secondary"] == 1
-    assert fl["retried_on_secondary"] == 0
+    assert analyse(retried, m).in_flight_at_fault.retried_on_secondary == 1
+    assert fl.retried_on_secondary == 0
     without = analyse([r for r in reqs if r.seq != 30], m)
-    assert without["in_flight_at_fault"]["requests"] == 0
-    assert without["failover_time_s"] == analyse(reqs, m)["failover_time_s"]     # it never set the figure
+    assert without.in_flight_at_fault.requests == 0
+    assert without.failover_time_s == analyse(reqs, m).failover_time_s     # it never set the figure
 
 
 def test_penalty_is_latency_minus_secondary_median() -> None:
@@ -100,9 +100,9 @@ def test_penalty_is_latency_minus_secondary_median() -> None:
     steady = [r.latency_s for r in reqs if r.backend == S and r.t_send >= first_done and r.t_send < m.t_primary_ok]
     median = statistics.median(steady)
     assert len(steady) == 44
-    assert a["secondary_steady_median_s"] == pytest.approx(median, abs=1e-4)
-    assert a["failover_penalty_s"] == pytest.approx(0.06 - median, abs=1e-4)
-    assert a["in_flight_at_fault"]["max_penalty_s"] == pytest.approx(0.12 - median, abs=1e-4)
+    assert a.secondary_steady_median_s == pytest.approx(median, abs=1e-4)
+    assert a.failover_penalty_s == pytest.approx(0.06 - median, abs=1e-4)
+    assert a.in_flight_at_fault.max_penalty_s == pytest.approx(0.12 - median, abs=1e-4)
 
 
 def shuffled() -> tuple[list[R], Marks]:
@@ -114,15 +114,15 @@ def shuffled() -> tuple[list[R], Marks]:
     return reqs, Marks(t_start=100.0, t_fault=103.0, t_restore=107.0, t_primary_ok=108.0, primary=P, secondary=S)
 
 
-def dod_by_name(a: dict, mode: str = "stop", timeout: float | None = 2.0) -> dict[str, Criterion]:
+def dod_by_name(a: FailoverAnalysis, mode: str = "stop", timeout: float | None = 2.0) -> dict[str, Criterion]:
     return {c.criterion: c for c in failover_dod(a, mode, True, timeout)}
 
 
 def test_secondary_serving_before_the_fault_fails_the_primary_line() -> None:
     reqs, m = shuffled()
     a = analyse(reqs, m)
-    assert a["served_before_fault"] == {P: 15, S: 15}
-    assert a["failover_time_s"] == pytest.approx(0.1)            # looks like a fast failover, and is none
+    assert a.served_before_fault == {P: 15, S: 15}
+    assert a.failover_time_s == pytest.approx(0.1)            # looks like a fast failover, and is none
     dod = dod_by_name(a)
     line = dod["primary served all traffic before the fault"]
     assert line.passed is False and line.measured == f"15 by {S}, 15 by {P}"
@@ -134,14 +134,14 @@ def test_secondary_serving_before_the_fault_fails_the_primary_line() -> None:
 def test_ordered_routing_passes_the_primary_line() -> None:
     reqs, m = scenario()
     a = analyse(reqs, m)
-    assert a["served_before_fault"] == {P: 30, S: 0}             # seq 30 completed after the fault
+    assert a.served_before_fault == {P: 30, S: 0}             # seq 30 completed after the fault
     assert dod_by_name(a)["primary served all traffic before the fault"].passed is True
 
 
 def test_primary_line_fails_with_no_reply_before_the_fault() -> None:
     reqs, m = scenario()
     a = analyse([r for r in reqs if r.t_send >= m.t_fault - 0.06], m)
-    assert a["served_before_fault"] == {P: 0, S: 0}
+    assert a.served_before_fault == {P: 0, S: 0}
     assert dod_by_name(a)["primary served all traffic before the fault"].passed is False
 
 
@@ -151,13 +151,13 @@ def test_hung_limit_has_an_absolute_ceiling() -> None:
     assert hung_failover_limit_s(None) == 10.0
     reqs, m = scenario()
     a = analyse(reqs, m)
-    a_slow = {**a, "failover_time_s": 12.105}                    # the defaults' pause max in the old benchmark
+    a_slow = replace(a, failover_time_s=12.105)                    # the defaults' pause max in the old benchmark
     hung = "failover_time_s (hung server)"
     assert dod_by_name(a_slow, "pause", 6000.0)[hung].passed is False
     assert "<= 10 s" in dod_by_name(a_slow, "pause", 6000.0)[hung].expected
-    assert dod_by_name({**a, "failover_time_s": 2.1}, "pause", 2.0)[hung].passed is True
-    assert dod_by_name({**a, "failover_time_s": 2.6}, "pause", 2.0)[hung].passed is False
-    assert dod_by_name({**a, "failover_time_s": 2.1}, "pause", None)[hung].passed is False   # timeout unknown
+    assert dod_by_name(replace(a, failover_time_s=2.1), "pause", 2.0)[hung].passed is True
+    assert dod_by_name(replace(a, failover_time_s=2.6), "pause", 2.0)[hung].passed is False
+    assert dod_by_name(replace(a, failover_time_s=2.1), "pause", None)[hung].passed is False   # timeout unknown
 
 
 def test_every_mode_is_refused_or_hung() -> None:
@@ -170,17 +170,17 @@ def test_every_mode_is_refused_or_hung() -> None:
 def test_failed_requests_and_failback() -> None:
     reqs, m = scenario()
     a = analyse(reqs, m)
-    assert a["failed_requests"] == 1 and a["total_requests"] == len(reqs)
-    assert a["failback_time_s"] == pytest.approx(108.2 + 0.05 - 108.0)
-    assert a["latency"]["before"]["requests"] == 31 and a["latency"]["after"]["requests"] == 10
-    assert a["latency"]["during"]["errors"] == 1
+    assert a.failed_requests == 1 and a.total_requests == len(reqs)
+    assert a.failback_time_s == pytest.approx(108.2 + 0.05 - 108.0)
+    assert a.latency.before.requests == 31 and a.latency.after.requests == 10
+    assert a.latency.during.errors == 1
 
 
 def test_no_secondary_means_no_failover() -> None:
     reqs = [R(100 + i * 0.1, 0.05, 200 if i < 30 else 502, P if i < 30 else None) for i in range(60)]
     a = analyse(reqs, Marks(100, 103, None, None, P, S))
-    assert a["served_by_secondary"] is False and a["failover_time_s"] is None
-    assert a["failed_requests"] == 30 and a["failback_time_s"] is None and a["failover_penalty_s"] is None
+    assert a.served_by_secondary is False and a.failover_time_s is None
+    assert a.failed_requests == 30 and a.failback_time_s is None and a.failover_penalty_s is None
 
 
 def test_per_second_rows_mark_events() -> None:
@@ -297,14 +297,14 @@ def test_a_request_that_waited_on_the_engines_teardown_sets_no_penalty() -> None
     reqs += [R(103.5 + i * 0.1, 0.2, 200, S_, 31 + i) for i in range(30)]
     m = Marks(t_start=100.0, t_fault=103.0, t_restore=None, t_primary_ok=None, primary=P_, secondary=S_,
               t_dead=103.01)
-    assert analyse(reqs, m)["failover_penalty_s"] == pytest.approx(0.4)   # timed from the death alone
+    assert analyse(reqs, m).failover_penalty_s == pytest.approx(0.4)   # timed from the death alone
     m.t_returned = 103.44
     a = analyse(reqs, m)
-    assert a["failover_time_s"] == pytest.approx(103.62 - 103.01)         # still from the primary gone
-    assert a["failover_penalty_s"] == pytest.approx(0.0)
-    assert a["penalty_request"]["seq"] == 31
-    assert a["teardown_window"] == {"seconds": 0.43, "requests": 1, "failed": 0, "max_latency_s": 0.6,
-                                    "max_penalty_s": 0.4}
+    assert a.failover_time_s == pytest.approx(103.62 - 103.01)         # still from the primary gone
+    assert a.failover_penalty_s == pytest.approx(0.0)
+    assert a.penalty_request.seq == 31
+    assert a.teardown_window == TeardownWindow(seconds=0.43, requests=1, failed=0, max_latency_s=0.6,
+                                               max_penalty_s=0.4)
 
 
 def test_hung_limit_allows_the_secondarys_own_reply_time() -> None:
@@ -315,3 +315,22 @@ def test_hung_limit_allows_the_secondarys_own_reply_time() -> None:
     assert hung_failover_limit_s(2.0, 0.3) == pytest.approx(2.5)
     assert hung_failover_limit_s(2.0, 0.82) == pytest.approx(2.82)
     assert hung_failover_limit_s(9.0, 3.0) == HUNG_FAILOVER_CEILING_S
+
+
+def test_the_analysis_writes_the_evidence_shape_the_report_reads() -> None:
+    """`details.analysis` in the evidence: these keys, in this order, plain JSON all the way down."""
+    import json
+
+    j = analyse(*scenario()).to_json()
+    assert list(j) == ["failover_time_s", "failover_penalty_s", "samples", "failed_requests", "total_requests",
+                       "served_by_secondary", "served_before_fault", "failback_time_s", "secondary_steady_median_s",
+                       "secondary_steady_p95_s", "secondary_steady_spread_s", "first_failover_request",
+                       "penalty_request", "teardown_window", "in_flight_at_fault", "latency", "served"]
+    assert list(j["samples"]) == ["secondary_after_fault", "steady", "done_before_fault"]
+    assert list(j["first_failover_request"]) == ["seq", "sent_at_s", "latency_s"]
+    assert list(j["teardown_window"]) == ["seconds", "requests", "failed", "max_latency_s", "max_penalty_s"]
+    assert list(j["in_flight_at_fault"]) == ["requests", "failed", "served", "retried_on_secondary",
+                                             "seqs_on_secondary", "max_latency_s", "max_penalty_s"]
+    assert list(j["latency"]) == ["before", "during", "after"]
+    assert list(j["latency"]["during"]) == ["requests", "errors", "p50_s", "p95_s", "max_s"]
+    assert json.loads(json.dumps(j)) == j     # no dataclass left inside

@@ -16,8 +16,10 @@ import pytest
 
 from llmops.chaos import netfaults as nf
 from llmops.chaos.failover import FailoverOptions
-from llmops.chaos.net_dod import loss_failure_bound, network_dod
 from llmops.chaos.ledger import Entry, Ledger
+from llmops.chaos.modes import NET_MODES
+from llmops.chaos.net_dod import loss_failure_bound, network_dod
+from llmops.chaos.timeline import FailoverAnalysis, InFlight, LatencyStats, Phases, Samples, TeardownWindow
 from llmops.errors import EnvironmentProblem, ExitCode, UsageError
 
 TAG = "llmops:llmops-e2e-net:20261126-174612:4242"
@@ -71,7 +73,7 @@ def test_failover_options_validate_loss_pct(mode: str, pct: float) -> None:
 
 
 def test_failover_options_accept_network_modes_and_default_loss() -> None:
-    for mode in nf.NET_MODES:
+    for mode in NET_MODES:
         o = FailoverOptions(mode=mode)
         o.validate()
         assert o.loss_pct == (nf.DEFAULT_LOSS_PCT if mode == "loss" else None)
@@ -181,11 +183,17 @@ def test_ledger_records_network_entries_and_reads_old_ones(tmp_path: Path) -> No
     assert led.entries() == []
 
 
-def _analysis(failed: int, ft: float | None, served: bool = True, shared: int = 0, total: int = 60) -> dict:
-    return {"failover_time_s": ft, "failed_requests": failed, "total_requests": total, "served_by_secondary": served,
-            "failback_time_s": 1.0, "samples": {"secondary_after_fault": 20 if served else 0, "steady": 10,
-                                                "done_before_fault": 30 + shared},
-            "served_before_fault": {"inference-chat": 30, "inference-code": shared}}
+def _analysis(failed: int, ft: float | None, served: bool = True, shared: int = 0, total: int = 60) -> FailoverAnalysis:
+    """The figures the network DoD reads; the others empty."""
+    none = LatencyStats(0, 0, None, None, None)
+    return FailoverAnalysis(
+        failover_time_s=ft, failover_penalty_s=None,
+        samples=Samples(secondary_after_fault=20 if served else 0, steady=10, done_before_fault=30 + shared),
+        failed_requests=failed, total_requests=total, served_by_secondary=served,
+        served_before_fault={"inference-chat": 30, "inference-code": shared}, failback_time_s=1.0,
+        secondary_steady_median_s=None, secondary_steady_p95_s=None, secondary_steady_spread_s=None,
+        first_failover_request=None, penalty_request=None, teardown_window=TeardownWindow(0.0, 0, 0, None, None),
+        in_flight_at_fault=InFlight(0, 0, {}, 0, [], None, None), latency=Phases(none, none, none), served={})
 
 
 def _probe(before: int = 10, reached_before: int | None = 10, failed_before: int = 0,

@@ -140,21 +140,22 @@ def failover_check(run: RunDir, *, failed: int = 0, restored: bool = True) -> Ch
     if restored:
         run.event("restore", t=run.to_run_time(m.t_restore), phase="failover", service=PRIMARY, action="start")
     a = analyse(reqs, m)
+    aj = a.to_json()   # what run_failover writes into the evidence
     rows = per_second(reqs, m)
-    metrics = {k: a[k] for k in ("failover_time_s", "failover_penalty_s", "failed_requests", "total_requests",
+    metrics = {k: aj[k] for k in ("failover_time_s", "failover_penalty_s", "failed_requests", "total_requests",
                                  "served_by_secondary", "failback_time_s")}
     metrics["availability_pct"] = availability_pct(reqs)
     metrics["restored"] = restored
-    metrics["latency"] = a["latency"]
+    metrics["latency"] = aj["latency"]
     dod = failover_dod(a, "stop", restored, None)
     details = {"mode": "stop", "target": PRIMARY, "secondary": SECONDARY, "rps": 5.0, "max_tokens": 1,
                "fault_at_s": 10.0, "outage_s": 14.0, "per_attempt_timeout_s": None, "preflight_warm": [],
-               "router": None, "analysis": a, "timeline": rows, "restored": restored,
+               "router": None, "analysis": aj, "timeline": rows, "restored": restored,
                "restore_action": "start" if restored else None, "notes": [],
                "marks": {"fault": 10.0, "restore": 24.0 if restored else None,
                          "primary_ok": 25.0 if restored else None}}
     r = CheckResult("failover", T0, 41.2, metrics, dod, details)
-    run.write_check(r, failover_text(r, rows))
+    run.write_check(r, failover_text(r, rows, a))
     return r
 
 

@@ -248,9 +248,9 @@ def test_qdrant_client_retrieve(tmp_path: Path) -> None:
 
 
 def test_data_safety_lines_pass_after_sigkill_and_fail_when_they_should(tmp_path: Path) -> None:
-    from llmops.chaos.qdrant import (
+    from llmops.chaos.qdrant import QdrantOptions
+    from llmops.chaos.qdrant_safety import (
         MIN_SAFETY_POINTS,
-        QdrantOptions,
         compare_writes,
         read_back,
         safety_criteria,

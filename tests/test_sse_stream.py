@@ -112,12 +112,12 @@ def test_analysis_counts_the_cut_stream_in_flight_as_failed(replay: str) -> None
             (4.0, "kill_before"), (5.0, "kill_before")]
     reqs, m = run_of(replay, plan, fault_at=2.5)
     s = analyse_streams(reqs, m, "kill", 32)
-    assert s["cut_streams"] == 1 and s["in_flight_on_primary"] == 1 and s["cut_in_flight_on_primary"] == 1
-    assert s["cut_not_in_flight"] == 0 and s["failed_not_in_flight"] == 0
-    assert s["failed_requests"] == 1 and s["total_requests"] == 6      # the HTTP 200 cut stream failed
-    assert s["tokens_lost"] == reqs[2].tokens > 0
-    assert s["failed_to_start"] == 0 and s["first_stream_after_fault"]["seq"] == 3
-    assert s["cut_example"]["seq"] == 2 and '"error"' in s["cut_example"]["raw_sse_tail"]
+    assert s.cut_streams == 1 and s.in_flight_on_primary == 1 and s.cut_in_flight_on_primary == 1
+    assert s.cut_not_in_flight == 0 and s.failed_not_in_flight == 0
+    assert s.failed_requests == 1 and s.total_requests == 6      # the HTTP 200 cut stream failed
+    assert s.tokens_lost == reqs[2].tokens > 0
+    assert s.failed_to_start == 0 and s.first_stream_after_fault.seq == 3
+    assert s.cut_example.seq == 2 and '"error"' in s.cut_example.raw_sse_tail
     dod = stream_dod(s, analyse(reqs, m), "kill", 0.5, True)
     by = {d.criterion: d for d in dod}
     assert by["cut streams not in flight on the primary at the fault (fault time from the timeline)"].passed
@@ -129,11 +129,11 @@ def test_a_stream_sent_before_the_fault_was_in_effect_counts_as_in_flight(replay
     # met a live primary, so it is in flight, not the first stream after the fault
     plan = [(0.0, "complete"), (1.0, "complete"), (3.0, "kill_before"), (4.0, "kill_before")]
     reqs, m = run_of(replay, plan, fault_at=2.95)
-    assert analyse_streams(reqs, m, "kill", 32)["first_stream_after_fault"]["seq"] == 2
+    assert analyse_streams(reqs, m, "kill", 32).first_stream_after_fault.seq == 2
     m.t_dead = 103.1
     s = analyse_streams(reqs, m, "kill", 32)
-    assert s["first_stream_after_fault"]["seq"] == 3
-    assert [f["seq"] for f in s["in_flight"]] == [2] and s["in_flight"][0]["fate"] == "fell back before its first chunk"
+    assert s.first_stream_after_fault.seq == 3
+    assert [f.seq for f in s.in_flight] == [2] and s.in_flight[0].fate == "fell back before its first chunk"
 
 
 def test_a_cut_stream_not_in_flight_fails_the_dod(replay: str) -> None:
@@ -141,7 +141,7 @@ def test_a_cut_stream_not_in_flight_fails_the_dod(replay: str) -> None:
     plan = [(0.0, "complete"), (1.0, "kill_mid"), (2.0, "kill_before"), (3.0, "kill_before")]
     reqs, m = run_of(replay, plan, fault_at=1.95)
     s = analyse_streams(reqs, m, "kill", 32)
-    assert s["in_flight_on_primary"] == 0 and s["cut_streams"] == 1 and s["cut_not_in_flight"] == 1
+    assert s.in_flight_on_primary == 0 and s.cut_streams == 1 and s.cut_not_in_flight == 1
     dod = {d.criterion: d for d in stream_dod(s, analyse(reqs, m), "kill", 0.5, True)}
     assert not dod["cut streams not in flight on the primary at the fault (fault time from the timeline)"].passed
     assert not dod["failed streams not in flight on the primary at the fault"].passed
@@ -154,7 +154,7 @@ def test_a_run_with_no_stream_in_flight_at_the_fault_is_inconclusive(replay: str
     plan = [(0.0, "complete"), (1.0, "complete"), (2.0, "complete"), (3.0, "kill_before"), (4.0, "kill_before")]
     reqs, m = run_of(replay, plan, fault_at=2.8)          # between streams: nothing in flight
     s = analyse_streams(reqs, m, "kill", 32)
-    assert s["in_flight_on_primary"] == 0 and s["completed_across_fault"] == 0
+    assert s.in_flight_on_primary == 0 and s.completed_across_fault == 0
     dod = {d.criterion: d for d in stream_dod(s, analyse(reqs, m), "kill", 0.5, True)}
     line = dod["streams in flight on the primary at the fault (else the run is inconclusive)"]
     assert not line.passed and "inconclusive" in line.measured
@@ -174,7 +174,7 @@ def test_pause_dod_bounds_first_tokens_by_stream_timeout(replay: str) -> None:
     reqs[2].chunk_s = [0.7] + reqs[2].chunk_s[1:]
     reqs[2].t_end_s = 1.0
     s = analyse_streams(reqs, m, "pause", 32)
-    assert s["stall_detect_s"] is not None and s["stall_detect_s"] == pytest.approx(reqs[1].t_done - m.t_fault)
+    assert s.stall_detect_s is not None and s.stall_detect_s == pytest.approx(reqs[1].t_done - m.t_fault)
     line = next(d for d in stream_dod(s, analyse(reqs, m), "pause", 0.5, True) if "first token" in d.criterion)
     assert line.passed                                   # 0.7 s <= 0.5 + 0.5
     tight = next(d for d in stream_dod(s, analyse(reqs, m), "pause", 0.1, True) if "first token" in d.criterion)
@@ -185,12 +185,12 @@ def test_duplicated_text_on_a_stream_completed_across_the_fault_is_caught(replay
     plan = [(0.0, "complete"), (1.0, "complete"), (2.0, "complete"), (3.0, "kill_before")]
     reqs, m = run_of(replay, plan, fault_at=2.3)
     s = analyse_streams(reqs, m, "kill", 32)
-    assert s["completed_across_fault"] == 1 and s["duplicated_text"] == 0
+    assert s.completed_across_fault == 1 and s.duplicated_text == 0
     v = reqs[2].verdict
     assert v is not None
     v.text = v.text[:6] + v.text                         # what a continuation with the prompt re-sent gives
     s = analyse_streams(reqs, m, "kill", 32)
-    assert s["duplicated_text"] == 1
+    assert s.duplicated_text == 1
     assert not next(d for d in stream_dod(s, analyse(reqs, m), "kill", 0.5, True) if "repeat" in d.criterion).passed
 
 
@@ -214,6 +214,17 @@ def test_evidence_text_and_chart_of_a_run(replay: str, tmp_path) -> None:
     assert "stream_timeout       1 s on inference-chat, 2 s on inference-code" in text
     assert r.metrics["cut_streams"] == 1 and r.metrics["failed_requests"] == 1 and r.metrics["tokens_lost"] > 0
     assert {"before", "during", "after"} == set(r.metrics["ttft"])
+    s = r.details["stream_analysis"]      # the evidence's shape, plain JSON all the way down
+    assert list(s) == ["total_requests", "failed_requests", "cut_streams", "in_flight_at_fault", "in_flight_on_primary",
+                       "cut_in_flight_on_primary", "cut_not_in_flight", "failed_not_in_flight", "tokens_lost",
+                       "failed_to_start", "failed_to_start_after_fault", "streams_after_fault", "steady_ttft_samples",
+                       "ttft_during_outage_samples", "ttft_penalty_s", "secondary_steady_ttft_median_s",
+                       "first_stream_after_fault", "max_ttft_during_outage_s", "stall_detect_s", "stall_gap_s",
+                       "completed_across_fault", "duplicated_text", "reference_text", "ttft", "healthy", "in_flight",
+                       "in_flight_fates", "cut", "cut_example", "max_tokens"]
+    assert list(s["cut_example"]) == ["seq", "sent_at_s", "end_at_s", "backend", "status", "tokens", "ttft_s", "fate",
+                                      "cut_reason", "raw_sse_tail"]
+    assert json.loads(json.dumps(r.details)) == r.details
     assert "cut_streams          1" in text and "Raw SSE tail of cut stream #2" in text and "FAULT" in text
     assert '"error"' in text
     fig = stream_failover_figure(r.to_json())
@@ -238,7 +249,7 @@ def test_healthy_margin_is_the_worst_first_token_and_gap_of_first_attempt_whole_
     reqs, m = run_of(replay, plan, fault_at=2.5)
     reqs[1].chunk_s = [0.3, 0.35, 1.25] + [1.25 + 0.01 * i for i in range(1, len(reqs[1].chunk_s) - 2)]
     s = analyse_streams(reqs, m, "kill", 32)
-    h = s["healthy"]["inference-chat"]
-    assert h["streams"] == 2                       # the cut one and the retried fallback are left out
-    assert h["ttft_max_s"] == pytest.approx(0.3) and h["gap_max_s"] == pytest.approx(0.9)
-    assert "inference-code" not in s["healthy"]    # its one stream is a retry (attempted-retries 1)
+    h = s.healthy["inference-chat"]
+    assert h.streams == 2                       # the cut one and the retried fallback are left out
+    assert h.ttft_max_s == pytest.approx(0.3) and h.gap_max_s == pytest.approx(0.9)
+    assert "inference-code" not in s.healthy    # its one stream is a retry (attempted-retries 1)

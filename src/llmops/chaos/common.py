@@ -7,21 +7,17 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from ..context import Context
 from ..runner import Run
 from ..errors import Aborted, EnvironmentProblem, UsageError
 from ..stack import Service
 from ..validate import check_range  # noqa: F401 - the experiments' options use it from here
-from .faults import MODES, FaultClock, fault_clock, inject_into
+from .faults import FaultClock, fault_clock, inject_into
 from .ledger import Entry, Ledger
+from .modes import ENGINE_RECORD_MODES
 from .restore import Interrupted, ledger_path, restore_entry, signals_raise, wait_stack_healthy
-
-
-def check_mode(mode: str) -> None:
-    if mode not in MODES:
-        raise UsageError(f"unknown mode {mode!r}; valid: {', '.join(MODES)}")
 
 
 def preflight(ctx: Context, target: str) -> tuple[dict[str, Service], list[str]]:
@@ -59,6 +55,26 @@ def signals_deferred() -> Iterator[list[str]]:
     finally:
         for s, h in old.items():
             signal.signal(s, h)
+
+
+class Frame(Protocol):
+    """What an experiment reads of a fault frame once it has run, whichever kind it is (FaultFrame
+    below, or chaos/netframe.py's NetFaultFrame): its moments, its restore, and its own evidence."""
+
+    t_fault: float | None
+    t_restore: float | None
+    fault_call_s: float | None
+    clock: FaultClock | None
+    restored: bool
+    restore_how: str
+    notes: list[str]
+
+    @property
+    def t_dead(self) -> float | None: ...
+
+    def finish(self) -> None: ...
+
+    def summary(self) -> dict[str, Any] | None: ...
 
 
 @dataclass
@@ -100,7 +116,7 @@ class FaultFrame:
         assert self.t_fault is not None
         t1, wall1 = time.monotonic(), time.time()
         finished = None
-        if container is not None and self.mode in ("stop", "kill"):
+        if container is not None and self.mode in ENGINE_RECORD_MODES:
             try:
                 container.reload()
                 finished = (container.attrs.get("State") or {}).get("FinishedAt")
@@ -119,6 +135,15 @@ class FaultFrame:
     def fault_fields(self) -> dict[str, Any]:
         """Extra fields for the fault event (the network frame adds its tag and loss)."""
         return {}
+
+    def finish(self) -> None:
+        """What must be done once the fault is over, before its evidence is read: nothing for a
+        container fault (the network frame stops its sampler)."""
+
+    def summary(self) -> dict[str, Any] | None:
+        """The frame's own evidence beyond the run's: none for a container fault (the network
+        frame's is its `network_fault` record)."""
+        return None
 
     @property
     def t_dead(self) -> float | None:

@@ -9,8 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import UsageError
-
-MODES = ("stop", "kill", "pause")
+from .modes import ENGINE_RECORD_MODES, MODES
 
 
 def inject_into(c: Any, mode: str) -> None:
@@ -26,9 +25,9 @@ def inject_into(c: Any, mode: str) -> None:
         raise UsageError(f"unknown fault mode {mode!r}; valid: {', '.join(MODES)}")
 
 
-# The engine's own record of a process's exit is the moment the primary was gone.  Requests sent
-# between the call and that moment met a live (or dying) server, so they count as in flight.
-ENGINE_RECORD_MODES = ("stop", "kill")
+# The engine's own record of a process's exit (ENGINE_RECORD_MODES) is the moment the primary was
+# gone.  Requests sent between the call and that moment met a live (or dying) server, so they count
+# as in flight.
 # Slack for the engine's and our clocks (both the host's wall clock) when placing FinishedAt
 # inside the call's window.
 CLOCK_SLACK_S = 0.005

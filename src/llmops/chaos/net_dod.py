@@ -1,66 +1,51 @@
-"""The network-fault variant of `chaos failover` (partition, blackhole, loss): its frame, its
-evidence, its Definition of Done and its text.  chaos/failover.py runs the experiment and calls
-these; nothing here imports it (the options are read through `FaultOptions`)."""
+"""The network-fault variant of `chaos failover` (partition, blackhole, loss): its evidence, its
+Definition of Done and its text.  Its frame is chaos/netframe.py's; chaos/failover.py runs the
+experiment and asks `network_outcome` for the rest (nothing here imports it)."""
 
 from __future__ import annotations
 
 import math
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any
 
-from ..context import Context
-from ..errors import UsageError
 from ..evidence import Criterion
-from ..runner import Run
-from ..stack import Service
-from .common import FaultFrame, check_mode
-from .dod_common import MIN_REQUESTS, failed_line, hung_line, secondary_line, tail_lines
-from .faults import MODES
-from .netfaults import NET_MODES
-from .timeline import before_fault_criterion
+from .common import Frame
+from .dod_common import MIN_REQUESTS, before_fault_criterion, failover_lines, hung_line, tail_lines
+from .modes import CUT_OFF_MODES
+from .netframe import FaultOptions
+from .timeline import FailoverAnalysis
 
 
-class FaultOptions(Protocol):
-    """What the frame and the fault's words read of `FailoverOptions`."""
+@dataclass
+class NetworkOutcome:
+    """What a network fault adds to a failover run: its DoD (instead of the container fault's)
+    and its evidence, `details.network_fault` and `details.fault_description`."""
 
-    mode: str
-    restore: bool
-    loss_pct: float | None
+    dod: list[Criterion]
+    network_fault: dict[str, Any]
+    fault_description: str
 
-
-def check_mode_or_net(mode: str) -> None:
-    try:
-        check_mode(mode)
-    except UsageError:
-        raise UsageError(f"unknown mode {mode!r}; valid: {', '.join((*MODES, *NET_MODES))}") from None
+    def details(self) -> dict[str, Any]:
+        return {"network_fault": self.network_fault, "fault_description": self.fault_description}
 
 
-def make_frame(ctx: Context, run: Run, target: Service, gateway: Service, o: FaultOptions) -> FaultFrame:
-    """A plain container fault, or a network fault checked (exit 4) before anything is touched."""
-    if o.mode not in NET_MODES:
-        return FaultFrame(ctx, run, target, o.mode, restore=o.restore, phase="failover")
-    from .netframe import NetFaultFrame
-
-    frame = NetFaultFrame(ctx, run, target, o.mode, restore=o.restore, phase="failover", gateway=gateway,
-                          loss_pct=o.loss_pct)
-    frame.prepare()
-    return frame
-
-
-def fault_words(o: FaultOptions, target: str, gateway: str) -> str:
-    if o.mode not in NET_MODES:
-        return f"docker {o.mode} {target}"
-    from .netframe import describe
-
-    return describe(o.mode, target, gateway, o.loss_pct)
-
-
-def net_evidence(frame: FaultFrame, metrics: dict[str, Any]) -> dict[str, Any] | None:
-    """The network fault's own evidence (health divergence, dropped packets), into the metrics too."""
-    summary = getattr(frame, "summary", None)
-    if summary is None:
+def network_outcome(frame: Frame, a: FailoverAnalysis, o: FaultOptions, attempt_timeout: float | None,
+                    retries: Any, metrics: dict[str, Any], description: str) -> NetworkOutcome | None:
+    """The network fault's evidence and DoD; None for a container fault (its frame has no evidence
+    of its own).  `retries`: router_settings.num_retries; `description`: netframe.fault_words."""
+    network = net_evidence(frame, metrics)
+    if network is None:
         return None
-    frame.finish()  # type: ignore[attr-defined]
-    nf: dict[str, Any] = summary()
+    return NetworkOutcome(network_dod(a, o.mode, frame.restored, attempt_timeout, o.loss_pct, network, retries),
+                          network, description)
+
+
+def net_evidence(frame: Frame, metrics: dict[str, Any]) -> dict[str, Any] | None:
+    """The network fault's own evidence (health divergence, dropped packets), into the metrics too."""
+    frame.finish()
+    nf = frame.summary()
+    if nf is None:
+        return None
     metrics["health_divergence_s"] = nf.get("health_divergence_s")
     if nf.get("loss_pct") is not None:
         metrics["loss_pct"] = nf["loss_pct"]
@@ -69,7 +54,7 @@ def net_evidence(frame: FaultFrame, metrics: dict[str, Any]) -> dict[str, Any] |
     return nf
 
 
-def network_dod(a: dict[str, Any], mode: str, restored: bool, attempt_timeout: float | None,
+def network_dod(a: FailoverAnalysis, mode: str, restored: bool, attempt_timeout: float | None,
                 loss_pct: float | None, nf: dict[str, Any], retries: Any) -> list[Criterion]:
     """partition and blackhole: nothing fails and the gateway gives up on the primary within one
     attempt (the hung-server limit, 10 s at most), and the gateway's own probe, shown to work before
@@ -77,16 +62,10 @@ def network_dod(a: dict[str, Any], mode: str, restored: bool, attempt_timeout: f
     (`retries`, router_settings.num_retries; None: not measured) allows at that loss, at every
     loss rate.  All: the primary alone served before the fault, and the fault really cut the
     gateway off."""
-    ft = a["failover_time_s"]
-    dod: list[Criterion] = []
-    if mode in ("partition", "blackhole"):
-        dod += [failed_line(a), before_fault_criterion(a), secondary_line(a),
-                hung_line(mode, ft, attempt_timeout, min(a["samples"]["secondary_after_fault"], 1),
-                          a.get("secondary_steady_p95_s")),
-                probe_before_line(nf), cut_line(nf)]
-        return dod + tail_lines(a, restored)
-    dod.append(loss_line(a, loss_pct or 0.0, retries))
-    dod.append(before_fault_criterion(a))
+    if mode in CUT_OFF_MODES:
+        return [*failover_lines(a), hung_line(mode, a, attempt_timeout), probe_before_line(nf), cut_line(nf),
+                *tail_lines(a, restored)]
+    dod = [loss_line(a, loss_pct or 0.0, retries), before_fault_criterion(a)]
     dropped = nf.get("dropped_packets")
     dod.append(Criterion.judge("packets dropped by the loss rule", "> 0", dropped, lambda n: n > 0,
                                samples=1 if dropped is not None else 0))
@@ -156,11 +135,11 @@ def _retry_count(retries: Any) -> int | None:
     return r if r >= 0 and r == float(retries) else None
 
 
-def loss_line(a: dict[str, Any], pct: float, retries: Any) -> Criterion:
+def loss_line(a: FailoverAnalysis, pct: float, retries: Any) -> Criterion:
     """failed_requests at every loss rate, against the bound the retry policy gives.  The run's
     every request counts in n, though the loss lasts the outage only: that overstates exposure,
     which only loosens the bound (and changes nothing with a retry: f = 0)."""
-    n, failed = a["total_requests"], a["failed_requests"]
+    n, failed = a.total_requests, a.failed_requests
     label = f"failed_requests at {pct:g} % packet loss"
     r = _retry_count(retries)
     if r is None:   # no retry policy, no bound: missing evidence, not a pass

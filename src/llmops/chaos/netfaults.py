@@ -27,9 +27,7 @@ from enum import Enum
 from typing import Any
 
 from ..errors import EnvironmentProblem, RestoreFailed, UsageError
-
-NET_MODES = ("partition", "blackhole", "loss")
-IPTABLES_MODES = ("blackhole", "loss")
+from .modes import IPTABLES_MODES
 TAG_PREFIX = "llmops:"
 CHAIN = "INPUT"
 DEFAULT_LOSS_PCT = 5.0

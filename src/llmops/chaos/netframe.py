@@ -1,18 +1,47 @@
 """The fault frame for network faults: every check before the ledger, the ledger before the fault,
-all or nothing applied, and the health-divergence sampler running alongside."""
+all or nothing applied, and the health-divergence sampler running alongside.  Also the choice
+between it and the plain container frame for `chaos failover`, and the words for either fault.
+Its evidence, Definition of Done and text are chaos/net_dod.py's."""
 
 from __future__ import annotations
 
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
+from ..context import Context
 from ..errors import EnvironmentProblem
+from ..runner import Run
 from ..stack import Service
 from .common import FaultFrame
-from .netfaults import (IPTABLES_MODES, DivergenceSampler, container_pid, disconnect, insert_rule, make_tag,
-                        rule_counters, rule_spec, shared_network, undo_net, require_tools)
+from .modes import IPTABLES_MODES, NET_MODES
+from .netfaults import (DivergenceSampler, container_pid, disconnect, insert_rule, make_tag, rule_counters,
+                        rule_spec, shared_network, undo_net, require_tools)
+
+
+class FaultOptions(Protocol):
+    """What the frame and the fault's words read of `FailoverOptions` (chaos/failover.py)."""
+
+    mode: str
+    restore: bool
+    loss_pct: float | None
+
+
+def make_frame(ctx: Context, run: Run, target: Service, gateway: Service, o: FaultOptions) -> FaultFrame:
+    """A plain container fault, or a network fault checked (exit 4) before anything is touched."""
+    if o.mode not in NET_MODES:
+        return FaultFrame(ctx, run, target, o.mode, restore=o.restore, phase="failover")
+    frame = NetFaultFrame(ctx, run, target, o.mode, restore=o.restore, phase="failover", gateway=gateway,
+                          loss_pct=o.loss_pct)
+    frame.prepare()
+    return frame
+
+
+def fault_words(o: FaultOptions, target: str, gateway: str) -> str:
+    if o.mode not in NET_MODES:
+        return f"docker {o.mode} {target}"
+    return describe(o.mode, target, gateway, o.loss_pct)
 
 
 def describe(mode: str, target: str, gateway: str, loss_pct: float | None = None) -> str:

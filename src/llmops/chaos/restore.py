@@ -16,7 +16,8 @@ from ..errors import Interrupted, RestoreFailed, signals_raise
 from ..stack import Service, discover
 from .faults import undo, wait_running
 from .ledger import Entry, Ledger
-from .netfaults import NET_MODES, sweep, undo_net
+from .modes import NET_MODES
+from .netfaults import sweep, undo_net
 
 
 __all__ = ["Interrupted", "signals_raise", "ledger_path", "http_ok", "wait_http_ok", "wait_stack_healthy",

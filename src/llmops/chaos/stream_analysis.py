@@ -22,23 +22,113 @@ import math
 import statistics
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from ..rounding import rounded
 from ..evidence import Criterion
-from .dod_common import secondary_line, tail_lines
+from .dod_common import served_lines, tail_lines
+from .modes import HUNG_MODES, REFUSED_MODES
 from .streamload import StreamRequest
-from .timeline import Marks, before_fault_criterion, percentile, seconds
+from .timeline import FailoverAnalysis, Marks, Phases, percentile, phases, render_seconds, seconds
 
 TTFT_PENALTY_LIMIT_S = 0.1
 PAUSE_TTFT_SLACK_S = 0.5
 
 
-def _ttft_stats(reqs: Sequence[StreamRequest]) -> dict[str, Any]:
+@dataclass
+class TtftStats:
+    streams: int
+    failed: int
+    cut: int
+    ttft_p50_s: float | None
+    ttft_p95_s: float | None
+    ttft_max_s: float | None
+
+
+@dataclass
+class HealthyMargin:
+    """A backend's worst first token and chunk gap over the whole first-attempt streams it served."""
+
+    streams: int
+    ttft_max_s: float | None
+    ttft_p95_s: float | None
+    gap_max_s: float | None
+
+
+@dataclass
+class StreamBrief:
+    """One stream as the evidence lists it (times from the load's start)."""
+
+    seq: int
+    sent_at_s: float | None
+    end_at_s: float | None
+    backend: str | None
+    status: int | None
+    tokens: int
+    ttft_s: float | None
+    fate: str
+    cut_reason: str | None
+
+
+@dataclass
+class CutExample(StreamBrief):
+    raw_sse_tail: str
+
+
+@dataclass
+class FirstStream:
+    seq: int
+    sent_at_s: float | None
+    ttft_s: float | None
+    backend: str | None
+    ok: bool
+
+
+@dataclass
+class StreamAnalysis:
+    """The figures of one streamed failover run (the module's docstring defines them).  Its fields
+    are the evidence's `details.stream_analysis`, in that order: `to_json` writes them."""
+
+    total_requests: int
+    failed_requests: int
+    cut_streams: int
+    in_flight_at_fault: int
+    in_flight_on_primary: int
+    cut_in_flight_on_primary: int
+    cut_not_in_flight: int
+    failed_not_in_flight: int
+    tokens_lost: int
+    failed_to_start: int
+    failed_to_start_after_fault: int
+    streams_after_fault: int
+    steady_ttft_samples: int
+    ttft_during_outage_samples: int
+    ttft_penalty_s: float | None
+    secondary_steady_ttft_median_s: float | None
+    first_stream_after_fault: FirstStream | None
+    max_ttft_during_outage_s: float | None
+    stall_detect_s: float | None
+    stall_gap_s: float | None
+    completed_across_fault: int
+    duplicated_text: int
+    reference_text: str | None
+    ttft: Phases[TtftStats]
+    healthy: dict[str, HealthyMargin]
+    in_flight: list[StreamBrief]
+    in_flight_fates: dict[str, int]
+    cut: list[StreamBrief]
+    cut_example: CutExample | None
+    max_tokens: int
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _ttft_stats(reqs: Sequence[StreamRequest]) -> TtftStats:
     t = [r.ttft_s for r in reqs if r.ttft_s is not None]
-    return {"streams": len(reqs), "failed": sum(not r.ok for r in reqs), "cut": sum(r.cut for r in reqs),
-            "ttft_p50_s": rounded(percentile(t, 50), 4), "ttft_p95_s": rounded(percentile(t, 95), 4),
-            "ttft_max_s": rounded(max(t) if t else None, 4)}
+    return TtftStats(len(reqs), sum(not r.ok for r in reqs), sum(r.cut for r in reqs), rounded(percentile(t, 50), 4),
+                     rounded(percentile(t, 95), 4), rounded(max(t) if t else None, 4))
 
 
 def max_gap_s(r: StreamRequest) -> float | None:
@@ -48,7 +138,7 @@ def max_gap_s(r: StreamRequest) -> float | None:
     return max(b - a for a, b in zip([0.0, *r.chunk_s], r.chunk_s))
 
 
-def healthy_margins(reqs: Sequence[StreamRequest]) -> dict[str, dict[str, Any]]:
+def healthy_margins(reqs: Sequence[StreamRequest]) -> dict[str, HealthyMargin]:
     """Per backend, the worst first token and chunk gap of whole streams it served on the first
     attempt.  `stream_timeout` is the HTTP read timeout for both: a deployment's value must stay
     above these, or the gateway cuts (or cools down) a healthy server."""
@@ -60,8 +150,8 @@ def healthy_margins(reqs: Sequence[StreamRequest]) -> dict[str, dict[str, Any]]:
         b["streams"] += 1
         b["ttft"].append(r.ttft_s)
         b["gap"].append(max_gap_s(r))
-    return {k: {"streams": v["streams"], "ttft_max_s": rounded(max(v["ttft"]), 4), "ttft_p95_s": rounded(percentile(v["ttft"], 95), 4),
-                "gap_max_s": rounded(max(v["gap"]), 4)} for k, v in sorted(out.items())}
+    return {k: HealthyMargin(v["streams"], rounded(max(v["ttft"]), 4), rounded(percentile(v["ttft"], 95), 4),
+                             rounded(max(v["gap"]), 4)) for k, v in sorted(out.items())}
 
 
 def in_flight(r: StreamRequest, m: Marks) -> bool:
@@ -88,16 +178,24 @@ def reference_text(reqs: Sequence[StreamRequest]) -> str | None:
     return texts.most_common(1)[0][0] if texts else None
 
 
-def analyse_streams(reqs: Sequence[StreamRequest], m: Marks, mode: str, max_tokens: int) -> dict[str, Any]:
+def brief(r: StreamRequest, m: Marks) -> StreamBrief:
+    return StreamBrief(r.seq, rounded(r.t_send - m.t_start, 4), rounded(r.t_done - m.t_start, 4), r.backend, r.status,
+                       r.tokens, rounded(r.ttft_s, 4), fate(r, m), r.verdict.reason if (r.cut and r.verdict) else None)
+
+
+def _first_stream(r: StreamRequest | None, m: Marks) -> FirstStream | None:
+    if r is None:
+        return None
+    return FirstStream(r.seq, rounded(r.t_send - m.t_start, 4), rounded(r.ttft_s, 4), r.backend, r.ok)
+
+
+def analyse_streams(reqs: Sequence[StreamRequest], m: Marks, mode: str, max_tokens: int) -> StreamAnalysis:
     reqs = sorted(reqs, key=lambda r: r.t_send)
-    t0, tf = m.t_start, m.t_fault
+    tf = m.t_fault
     outage_end = m.t_primary_ok if m.t_primary_ok is not None else math.inf
     flying = [r for r in reqs if in_flight(r, m)]
     on_primary = [r for r in flying if r.backend != m.secondary]
     cut = [r for r in reqs if r.cut]
-    cut_outside = [r for r in cut if r not in on_primary]
-    failed_outside = [r for r in reqs if not r.ok and r not in on_primary]
-    no_start = [r for r in reqs if not r.started]
     after = [r for r in reqs if r.t_send >= m.t_effect]
     first_after = after[0] if after else None
     sec_after = [r for r in after if r.ok and r.backend == m.secondary and r.ttft_s is not None]
@@ -108,56 +206,44 @@ def analyse_streams(reqs: Sequence[StreamRequest], m: Marks, mode: str, max_toke
     ref = reference_text(reqs)
     completed_across = [r for r in on_primary if fate(r, m) == "completed"]
     dup = [r for r in completed_across if ref is not None and r.verdict is not None and r.verdict.text != ref]
-    stalled = [r for r in on_primary if r.cut] if mode == "pause" else []
-    stall = max((r.t_done - tf for r in stalled), default=None)
-    stall_gap = max((r.t_done - (r.t_last_chunk or r.t_send) for r in stalled), default=None)
+    stalled = [r for r in on_primary if r.cut] if mode in HUNG_MODES else []
     ttft_after = [r.ttft_s for r in after if r.t_send < outage_end and r.ttft_s is not None]
     example = next((r for r in cut if r in on_primary), cut[0] if cut else None)
-
-    def brief(r: StreamRequest) -> dict[str, Any]:
-        return {"seq": r.seq, "sent_at_s": rounded(r.t_send - t0, 4), "end_at_s": rounded(r.t_done - t0, 4),
-                "backend": r.backend, "status": r.status, "tokens": r.tokens, "ttft_s": rounded(r.ttft_s, 4),
-                "fate": fate(r, m), "cut_reason": r.verdict.reason if (r.cut and r.verdict) else None}
-
-    return {
-        "total_requests": len(reqs),
-        "failed_requests": sum(not r.ok for r in reqs),
-        "cut_streams": len(cut),
-        "in_flight_at_fault": len(flying),
-        "in_flight_on_primary": len(on_primary),
-        "cut_in_flight_on_primary": sum(r.cut for r in on_primary),
-        "cut_not_in_flight": len(cut_outside),
-        "failed_not_in_flight": len(failed_outside),
-        "tokens_lost": sum(r.tokens for r in cut),
-        "failed_to_start": len(no_start),
-        "failed_to_start_after_fault": sum(not r.started for r in after),
-        "streams_after_fault": len(after),
-        "steady_ttft_samples": len(steady),
-        "ttft_during_outage_samples": len(ttft_after),
-        "ttft_penalty_s": rounded(penalty, 4),
-        "secondary_steady_ttft_median_s": rounded(steady_med, 4),
-        "first_stream_after_fault": ({"seq": first_after.seq, "sent_at_s": rounded(first_after.t_send - t0, 4),
-                                      "ttft_s": rounded(first_after.ttft_s, 4), "backend": first_after.backend,
-                                      "ok": first_after.ok} if first_after else None),
-        "max_ttft_during_outage_s": rounded(max(ttft_after) if ttft_after else None, 4),
-        "stall_detect_s": rounded(stall, 4),
-        "stall_gap_s": rounded(stall_gap, 4),
-        "completed_across_fault": len(completed_across),
-        "duplicated_text": len(dup),
-        "reference_text": ref,
-        "ttft": {"before": _ttft_stats([r for r in reqs if r.t_send < tf]),
-                 "during": _ttft_stats([r for r in reqs if tf <= r.t_send < outage_end]),
-                 "after": _ttft_stats([r for r in reqs if r.t_send >= outage_end])},
-        "healthy": healthy_margins(reqs),
-        "in_flight": [brief(r) for r in flying],
-        "in_flight_fates": dict(Counter(fate(r, m) for r in on_primary)),
-        "cut": [brief(r) for r in cut],
-        "cut_example": ({**brief(example), "raw_sse_tail": example.raw_tail} if example else None),
-        "max_tokens": max_tokens,
-    }
+    return StreamAnalysis(
+        total_requests=len(reqs),
+        failed_requests=sum(not r.ok for r in reqs),
+        cut_streams=len(cut),
+        in_flight_at_fault=len(flying),
+        in_flight_on_primary=len(on_primary),
+        cut_in_flight_on_primary=sum(r.cut for r in on_primary),
+        cut_not_in_flight=sum(1 for r in cut if r not in on_primary),
+        failed_not_in_flight=sum(1 for r in reqs if not r.ok and r not in on_primary),
+        tokens_lost=sum(r.tokens for r in cut),
+        failed_to_start=sum(not r.started for r in reqs),
+        failed_to_start_after_fault=sum(not r.started for r in after),
+        streams_after_fault=len(after),
+        steady_ttft_samples=len(steady),
+        ttft_during_outage_samples=len(ttft_after),
+        ttft_penalty_s=rounded(penalty, 4),
+        secondary_steady_ttft_median_s=rounded(steady_med, 4),
+        first_stream_after_fault=_first_stream(first_after, m),
+        max_ttft_during_outage_s=rounded(max(ttft_after) if ttft_after else None, 4),
+        stall_detect_s=rounded(max((r.t_done - tf for r in stalled), default=None), 4),
+        stall_gap_s=rounded(max((r.t_done - (r.t_last_chunk or r.t_send) for r in stalled), default=None), 4),
+        completed_across_fault=len(completed_across),
+        duplicated_text=len(dup),
+        reference_text=ref,
+        ttft=phases(reqs, m, _ttft_stats),
+        healthy=healthy_margins(reqs),
+        in_flight=[brief(r, m) for r in flying],
+        in_flight_fates=dict(Counter(fate(r, m) for r in on_primary)),
+        cut=[brief(r, m) for r in cut],
+        cut_example=CutExample(**asdict(brief(example, m)), raw_sse_tail=example.raw_tail) if example else None,
+        max_tokens=max_tokens,
+    )
 
 
-def stream_dod(s: dict[str, Any], base: dict[str, Any], mode: str, stream_timeout: float | None,
+def stream_dod(s: StreamAnalysis, base: FailoverAnalysis, mode: str, stream_timeout: float | None,
                restored: bool) -> list[Criterion]:
     """DoD lines of a streaming failover.  `base` is the plain analysis of the same requests
     (timeline.analyse), for served_by_secondary and failback.
@@ -165,9 +251,9 @@ def stream_dod(s: dict[str, Any], base: dict[str, Any], mode: str, stream_timeou
     The experiment exists to see what becomes of a stream the primary was serving when it died:
     a run with none in flight is inconclusive (a failing line that says so), and "no repeated
     text" is only a claim when at least one stream was continued across the fault."""
-    fates = s["in_flight_fates"]
-    n, after = s["total_requests"], s["streams_after_fault"]
-    flying = s["in_flight_on_primary"]
+    fates = s.in_flight_fates
+    n, after = s.total_requests, s.streams_after_fault
+    flying = s.in_flight_on_primary
     dod = [
         Criterion.judge("streams in flight on the primary at the fault (else the run is inconclusive)", ">= 1",
                         flying, lambda k: k >= 1,
@@ -175,31 +261,31 @@ def stream_dod(s: dict[str, Any], base: dict[str, Any], mode: str, stream_timeou
                         shown=(f"{flying}: " + ", ".join(f"{k} {f}" for f, k in sorted(fates.items()))
                                if flying else "0: inconclusive, no stream was in flight on the primary when it "
                                "died, so the cut-stream classification was not exercised")),
-        Criterion.judge("streams sent after the fault that failed to start", "0", s["failed_to_start_after_fault"],
+        Criterion.judge("streams sent after the fault that failed to start", "0", s.failed_to_start_after_fault,
                         lambda k: k == 0, samples=after),
         Criterion.judge("cut streams not in flight on the primary at the fault (fault time from the timeline)", "0",
-                        s["cut_not_in_flight"], lambda k: k == 0, samples=n, need=MIN_STREAMS,
-                        shown=f"{s['cut_not_in_flight']} ({s['cut_streams']} cut; in flight on the primary: {flying})"),
-        Criterion.judge("failed streams not in flight on the primary at the fault", "0", s["failed_not_in_flight"],
+                        s.cut_not_in_flight, lambda k: k == 0, samples=n, need=MIN_STREAMS,
+                        shown=f"{s.cut_not_in_flight} ({s.cut_streams} cut; in flight on the primary: {flying})"),
+        Criterion.judge("failed streams not in flight on the primary at the fault", "0", s.failed_not_in_flight,
                         lambda k: k == 0, samples=n, need=MIN_STREAMS),
     ]
-    if s["completed_across_fault"]:
+    if s.completed_across_fault:
         dod.append(Criterion.judge("streams completed across the fault repeat no text", "0 duplicated",
-                                   s["duplicated_text"], lambda k: k == 0, samples=s["completed_across_fault"],
-                                   shown=f"{s['duplicated_text']} of {s['completed_across_fault']} differ from "
+                                   s.duplicated_text, lambda k: k == 0, samples=s.completed_across_fault,
+                                   shown=f"{s.duplicated_text} of {s.completed_across_fault} differ from "
                                    "the steady answer"))
-    dod += [before_fault_criterion(base), secondary_line(base)]
-    if mode in ("stop", "kill"):
+    dod += served_lines(base)
+    if mode in REFUSED_MODES:
         dod.append(Criterion.judge("ttft_penalty_s (first stream sent after the fault)", f"< {TTFT_PENALTY_LIMIT_S} s",
-                                   s["ttft_penalty_s"], lambda p: p < TTFT_PENALTY_LIMIT_S,
-                                   samples=s["steady_ttft_samples"], need=1, unit=" s"))
+                                   s.ttft_penalty_s, lambda p: p < TTFT_PENALTY_LIMIT_S,
+                                   samples=s.steady_ttft_samples, need=1, unit=" s"))
     else:
         limit = (stream_timeout or 0) + PAUSE_TTFT_SLACK_S
-        mx = s["max_ttft_during_outage_s"]
+        mx = s.max_ttft_during_outage_s
         dod.append(Criterion.judge("first token of every stream sent during the outage",
                                    f"<= {limit:g} s (stream_timeout + {PAUSE_TTFT_SLACK_S:g} s)",
                                    mx if stream_timeout is not None else None, lambda v: v <= limit,
-                                   samples=s["ttft_during_outage_samples"], shown=f"max {mx} s"))
+                                   samples=s.ttft_during_outage_samples, shown=f"max {mx} s"))
     return dod + tail_lines(base, restored)
 
 
@@ -219,11 +305,5 @@ def cut_rows(reqs: Sequence[StreamRequest], m: Marks) -> list[dict[str, Any]]:
 
 
 def render_cut_rows(rows: list[dict[str, Any]], primary: str, secondary: str) -> str:
-    out = [f"{'t(s)':>5} {'sent':>4} {'whole':>5} {'cut':>4} {'nostart':>7} {primary[:14]:>14} "
-           f"{secondary[:14]:>14} {'max ttft':>8}  events"]
-    for row in rows:
-        mt = row["max_ttft_s"]
-        out.append(f"{row['second']:>5} {row['streams']:>4} {row['whole']:>5} {row['cut']:>4} {row['no_start']:>7} "
-                   f"{row['served'].get(primary, 0):>14} {row['served'].get(secondary, 0):>14} "
-                   f"{(f'{mt:.3f}' if mt is not None else '-'):>8}  {' '.join(row['marks'])}")
-    return "\n".join(out)
+    return render_seconds(rows, primary, secondary, (("sent", "streams", 4), ("whole", "whole", 5), ("cut", "cut", 4),
+                                                     ("nostart", "no_start", 7)), ("max ttft", "max_ttft_s"))

@@ -12,9 +12,17 @@ from typing import Any
 from ..errors import EnvironmentProblem
 from ..evidence import CheckResult
 from ..gateway_config import RouterSummary
-from .stream_analysis import analyse_streams, cut_rows, render_cut_rows, stream_dod
+from ..runner import Run
+from .common import Frame
+from .modes import HUNG_MODES
+from .stream_analysis import StreamAnalysis, analyse_streams, cut_rows, render_cut_rows, stream_dod
 from .streamload import StreamLoadGenerator, StreamRequest, stream_once
-from .timeline import Marks, analyse, availability_pct, in_effect
+from .timeline import Marks, analyse, failover_metrics, fmt, in_effect
+
+# The plain analysis' figures a streamed run's metrics carry, and the streamed analysis' own.
+BASE_METRICS = ("failover_time_s", "failover_penalty_s", "served_by_secondary", "failback_time_s")
+STREAM_METRICS = ("failed_requests", "total_requests", "cut_streams", "in_flight_on_primary", "cut_in_flight_on_primary",
+                  "tokens_lost", "failed_to_start", "ttft_penalty_s", "stall_detect_s")
 
 
 def stream_preflight(gateway_url: str, key: str, router: RouterSummary | None, max_tokens: int) -> list[dict[str, Any]]:
@@ -37,7 +45,7 @@ def stream_preflight(gateway_url: str, key: str, router: RouterSummary | None, m
 
 
 def make_stream_load(gateway_url: str, key: str, alias: str, rps: float, duration_s: float, max_tokens: int,
-                     run: Any) -> StreamLoadGenerator:
+                     run: Run) -> StreamLoadGenerator:
     def record(r: StreamRequest) -> None:
         v = r.verdict
         run.event("request", phase="failover", stream=True, t=run.to_run_time(r.t_send), seq=r.seq,
@@ -54,44 +62,36 @@ def make_stream_load(gateway_url: str, key: str, alias: str, rps: float, duratio
     return StreamLoadGenerator(gateway_url, key, alias, rps, duration_s, on_request=record, max_tokens=max_tokens)
 
 
-def stream_result(reqs: list[StreamRequest], m: Marks, o: Any, frame: Any, router: RouterSummary | None,
+def stream_result(reqs: list[StreamRequest], m: Marks, o: Any, frame: Frame, router: RouterSummary | None,
                   details: dict[str, Any], started_at: str, t_wall: float) -> tuple[CheckResult, str]:
+    """The streamed run's evidence: `details` is failover.failover_details' head, its analyses and
+    timeline go after it.  `o`: the FailoverOptions (mode, max_tokens)."""
     base = analyse(reqs, m)
     s = analyse_streams(reqs, m, o.mode, o.max_tokens)
     # the target's: what its hang costs a new stream before the fallback (None: LiteLLM's default)
     st = router.stream_timeout_s(details["target"]) if router is not None else None
-    metrics: dict[str, Any] = {k: base[k] for k in ("failover_time_s", "failover_penalty_s", "served_by_secondary",
-                                                     "failback_time_s")}
-    metrics.update({k: s[k] for k in ("failed_requests", "total_requests", "cut_streams", "in_flight_on_primary",
-                                      "cut_in_flight_on_primary", "tokens_lost", "failed_to_start",
-                                      "ttft_penalty_s", "stall_detect_s")})
-    metrics["ttft"] = {ph: {"p50_s": v["ttft_p50_s"], "p95_s": v["ttft_p95_s"]} for ph, v in s["ttft"].items()}
-    metrics["fault_call_s"] = details["marks"].get("fault_call_s")
-    metrics["availability_pct"] = availability_pct(reqs)
-    metrics["restored"] = frame.restored
-    metrics["latency"] = base["latency"]
+    sj = s.to_json()
+    own = {**{k: sj[k] for k in STREAM_METRICS},
+           "ttft": {ph: {"p50_s": v.ttft_p50_s, "p95_s": v.ttft_p95_s} for ph, v in s.ttft.items()}}
+    metrics = failover_metrics(base, reqs, frame.restored, details["marks"].get("fault_call_s"), BASE_METRICS, own)
     dod = stream_dod(s, base, o.mode, st, frame.restored)
     rows = cut_rows(reqs, m)
     every = {str(dep.get("id")): dep.get("stream_timeout") for dep in (router.deployments if router else [])}
-    details = {**details, "stream": True, "stream_timeout_s": st, "stream_timeouts_s": every, "analysis": base,
-               "stream_analysis": s, "timeline": rows,
+    details = {**details, "stream": True, "stream_timeout_s": st, "stream_timeouts_s": every, "analysis": base.to_json(),
+               "stream_analysis": sj, "timeline": rows,
                "streams": [{**r.to_json(), "sent_at_s": round(r.t_send - m.t_start, 4)} for r in reqs]}
     r = CheckResult("failover", started_at, time.perf_counter() - t_wall, metrics, dod, details)
-    return r, stream_text(r)
+    return r, stream_text(r, s)
 
 
-def stream_text(r: CheckResult) -> str:
-    d, m = r.details, r.metrics
-    s, mk = d["stream_analysis"], d["marks"]
-
-    def fmt(x: Any, unit: str = " s") -> str:
-        return "n/a" if x is None else f"{x:.3f}{unit}" if isinstance(x, float) else f"{x}{unit}"
+def stream_text(r: CheckResult, s: StreamAnalysis) -> str:
+    d, m, mk = r.details, r.metrics, r.details["marks"]
 
     def secs(x: Any) -> str:
         return "LiteLLM's default" if x is None else f"{float(x):g} s"
 
-    first = s["first_stream_after_fault"] or {}
-    fates = ", ".join(f"{n} {k}" for k, n in sorted(s["in_flight_fates"].items())) or "none"
+    first = s.first_stream_after_fault
+    fates = ", ".join(f"{n} {k}" for k, n in sorted(s.in_flight_fates.items())) or "none"
     lines = [
         f"Streaming failover test: {d['target']} -> {d['secondary']} through the gateway, fault mode `{d['mode']}`",
         "",
@@ -99,24 +99,24 @@ def stream_text(r: CheckResult) -> str:
         "  1. Pre-flight: every service Up (healthy); the load's streamed request answered whole by "
         + (" and ".join(w["deployment"] for w in d.get("stream_preflight") or []) or "no deployment") + ".",
         f"  2. Steady state: {d['rps']:g} streamed completions/s of max_tokens={d['max_tokens']} (open loop); "
-        f"TTFT p50 {fmt(s['ttft']['before']['ttft_p50_s'])}.",
-        f"  3. Fault at t={fmt(mk['fault'])}{in_effect(mk)}: docker {d['mode']} {d['target']}; {s['in_flight_on_primary']} stream(s) "
+        f"TTFT p50 {fmt(s.ttft.before.ttft_p50_s)}.",
+        f"  3. Fault at t={fmt(mk['fault'])}{in_effect(mk)}: docker {d['mode']} {d['target']}; {s.in_flight_on_primary} stream(s) "
         f"in flight on it: {fates}.",
-        f"  4. First stream sent after the fault: t={fmt(first.get('sent_at_s'))}, first token after "
-        f"{fmt(first.get('ttft_s'))} from {first.get('backend')}.",
+        f"  4. First stream sent after the fault: t={fmt(first.sent_at_s if first else None)}, first token after "
+        f"{fmt(first.ttft_s if first else None)} from {first.backend if first else None}.",
         f"  5. Restore at t={fmt(mk['restore'])} ({d['restore_action'] or 'none'}); primary /health OK at "
         f"t={fmt(mk['primary_ok'])}; failback {fmt(m['failback_time_s'])} after.",
         "",
         "Figures (a cut stream is a failed request even with HTTP 200):",
         f"  cut_streams          {m['cut_streams']} (in flight on the primary at the fault: "
-        f"{s['in_flight_on_primary']}, of them cut: {s['cut_in_flight_on_primary']})",
+        f"{s.in_flight_on_primary}, of them cut: {s.cut_in_flight_on_primary})",
         f"  tokens_lost          {m['tokens_lost']} (delivered before the cuts)",
-        f"  failed_to_start      {m['failed_to_start']} (after the fault: {s['failed_to_start_after_fault']})",
+        f"  failed_to_start      {m['failed_to_start']} (after the fault: {s.failed_to_start_after_fault})",
         f"  failed_requests      {m['failed_requests']} of {m['total_requests']}",
         f"  ttft_penalty_s       {fmt(m['ttft_penalty_s'])}   (secondary steady TTFT median "
-        f"{fmt(s['secondary_steady_ttft_median_s'])})",
+        f"{fmt(s.secondary_steady_ttft_median_s)})",
         f"  stall_detect_s       {fmt(m['stall_detect_s'])}" + ("   (pause: fault to the stalled stream's end)"
-                                                                if d["mode"] == "pause" else ""),
+                                                                if d["mode"] in HUNG_MODES else ""),
         f"  stream_timeout       {secs(d['stream_timeout_s'])} on {d['target']}"
         + "".join(f", {secs(t)} on {dep}" for dep, t in (d.get("stream_timeouts_s") or {}).items()
                   if dep != d["target"]),
@@ -126,26 +126,24 @@ def stream_text(r: CheckResult) -> str:
         "",
         "TTFT         streams failed  cut   p50      p95      max",
     ]
-    for ph in ("before", "during", "after"):
-        t = s["ttft"][ph]
-        lines.append(f"  {ph:10} {t['streams']:>7} {t['failed']:>6} {t['cut']:>4}  {fmt(t['ttft_p50_s'])}  "
-                     f"{fmt(t['ttft_p95_s'])}  {fmt(t['ttft_max_s'])}")
-    healthy = s.get("healthy") or {}
-    if healthy:
+    for ph, t in s.ttft.items():
+        lines.append(f"  {ph:10} {t.streams:>7} {t.failed:>6} {t.cut:>4}  {fmt(t.ttft_p50_s)}  "
+                     f"{fmt(t.ttft_p95_s)}  {fmt(t.ttft_max_s)}")
+    if s.healthy:
         lines += ["", "Healthy margin (whole streams served on the first attempt; stream_timeout must stay above):"]
-        for b, h in healthy.items():
-            lines.append(f"  {b:16} {h['streams']:>3} streams   TTFT max {fmt(h['ttft_max_s'])}   "
-                         f"longest chunk gap {fmt(h['gap_max_s'])}")
+        for b, h in s.healthy.items():
+            lines.append(f"  {b:16} {h.streams:>3} streams   TTFT max {fmt(h.ttft_max_s)}   "
+                         f"longest chunk gap {fmt(h.gap_max_s)}")
     lines += ["", "Timeline (one row per second of sending):", render_cut_rows(d["timeline"], d["target"], d["secondary"])]
-    if s["cut"]:
+    if s.cut:
         lines += ["", "Cut streams:"]
-        for c in s["cut"]:
-            lines.append(f"  #{c['seq']} sent t={fmt(c['sent_at_s'])} ended t={fmt(c['end_at_s'])} on {c['backend']} "
-                         f"after {c['tokens']} tokens: {c['cut_reason']}")
-    ex = s["cut_example"]
+        for c in s.cut:
+            lines.append(f"  #{c.seq} sent t={fmt(c.sent_at_s)} ended t={fmt(c.end_at_s)} on {c.backend} "
+                         f"after {c.tokens} tokens: {c.cut_reason}")
+    ex = s.cut_example
     if ex:
-        lines += ["", f"Raw SSE tail of cut stream #{ex['seq']} (what the client received last):"]
-        lines += ["  " + ln for ln in ex["raw_sse_tail"].splitlines()[-8:]]
+        lines += ["", f"Raw SSE tail of cut stream #{ex.seq} (what the client received last):"]
+        lines += ["  " + ln for ln in ex.raw_sse_tail.splitlines()[-8:]]
     for n in d["notes"]:
         lines.append(f"NOTE: {n}")
     return "\n".join(lines)

@@ -29,12 +29,13 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Generic, Protocol, TypeVar
 
 from ..rounding import rounded
-from ..evidence import Criterion
+
+T = TypeVar("T")
 
 
 class Req(Protocol):
@@ -87,10 +88,114 @@ def percentile(values: Sequence[float], p: float) -> float | None:
     return s[k]
 
 
-def _stats(reqs: Sequence[Req]) -> dict[str, Any]:
+@dataclass
+class Phases(Generic[T]):
+    """One figure before the fault, during the outage and after it (its keys in the evidence)."""
+
+    before: T
+    during: T
+    after: T
+
+    def items(self) -> list[tuple[str, T]]:
+        return [("before", self.before), ("during", self.during), ("after", self.after)]
+
+
+def phases(reqs: Sequence[Any], m: Marks, stats: Callable[[list[Any]], T]) -> Phases[T]:
+    """`stats` of the requests sent before the fault, during the outage (up to the primary healthy
+    again) and after it."""
+    outage_end = m.t_primary_ok if m.t_primary_ok is not None else math.inf
+    return Phases(stats([r for r in reqs if r.t_send < m.t_fault]),
+                  stats([r for r in reqs if m.t_fault <= r.t_send < outage_end]),
+                  stats([r for r in reqs if r.t_send >= outage_end]))
+
+
+@dataclass
+class LatencyStats:
+    requests: int
+    errors: int
+    p50_s: float | None
+    p95_s: float | None
+    max_s: float | None
+
+
+def _stats(reqs: Sequence[Req]) -> LatencyStats:
     lat = [r.latency_s for r in reqs]
-    return {"requests": len(reqs), "errors": sum(not r.ok for r in reqs),
-            "p50_s": rounded(percentile(lat, 50), 4), "p95_s": rounded(percentile(lat, 95), 4), "max_s": rounded(max(lat) if lat else None, 4)}
+    return LatencyStats(len(reqs), sum(not r.ok for r in reqs), rounded(percentile(lat, 50), 4),
+                        rounded(percentile(lat, 95), 4), rounded(max(lat) if lat else None, 4))
+
+
+@dataclass
+class Samples:
+    """How many observations each figure rests on (the DoD lines' samples)."""
+
+    secondary_after_fault: int
+    steady: int
+    done_before_fault: int
+
+
+@dataclass
+class RequestRef:
+    """One request the figures name: its number, when it was sent (from the load's start), its latency."""
+
+    seq: int | None
+    sent_at_s: float | None
+    latency_s: float | None
+
+
+@dataclass
+class TeardownWindow:
+    """Requests sent after the primary was gone and before the engine's call returned."""
+
+    seconds: float | None
+    requests: int
+    failed: int
+    max_latency_s: float | None
+    max_penalty_s: float | None
+
+
+@dataclass
+class InFlight:
+    """Requests sent before the fault and completed after it.  Those the secondary served lost
+    whatever work the primary had done on them (under ordered routing they are LiteLLM's retries),
+    so their extra latency is shown here rather than mixed into the failover time or penalty."""
+
+    requests: int
+    failed: int
+    served: dict[str, int]
+    retried_on_secondary: int
+    seqs_on_secondary: list[int | None]
+    max_latency_s: float | None
+    max_penalty_s: float | None
+
+
+@dataclass
+class FailoverAnalysis:
+    """The figures of one failover run (the module's docstring defines them).  Its fields are the
+    evidence's `details.analysis`, in that order: `to_json` writes them."""
+
+    failover_time_s: float | None
+    failover_penalty_s: float | None
+    samples: Samples
+    failed_requests: int
+    total_requests: int
+    served_by_secondary: bool
+    served_before_fault: dict[str, int]   # primary first, then secondary
+    failback_time_s: float | None
+    secondary_steady_median_s: float | None
+    # The secondary's own steady state during the outage, for the limits: its p95 reply and how
+    # far its slowest reply lies above its median.  On a busy machine one reply varies by that
+    # much with no failover at all.
+    secondary_steady_p95_s: float | None
+    secondary_steady_spread_s: float | None
+    first_failover_request: RequestRef | None
+    penalty_request: RequestRef | None
+    teardown_window: TeardownWindow
+    in_flight_at_fault: InFlight
+    latency: Phases[LatencyStats]
+    served: dict[str, int]
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 def _retried(r: Req) -> bool:
@@ -99,13 +204,22 @@ def _retried(r: Req) -> bool:
     return n not in (None, "", "0")
 
 
-def analyse(reqs: Sequence[Req], m: Marks) -> dict[str, Any]:
+def _ref(r: Req | None, m: Marks) -> RequestRef | None:
+    if r is None:
+        return None
+    return RequestRef(getattr(r, "seq", None), rounded(r.t_send - m.t_start, 4), rounded(r.latency_s, 4))
+
+
+def _over(latencies: list[float], median: float | None) -> float | None:
+    """The slowest of `latencies` over the secondary's steady median (None without either)."""
+    return rounded(max(latencies) - median, 4) if latencies and median is not None else None
+
+
+def analyse(reqs: Sequence[Req], m: Marks) -> FailoverAnalysis:
     reqs = sorted(reqs, key=lambda r: r.t_send)
-    failed = [r for r in reqs if not r.ok]
     # By completion, not by sending: a request completed before the fault was served while the
     # primary was still up, so the secondary serving it means traffic was shared before any fault.
     done_before = [r for r in reqs if r.ok and r.t_done < m.t_fault]
-    served_before = {b: sum(1 for r in done_before if r.backend == b) for b in (m.primary, m.secondary)}
     after_fault = sorted((r for r in reqs if r.ok and r.backend == m.secondary and r.t_send >= m.t_effect),
                          key=lambda r: r.t_done)
     first = after_fault[0] if after_fault else None
@@ -121,7 +235,6 @@ def analyse(reqs: Sequence[Req], m: Marks) -> dict[str, Any]:
     steady = ([r.latency_s for r in judged[1:] if r.t_send >= pen_first.t_done and r.t_send < outage_end]
               if pen_first else [])
     steady_median = statistics.median(steady) if steady else None
-    failover_time = first.t_done - m.t_effect if first else None
     penalty = (pen_first.latency_s - steady_median) if pen_first and steady_median is not None else None
     teardown = [r for r in reqs if m.t_effect <= r.t_send < m.t_in_place]
     failback = None
@@ -131,60 +244,57 @@ def analyse(reqs: Sequence[Req], m: Marks) -> dict[str, Any]:
         failback = back[0].t_done - m.t_primary_ok if back else None
     in_flight = [r for r in reqs if r.t_send < m.t_effect and r.t_done >= m.t_fault]
     in_flight_sec = [r for r in in_flight if r.ok and r.backend == m.secondary]
-    before = [r for r in reqs if r.t_send < m.t_fault]
-    during = [r for r in reqs if m.t_fault <= r.t_send < outage_end]
-    after = [r for r in reqs if r.t_send >= outage_end]
-    return {
-        "failover_time_s": rounded(failover_time, 4),
-        "failover_penalty_s": rounded(penalty, 4),
-        # How many observations each figure rests on (the DoD lines' samples).
-        "samples": {"secondary_after_fault": len(after_fault), "steady": len(steady),
-                    "done_before_fault": len(done_before)},
-        "failed_requests": len(failed),
-        "total_requests": len(reqs),
-        "served_by_secondary": first is not None,
-        "served_before_fault": served_before,
-        "failback_time_s": rounded(failback, 4),
-        "secondary_steady_median_s": rounded(steady_median, 4),
-        # The secondary's own steady state during the outage, for the limits: its p95 reply and how
-        # far its slowest reply lies above its median.  On a busy machine one reply varies by that
-        # much with no failover at all.
-        "secondary_steady_p95_s": rounded(percentile(steady, 95), 4) if steady else None,
-        "secondary_steady_spread_s": rounded(max(steady) - steady_median, 4) if steady else None,
-        "first_failover_request": ({"seq": getattr(first, "seq", None), "sent_at_s": rounded(first.t_send - m.t_start, 4),
-                                    "latency_s": rounded(first.latency_s, 4)} if first else None),
-        "penalty_request": ({"seq": getattr(pen_first, "seq", None), "sent_at_s": rounded(pen_first.t_send - m.t_start, 4),
-                             "latency_s": rounded(pen_first.latency_s, 4)} if pen_first else None),
-        # Sent after the primary was gone and before the engine's call returned.
-        "teardown_window": {
-            "seconds": rounded(m.t_in_place - m.t_effect, 4),
-            "requests": len(teardown), "failed": sum(not r.ok for r in teardown),
-            "max_latency_s": rounded(max((r.latency_s for r in teardown), default=None), 4),
-            "max_penalty_s": rounded(max(r.latency_s for r in teardown) - steady_median
-                                if teardown and steady_median is not None else None, 4),
-        },
-        # Sent before the fault, completed after it.  Those the secondary served lost whatever work
-        # the primary had done on them (under ordered routing they are LiteLLM's retries), so their
-        # extra latency is shown here rather than mixed into the failover time or penalty.
-        "in_flight_at_fault": {
-            "requests": len(in_flight),
-            "failed": sum(not r.ok for r in in_flight),
-            "served": {b: sum(1 for r in in_flight if r.ok and r.backend == b) for b in (m.primary, m.secondary)},
-            "retried_on_secondary": sum(1 for r in in_flight_sec if _retried(r)),
-            "seqs_on_secondary": [getattr(r, "seq", None) for r in in_flight_sec],
-            "max_latency_s": rounded(max((r.latency_s for r in in_flight), default=None), 4),
-            "max_penalty_s": rounded(max(r.latency_s for r in in_flight_sec) - steady_median
-                                if in_flight_sec and steady_median is not None else None, 4),
-        },
-        "latency": {"before": _stats(before), "during": _stats(during), "after": _stats(after)},
-        "served": {b: sum(1 for r in reqs if r.ok and r.backend == b) for b in (m.primary, m.secondary)},
-    }
+    return FailoverAnalysis(
+        failover_time_s=rounded(first.t_done - m.t_effect if first else None, 4),
+        failover_penalty_s=rounded(penalty, 4),
+        samples=Samples(len(after_fault), len(steady), len(done_before)),
+        failed_requests=sum(not r.ok for r in reqs),
+        total_requests=len(reqs),
+        served_by_secondary=first is not None,
+        served_before_fault=_served(done_before, m),
+        failback_time_s=rounded(failback, 4),
+        secondary_steady_median_s=rounded(steady_median, 4),
+        secondary_steady_p95_s=rounded(percentile(steady, 95), 4) if steady else None,
+        secondary_steady_spread_s=rounded(max(steady) - steady_median, 4) if steady else None,
+        first_failover_request=_ref(first, m),
+        penalty_request=_ref(pen_first, m),
+        teardown_window=TeardownWindow(
+            rounded(m.t_in_place - m.t_effect, 4), len(teardown), sum(not r.ok for r in teardown),
+            rounded(max((r.latency_s for r in teardown), default=None), 4),
+            _over([r.latency_s for r in teardown], steady_median)),
+        in_flight_at_fault=InFlight(
+            len(in_flight), sum(not r.ok for r in in_flight), _served(in_flight, m),
+            sum(1 for r in in_flight_sec if _retried(r)), [getattr(r, "seq", None) for r in in_flight_sec],
+            rounded(max((r.latency_s for r in in_flight), default=None), 4),
+            _over([r.latency_s for r in in_flight_sec], steady_median)),
+        latency=phases(reqs, m, _stats),
+        served=_served(reqs, m),
+    )
+
+
+def _served(reqs: Sequence[Req], m: Marks) -> dict[str, int]:
+    """How many of `reqs` each of the two servers answered with a 2xx, primary first."""
+    return {b: sum(1 for r in reqs if r.ok and r.backend == b) for b in (m.primary, m.secondary)}
 
 
 def availability_pct(reqs: Sequence[Req]) -> float | None:
     """2xx responses of all requests the load sent, in percent: the reference procedure's
     "service availability 99 %+" row, measured.  None when nothing was sent."""
     return round(100.0 * sum(1 for r in reqs if r.ok) / len(reqs), 3) if reqs else None
+
+
+def failover_metrics(a: FailoverAnalysis, reqs: Sequence[Req], restored: bool, fault_call_s: float | None,
+                     figures: Sequence[str], extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A failover run's metrics: the analysis' `figures` (by their evidence keys), the load's own
+    `extra`, then what every load's metrics end with."""
+    j = a.to_json()
+    return {**{k: j[k] for k in figures}, **(extra or {}), "fault_call_s": fault_call_s,
+            "availability_pct": availability_pct(reqs), "restored": restored, "latency": j["latency"]}
+
+
+def fmt(x: Any, unit: str = " s") -> str:
+    """A figure for the evidence text: 3 decimals for a float, n/a for none."""
+    return "n/a" if x is None else f"{x:.3f}{unit}" if isinstance(x, float) else f"{x}{unit}"
 
 
 def seconds(reqs: Sequence[Req], m: Marks) -> Iterator[tuple[int, list[Any], list[str], dict[str, int]]]:
@@ -214,28 +324,20 @@ def per_second(reqs: Sequence[Req], m: Marks) -> list[dict[str, Any]]:
     return rows
 
 
-def render_rows(rows: list[dict[str, Any]], primary: str, secondary: str) -> str:
-    out = [f"{'t(s)':>5} {'req':>4} {'err':>4} {primary[:14]:>14} {secondary[:14]:>14} {'max lat':>8}  events"]
+def render_seconds(rows: list[dict[str, Any]], primary: str, secondary: str, counts: Sequence[tuple[str, str, int]],
+                   worst: tuple[str, str]) -> str:
+    """The per-second table: each row's `counts` (heading, key, width), who served, its `worst`
+    (heading, key: a latency in seconds) and its marks."""
+    out = [f"{'t(s)':>5} " + "".join(f"{head:>{w}} " for head, _, w in counts)
+           + f"{primary[:14]:>14} {secondary[:14]:>14} {worst[0]:>8}  events"]
     for row in rows:
-        ml = row["max_latency_s"]
-        out.append(f"{row['second']:>5} {row['requests']:>4} {row['errors']:>4} {row['served'].get(primary, 0):>14} "
-                   f"{row['served'].get(secondary, 0):>14} {(f'{ml:.3f}' if ml is not None else '-'):>8}  "
-                   f"{' '.join(row['marks'])}")
+        v = row[worst[1]]
+        out.append(f"{row['second']:>5} " + "".join(f"{row[key]:>{w}} " for _, key, w in counts)
+                   + f"{row['served'].get(primary, 0):>14} {row['served'].get(secondary, 0):>14} "
+                   f"{(f'{v:.3f}' if v is not None else '-'):>8}  {' '.join(row['marks'])}")
     return "\n".join(out)
 
 
-def before_fault_criterion(a: dict[str, Any]) -> Criterion:
-    """The DoD line every failover variant shares.  Without it the other lines prove nothing: a
-    secondary already sharing the traffic (no `order`) answers right after any fault, with no
-    failover at all."""
-    before = a["served_before_fault"]
-    primary, secondary = before          # analyse() keys it primary first
-    n = before[primary] + before[secondary]
-    return Criterion.judge("primary served all traffic before the fault",
-                           f"0 by {secondary}, >= {MIN_BEFORE_FAULT} by {primary}", before,
-                           lambda b: b[secondary] == 0, samples=n, need=MIN_BEFORE_FAULT,
-                           shown=f"{before[secondary]} by {secondary}, {before[primary]} by {primary}")
-
-
-# A steady state of fewer replies than this shows nothing about who served before the fault.
-MIN_BEFORE_FAULT = 3
+def render_rows(rows: list[dict[str, Any]], primary: str, secondary: str) -> str:
+    return render_seconds(rows, primary, secondary, (("req", "requests", 4), ("err", "errors", 4)),
+                          ("max lat", "max_latency_s"))
