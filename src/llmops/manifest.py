@@ -98,11 +98,11 @@ class GpuDevice:
     """One GPU as the GPU check saw it (`gpu.sampling.Recording.gpu_env`)."""
 
     name: str
-    index: int | None = None
+    index: int | None = None          # NVML's index, as --device takes it
     uuid: str | None = None
     total_mib: float | None = None
-    memory_api: str | None = None
-    mig_enabled: bool | None = None
+    memory_api: str | None = None     # "v2" (reserved memory known) or "v1"
+    mig_enabled: bool | None = None   # None: NVML could not say
 
     @classmethod
     def from_json(cls, d: Any) -> "GpuDevice | None":

@@ -115,19 +115,23 @@ class Phase:
 
 @dataclass
 class PhaseOutcome:
+    """What certify's board and closing lines show of one phase."""
+
     phase: str
-    code: int
+    code: int                 # the phase's checks' exit codes, folded
     seconds: float
-    checks: list[str] = field(default_factory=list)
-    error: str | None = None
+    checks: list[str] = field(default_factory=list)   # the checks that ran (a phase ends at an error)
+    error: str | None = None  # the one-line reason the phase could not go on
 
 
 @dataclass
 class RunOutcome:
+    """A run's end: its exit code, its folder, and its phases."""
+
     code: int
     path: Path
     phases: list[PhaseOutcome]
-    interrupted: bool
+    interrupted: bool         # SIGINT/SIGTERM stopped it: later phases did not start
 
 
 def one_line(exc: BaseException) -> str:
