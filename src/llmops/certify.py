@@ -10,7 +10,7 @@ leave a report of what ran (exit 130).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .context import Context
 from .errors import LlmopsError, UsageError, aggregate_exit
@@ -18,6 +18,8 @@ from .runner import Check, Checked, Phase, PhaseOutcome, Run, Runner, Say
 from .stack import Role
 
 if TYPE_CHECKING:
+    from .chaos.failover import FailoverOptions
+    from .chaos.qdrant import QdrantOptions
     from .gpu.check import GpuReportOptions
     from .gpu.server import ModelServer
 
@@ -46,12 +48,12 @@ def gpu_check(servers: Callable[[], list[ModelServer]], options: GpuReportOption
     return Check("gpu", run)
 
 
-def certify_phases(ctx: Context, say: Say, failover_opts: Any = None, qdrant_opts: Any = None,
-                   gpu_kw: dict[str, Any] | None = None) -> list[Phase]:
+def certify_phases(ctx: Context, say: Say, failover_opts: FailoverOptions | None = None,
+                   qdrant_opts: QdrantOptions | None = None, gpu_opts: GpuReportOptions | None = None) -> list[Phase]:
+    """The phases in order, each the same check its single command runs."""
     from .checks import verify_phase
     from .chaos.failover import FailoverOptions, run_failover
     from .chaos.qdrant import QdrantOptions, run_qdrant
-
     from .gpu.check import GpuReportOptions
     from .gpu.server import servers_from_stack
 
@@ -60,7 +62,7 @@ def certify_phases(ctx: Context, say: Say, failover_opts: Any = None, qdrant_opt
         Phase("failover", [Check("failover", lambda run: run_failover(ctx, run, failover_opts or FailoverOptions()))]),
         Phase("qdrant", [Check("qdrant", lambda run: run_qdrant(ctx, run, qdrant_opts or QdrantOptions()))]),
         Phase("gpu", [gpu_check(lambda: servers_from_stack(ctx.stack(), ctx.client),
-                                GpuReportOptions(**(gpu_kw or {})))]),
+                                gpu_opts or GpuReportOptions())]),
     ]
     # A stack with no vector DB has no Qdrant check to run: not in this stack (the manifest and
     # the report say so), which is neither a failure nor a skip.
@@ -74,13 +76,14 @@ def certify_phases(ctx: Context, say: Say, failover_opts: Any = None, qdrant_opt
     return phases
 
 
-def run_certify(runner: Runner, skip: list[str], failover_opts: Any = None, qdrant_opts: Any = None,
-                gpu_kw: dict[str, Any] | None = None) -> tuple[int, list[PhaseOutcome]]:
+def run_certify(runner: Runner, skip: list[str], failover_opts: FailoverOptions | None = None,
+                qdrant_opts: QdrantOptions | None = None,
+                gpu_opts: GpuReportOptions | None = None) -> tuple[int, list[PhaseOutcome]]:
     """Every phase in the runner's one run folder (a `contain=True` runner: see runner.py), then
     the report, also after an interrupt."""
     check_skip(skip)
     on_phase = runner.on_phase
-    out = runner.run(certify_phases(runner.ctx, runner.say, failover_opts, qdrant_opts, gpu_kw), skip)
+    out = runner.run(certify_phases(runner.ctx, runner.say, failover_opts, qdrant_opts, gpu_opts), skip)
     code = out.code
     if "report" in skip:
         on_phase("report", "skipped")
