@@ -262,9 +262,9 @@ def test_failover_preflight_leaves_the_standby_holding_the_loads_prompt(healthy_
     from llmops.context import Context
 
     ctx = Context(project_dir=ROOT, profile_opt="cpu", project=STACK_PROJECT)
-    key, gw = ctx.master_key or "", ctx.by_role("gateway")
+    key, gw = ctx.master_key or "", ctx.stack().require("gateway")
     assert httpx.get(f"{gw.url}/health", headers={"Authorization": f"Bearer {key}"}, timeout=60).status_code == 200
-    primary = ctx.by_role("inference-primary").name
+    primary = ctx.stack().require("inference-primary").name
     preflight_requests(ctx, gw, key, "chat-7b", primary, FailoverOptions(warm=warm), cooldown_s=5.0)
     evaluated = _standby_prompt_tokens_evaluated(healthy_stack["client"])
     if warm:
