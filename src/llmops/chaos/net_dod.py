@@ -21,10 +21,20 @@ def _count(v: object) -> int | None:
 
 
 @dataclass(frozen=True)
+class ProbeCounts:
+    """The gateway probe's samples before or during the fault: how many connected, how many
+    failed to run (None: not probed, or an older summary)."""
+
+    samples: int
+    reached: int | None
+    failed: int | None
+
+
+@dataclass(frozen=True)
 class NetworkEvidence:
     """The network fault's own evidence: the frame's record (`NetFaultFrame.summary`, with its
     divergence sampler's figures), kept whole for `details.network_fault`, and what the DoD reads
-    of it.  A count the record lacks (not probed, or an older summary) reads as None."""
+    of it."""
 
     record: JsonObject
 
@@ -33,28 +43,17 @@ class NetworkEvidence:
         return _count(self.record.get("dropped_packets"))
 
     @property
-    def samples_before(self) -> int:
-        return _count(self.record.get("samples_before")) or 0
+    def before(self) -> ProbeCounts:
+        return self._probes("before")
 
     @property
-    def reached_before(self) -> int | None:
-        return _count(self.record.get("gateway_reached_before"))
+    def during(self) -> ProbeCounts:
+        return self._probes("during")
 
-    @property
-    def probe_failed_before(self) -> int | None:
-        return _count(self.record.get("probe_failed_before"))
-
-    @property
-    def samples_during(self) -> int:
-        return _count(self.record.get("samples_during")) or 0
-
-    @property
-    def reached_during(self) -> int | None:
-        return _count(self.record.get("gateway_reached_during"))
-
-    @property
-    def probe_failed_during(self) -> int | None:
-        return _count(self.record.get("probe_failed_during"))
+    def _probes(self, when: str) -> ProbeCounts:
+        r = self.record
+        return ProbeCounts(_count(r.get(f"samples_{when}")) or 0, _count(r.get(f"gateway_reached_{when}")),
+                           _count(r.get(f"probe_failed_{when}")))
 
 
 @dataclass
@@ -208,7 +207,8 @@ def _probe_shown(reached: int | None, n: int, failed: int | None) -> str:
 def probe_before_line(nf: NetworkEvidence) -> Criterion:
     """The probe's control: it reached the primary before the fault, so its silence during the
     fault is the network's, not its own.  Fewer than MIN_REACHED_BEFORE connects is not measured."""
-    n, reached, failed = nf.samples_before, nf.reached_before, nf.probe_failed_before
+    p = nf.before
+    n, reached, failed = p.samples, p.reached, p.failed
     return Criterion.judge(f"gateway reached the primary before the fault ({PROBE_WORDS})",
                            f">= {MIN_REACHED_BEFORE} reached", reached, lambda v: v >= MIN_REACHED_BEFORE,
                            samples=reached or 0, need=MIN_REACHED_BEFORE, shown=_probe_shown(reached, n, failed))
@@ -217,7 +217,8 @@ def probe_before_line(nf: NetworkEvidence) -> Criterion:
 def cut_line(nf: NetworkEvidence) -> Criterion:
     """No probe during the fault connected, and none failed to run: a failed probe saw nothing, so it
     is never counted as "not reached".  No samples means the cut was never observed: that fails."""
-    during, reached, failed = nf.samples_during, nf.reached_during, nf.probe_failed_during
+    p = nf.during
+    during, reached, failed = p.samples, p.reached, p.failed
     # A missing failure count (not probed, or an older summary) leaves the line unmeasured.
     value = reached if failed is not None else None
     return Criterion.judge(f"gateway could not reach the primary during the fault ({PROBE_WORDS})",

@@ -29,7 +29,7 @@ from ..evidence import Criterion, JsonObject
 from .dod_common import served_lines, tail_lines
 from .modes import HUNG_MODES, REFUSED_MODES
 from .streamload import StreamRequest
-from .timeline import FailoverAnalysis, Marks, Phases, percentile, phases, render_seconds, seconds
+from .timeline import FailoverAnalysis, Marks, Phases, SecondRow, percentile, phases, render_seconds, seconds
 
 TTFT_PENALTY_LIMIT_S = 0.1
 PAUSE_TTFT_SLACK_S = 0.5
@@ -299,34 +299,17 @@ def stream_dod(s: StreamAnalysis, base: FailoverAnalysis, mode: str, stream_time
 MIN_STREAMS = 3
 
 
-@dataclass(frozen=True)
-class CutRow:
-    """One second of a streamed run's sending.  Its fields are the evidence's `details.timeline`
-    rows, in that order."""
-
-    second: int
-    streams: int
-    whole: int
-    cut: int
-    no_start: int
-    served: dict[str, int]          # whole streams by backend
-    max_ttft_s: float | None
-    marks: list[str]
-
-    def to_json(self) -> JsonObject:
-        return asdict(self)
-
-
-def cut_rows(reqs: Sequence[StreamRequest], m: Marks) -> list[CutRow]:
+def cut_rows(reqs: Sequence[StreamRequest], m: Marks) -> list[SecondRow]:
     """Per second of sending: streams whole, cut, failed to start; TTFT max."""
     rows = []
     for sec, b, marks, served in seconds(reqs, m):
         t = [r.ttft_s for r in b if r.ttft_s is not None]
-        rows.append(CutRow(sec, len(b), sum(r.ok for r in b), sum(r.cut for r in b), sum(not r.started for r in b),
-                           served, rounded(max(t) if t else None, 4), marks))
+        counts = {"streams": len(b), "whole": sum(r.ok for r in b), "cut": sum(r.cut for r in b),
+                  "no_start": sum(not r.started for r in b)}
+        rows.append(SecondRow(sec, counts, served, "max_ttft_s", rounded(max(t) if t else None, 4), marks))
     return rows
 
 
-def render_cut_rows(rows: Sequence[CutRow], primary: str, secondary: str) -> str:
+def render_cut_rows(rows: Sequence[SecondRow], primary: str, secondary: str) -> str:
     return render_seconds(rows, primary, secondary, (("sent", "streams", 4), ("whole", "whole", 5), ("cut", "cut", 4),
-                                                     ("nostart", "no_start", 7)), ("max ttft", "max_ttft_s"))
+                                                     ("nostart", "no_start", 7)), "max ttft")

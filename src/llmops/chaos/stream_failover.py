@@ -15,9 +15,9 @@ from ..gateway_config import RouterSummary
 from ..runner import Run
 from .common import Frame
 from .modes import HUNG_MODES
-from .stream_analysis import CutRow, StreamAnalysis, analyse_streams, cut_rows, render_cut_rows, stream_dod
+from .stream_analysis import StreamAnalysis, analyse_streams, cut_rows, render_cut_rows, stream_dod
 from .streamload import StreamLoadGenerator, StreamProof, StreamRequest, stream_once
-from .timeline import Marks, analyse, failover_metrics, fmt, in_effect
+from .timeline import Marks, SecondRow, analyse, failover_metrics, fmt, in_effect
 
 # The plain analysis' figures a streamed run's metrics carry, and the streamed analysis' own.
 BASE_METRICS = ("failover_time_s", "failover_penalty_s", "served_by_secondary", "failback_time_s")
@@ -83,7 +83,7 @@ def stream_result(reqs: list[StreamRequest], m: Marks, o: Any, frame: Frame, rou
     return r, stream_text(r, s, rows)
 
 
-def stream_text(r: CheckResult, s: StreamAnalysis, rows: list[CutRow]) -> str:
+def stream_text(r: CheckResult, s: StreamAnalysis, rows: list[SecondRow]) -> str:
     d, m, mk = r.details, r.metrics, r.details["marks"]
 
     def secs(x: Any) -> str:

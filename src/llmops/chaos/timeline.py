@@ -315,28 +315,23 @@ def seconds(reqs: Sequence[Req], m: Marks) -> Iterator[tuple[int, list[Any], lis
         yield sec, bucket, marks, served
 
 
-class SecondsRow(Protocol):
-    """One second of sending, as the per-second table renders it (its other columns by name)."""
-
-    second: int
-    served: dict[str, int]
-    marks: list[str]
-
-
 @dataclass(frozen=True)
 class SecondRow:
-    """One second of a plain run's sending.  Its fields are the evidence's `details.timeline`
-    rows, in that order."""
+    """One second of sending: its counts, who served, its slowest figure, the marks that fall in
+    it.  `to_json` writes the evidence's `details.timeline` row: second, the counts in order
+    (a plain run's requests and errors; a streamed run's streams, whole, cut, no_start), served,
+    the slowest under `worst_key` (max_latency_s; max_ttft_s), marks."""
 
     second: int
-    requests: int
-    errors: int
-    served: dict[str, int]          # 2xx replies by backend
-    max_latency_s: float | None
-    marks: list[str]                # FAULT, RESTORE, PRIMARY OK when they fall in this second
+    counts: dict[str, int]
+    served: dict[str, int]          # 2xx replies (whole streams) by backend
+    worst_key: str
+    worst_s: float | None
+    marks: list[str]                # FAULT, RESTORE, PRIMARY OK
 
     def to_json(self) -> JsonObject:
-        return asdict(self)
+        return {"second": self.second, **self.counts, "served": self.served, self.worst_key: self.worst_s,
+                "marks": self.marks}
 
 
 def per_second(reqs: Sequence[Req], m: Marks) -> list[SecondRow]:
@@ -344,25 +339,24 @@ def per_second(reqs: Sequence[Req], m: Marks) -> list[SecondRow]:
     rows = []
     for sec, bucket, marks, served in seconds(reqs, m):
         lat = [r.latency_s for r in bucket]
-        rows.append(SecondRow(sec, len(bucket), sum(not r.ok for r in bucket), served,
-                              rounded(max(lat) if lat else None, 4), marks))
+        rows.append(SecondRow(sec, {"requests": len(bucket), "errors": sum(not r.ok for r in bucket)}, served,
+                              "max_latency_s", rounded(max(lat) if lat else None, 4), marks))
     return rows
 
 
-def render_seconds(rows: Sequence[SecondsRow], primary: str, secondary: str, counts: Sequence[tuple[str, str, int]],
-                   worst: tuple[str, str]) -> str:
-    """The per-second table: each row's `counts` (heading, field, width), who served, its `worst`
-    (heading, field: a latency in seconds) and its marks."""
+def render_seconds(rows: Sequence[SecondRow], primary: str, secondary: str, counts: Sequence[tuple[str, str, int]],
+                   worst: str) -> str:
+    """The per-second table: each row's `counts` (heading, key, width), who served, its slowest
+    figure (under the heading `worst`, in seconds) and its marks."""
     out = [f"{'t(s)':>5} " + "".join(f"{head:>{w}} " for head, _, w in counts)
-           + f"{primary[:14]:>14} {secondary[:14]:>14} {worst[0]:>8}  events"]
+           + f"{primary[:14]:>14} {secondary[:14]:>14} {worst:>8}  events"]
     for row in rows:
-        v = getattr(row, worst[1])
-        out.append(f"{row.second:>5} " + "".join(f"{getattr(row, key):>{w}} " for _, key, w in counts)
+        v = row.worst_s
+        out.append(f"{row.second:>5} " + "".join(f"{row.counts[key]:>{w}} " for _, key, w in counts)
                    + f"{row.served.get(primary, 0):>14} {row.served.get(secondary, 0):>14} "
                    f"{(f'{v:.3f}' if v is not None else '-'):>8}  {' '.join(row.marks)}")
     return "\n".join(out)
 
 
 def render_rows(rows: Sequence[SecondRow], primary: str, secondary: str) -> str:
-    return render_seconds(rows, primary, secondary, (("req", "requests", 4), ("err", "errors", 4)),
-                          ("max lat", "max_latency_s"))
+    return render_seconds(rows, primary, secondary, (("req", "requests", 4), ("err", "errors", 4)), "max lat")
