@@ -65,6 +65,7 @@ class ServiceEntry:
     error_pct: float | None
     pids: list[int]
     measured_note: str | None = None    # why NVML's figure is missing or not judged
+    # the evidence has the key once a note was given, even a None one (an attribution without a reason)
     _noted: bool = field(default=False, init=False, repr=False)
 
     def note(self, why: str | None) -> None:

@@ -111,9 +111,11 @@ def _measured_from(raw: object) -> dict[str, ServiceOverhead]:
     """A calibration file's `measured` (as gpu-report writes it): the entries that say what they
     measured.  It is the file's record of where its figures came from; no figure is taken from it."""
     out: dict[str, ServiceOverhead] = {}
+    def number(v: object) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
     for svc, e in (raw.items() if isinstance(raw, dict) else ()):
-        if isinstance(e, dict) and e.get("class") and all(
-                isinstance(e.get(k), (int, float)) and not isinstance(e.get(k), bool) for k in ("nvml_mib", "engine_mib")):
+        if isinstance(e, dict) and e.get("class") and number(e.get("nvml_mib")) and number(e.get("engine_mib")):
             out[str(svc)] = ServiceOverhead(str(e["class"]), float(e["nvml_mib"]), float(e["engine_mib"]))
     return out
 

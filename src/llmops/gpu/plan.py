@@ -70,8 +70,8 @@ class Plan:
         return 1 if self.fits is False else 0
 
     def to_json(self) -> JsonObject:
-        return {"servers": [s.to_json() for s in self.servers], "total_mib": rounded(self.total_mib, 1), "gpu_mib": self.gpu_mib,
-                "fits": self.fits, "gpu_source": self.gpu_source,
+        return {"servers": [s.to_json() for s in self.servers], "total_mib": rounded(self.total_mib, 1),
+                "gpu_mib": self.gpu_mib, "fits": self.fits, "gpu_source": self.gpu_source,
                 "calibration": {"name": self.calibration.name, "source": self.calibration.source,
                                 "overhead_mib": self.calibration.overhead_mib}}
 
