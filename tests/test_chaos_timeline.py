@@ -186,9 +186,9 @@ def test_no_secondary_means_no_failover() -> None:
 def test_per_second_rows_mark_events() -> None:
     reqs, m = scenario()
     rows = per_second(reqs, m)
-    assert rows[0]["requests"] == 10 and rows[0]["served"] == {P: 10}
-    assert "FAULT" in rows[3]["marks"] and "RESTORE" in rows[7]["marks"] and "PRIMARY OK" in rows[8]["marks"]
-    assert rows[5]["errors"] == 1
+    assert rows[0].counts["requests"] == 10 and rows[0].served == {P: 10}
+    assert "FAULT" in rows[3].marks and "RESTORE" in rows[7].marks and "PRIMARY OK" in rows[8].marks
+    assert rows[5].counts["errors"] == 1
     text = render_rows(rows, P, S)
     assert len(text.splitlines()) == len(rows) + 1 and "FAULT" in text
 

@@ -96,8 +96,8 @@ def test_published_ports_empty_config() -> None:
 def test_shipped_gateway_config_has_no_warnings() -> None:
     s = summarize(LITELLM / "config.yaml")
     assert s.warnings == []
-    assert [d["id"] for d in s.deployments] == ["inference-chat", "inference-code"]
-    assert [d["order"] for d in s.deployments] == [1, 2]
+    assert [d.id for d in s.deployments] == ["inference-chat", "inference-code"]
+    assert [d.order for d in s.deployments] == [1, 2]
     assert s.router_settings["allowed_fails"] == 0
     assert s.timeout_s("inference-chat") == 2.0
     j = s.to_json()
@@ -138,8 +138,8 @@ def test_stream_timeout_is_per_deployment_found_by_id_or_api_base_host() -> None
     # the primary's short wait is what a hang costs; the last resort keeps the longer one
     assert s.stream_timeout_s("inference-chat") == 0.75 and s.stream_timeout_s("inference-code") == 2.0
     for d in s.deployments:
-        d["id"] = None                                   # found by api_base host instead
-    assert s.deployment("inference-chat")["api_base"] == "http://inference-chat:8080/v1"
+        d.id = None                                      # found by api_base host instead
+    assert s.deployment("inference-chat").api_base == "http://inference-chat:8080/v1"
     assert s.stream_timeout_s("inference-chat") == 0.75
     assert s.stream_timeout_s("nope") == 2.0             # unknown: the longest, what any hang may cost
     assert summarize(LITELLM / "config.defaults.yaml").stream_timeout_s("inference-chat") is None
@@ -391,7 +391,7 @@ def test_lint_warns_when_the_last_deployment_can_be_cooled_down(tmp_path: Path) 
     cfg.write_text(yaml.safe_dump(doc))
     warnings = summarize(cfg).warnings
     assert any("inference-code is the last in the failover order but can be cooled down" in w for w in warnings)
-    assert summarize(LITELLM / "config.yaml").deployments[1]["cooldown_time"] == 0
+    assert summarize(LITELLM / "config.yaml").deployments[1].cooldown_time == 0
 
 
 # ---- LLMOPS_BIND ---------------------------------------------------------------------------------

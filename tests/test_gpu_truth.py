@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from llmops.gpu.budget import budget_for_llama
-from llmops.gpu.calibration import load_calibration, measure_calibration
+from llmops.gpu.calibration import OverheadSample, load_calibration, measure_calibration
 from llmops.gpu.llamalog import parse_llama_log
 from llmops.gpu.plan import plan_servers, spec_from_args
 from llmops.testing.gguf_shapes import LLAMA_SHAPES, write_sparse_gguf
@@ -119,8 +119,7 @@ def test_total_within_2_percent_of_nvml_with_the_calibration_measured_there(mode
             a = args_for(run, models)
             b = budget_for_llama(shlex.split(a)[1], a)
             cls = b.sources["cuda_context_mib"].rsplit("(", 1)[1].rstrip(")")
-            entries[run["name"]] = {"class": cls, "nvml_mib": run["nvml_pid_mib"],
-                                    "engine_mib": parse_llama_log(log_of(run)).gpu_total_mib}
+            entries[run["name"]] = OverheadSample(cls, run["nvml_pid_mib"], parse_llama_log(log_of(run)).gpu_total_mib)
     cal = measure_calibration(entries, "h200-from-fitted-runs")
     f = tmp_path / "cal.json"
     f.write_text(json.dumps(cal.to_json()))
@@ -138,27 +137,27 @@ def test_pair_on_a_6_gib_card_is_flagged(models):
     pair = [r for r in RUNS if r["name"].startswith("pair-")]
     specs = [spec_from_args(args_for(r, models), i) for i, r in enumerate(pair)]
     big = plan_servers(specs, gpu_mib=143155, gpu_source="test")
-    assert big.fits is True and all(s["fit_changes"] == [] for s in big.servers)
+    assert big.fits is True and all(s.fit_changes == [] for s in big.servers)
     assert big.total_mib == pytest.approx(sum(r["nvml_pid_mib"] for r in pair), rel=0.02)
     small = plan_servers(specs, gpu_mib=6144, gpu_source="test")
     assert small.fits is False and small.exit_code == 1
-    assert small.servers[0]["fit_changes"] == [] and "does not fit" in small.servers[1]["fit_changes"][0]
+    assert small.servers[0].fit_changes == [] and "does not fit" in small.servers[1].fit_changes[0]
 
 
 def test_fit_lowers_the_context_first_when_not_given(models):
     """Only -m: fit may lower the training context (8192) before touching the layers."""
     spec = spec_from_args(f"-m {models}/l8b-q4.gguf", 0)
     full = plan_servers([spec], gpu_mib=None, gpu_source="none")
-    assert full.fits is None and full.servers[0]["n_ctx"] == 8192
+    assert full.fits is None and full.servers[0].n_ctx == 8192
     need = full.total_mib
     p = plan_servers([spec], gpu_mib=need + 1024 - 300, gpu_source="test")
     s = p.servers[0]
-    assert p.fits is False and s["fit_changes"][0].startswith("n_ctx 8192 -> ")
-    assert s["n_ctx"] < 8192 and s["n_gpu_layers"] == 33
+    assert p.fits is False and s.fit_changes[0].startswith("n_ctx 8192 -> ")
+    assert s.n_ctx < 8192 and s.n_gpu_layers == 33
     tiny = plan_servers([spec], gpu_mib=3000, gpu_source="test")
     t = tiny.servers[0]
-    assert t["n_ctx"] == 4096 and t["n_gpu_layers"] < 33
-    assert any(c.startswith("layers on GPU 33 -> ") for c in t["fit_changes"])
+    assert t.n_ctx == 4096 and t.n_gpu_layers < 33
+    assert any(c.startswith("layers on GPU 33 -> ") for c in t.fit_changes)
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:

@@ -18,7 +18,7 @@ from llmops.chaos import netfaults as nf
 from llmops.chaos.failover import FailoverOptions
 from llmops.chaos.ledger import Entry, Ledger
 from llmops.chaos.modes import NET_MODES
-from llmops.chaos.net_dod import loss_failure_bound, network_dod
+from llmops.chaos.net_dod import NetworkEvidence, loss_failure_bound, network_dod
 from llmops.chaos.timeline import FailoverAnalysis, InFlight, LatencyStats, Phases, Samples, TeardownWindow
 from llmops.errors import EnvironmentProblem, ExitCode, UsageError
 
@@ -197,12 +197,12 @@ def _analysis(failed: int, ft: float | None, served: bool = True, shared: int = 
 
 
 def _probe(before: int = 10, reached_before: int | None = 10, failed_before: int = 0,
-           during: int = 20, reached: int | None = 0, failed: int | None = 0) -> dict:
+           during: int = 20, reached: int | None = 0, failed: int | None = 0) -> NetworkEvidence:
     """A sampler summary: `before`/`during` probes, of which so many connected and so many failed to run."""
     cut = None if reached is None or failed is None else during - reached - failed
-    return {"samples_before": before, "gateway_reached_before": reached_before, "probe_failed_before": failed_before,
+    return NetworkEvidence({"samples_before": before, "gateway_reached_before": reached_before, "probe_failed_before": failed_before,
             "samples_during": during, "gateway_reached_during": reached, "gateway_cut_during": cut,
-            "probe_failed_during": failed}
+            "probe_failed_during": failed})
 
 
 def _failing(dod: list) -> list[str]:
@@ -214,7 +214,7 @@ def test_network_dod_partition_and_blackhole() -> None:
     assert all(c.passed for c in ok) and any("the primary's timeout 2 s + 0.5 s for the retry" in c.expected for c in ok)
     shared = network_dod(_analysis(0, 2.3, shared=4), "blackhole", True, 2.0, None, _probe(), 1)
     assert [c.criterion for c in shared if not c.passed] == ["primary served all traffic before the fault"]
-    unobserved = network_dod(_analysis(0, 2.3), "partition", True, 2.0, None, {}, 1)
+    unobserved = network_dod(_analysis(0, 2.3), "partition", True, 2.0, None, NetworkEvidence({}), 1)
     assert _failing(unobserved) == ["gateway reached the primary before the fault",
                                     "gateway could not reach the primary during the fault"]
     capped = network_dod(_analysis(0, 12.0), "blackhole", True, 6000.0, None, _probe(), 1)
@@ -336,40 +336,40 @@ def test_sampler_summary_counts_each_state(monkeypatch: pytest.MonkeyPatch) -> N
 
 
 def test_network_dod_loss() -> None:
-    good = network_dod(_analysis(0, None, served=False), "loss", True, 2.0, 10, {"dropped_packets": 12}, 1)
+    good = network_dod(_analysis(0, None, served=False), "loss", True, 2.0, 10, NetworkEvidence({"dropped_packets": 12}), 1)
     assert all(c.passed for c in good)
-    bad = network_dod(_analysis(2, None), "loss", True, 2.0, 5, {"dropped_packets": 12}, 1)
+    bad = network_dod(_analysis(2, None), "loss", True, 2.0, 5, NetworkEvidence({"dropped_packets": 12}), 1)
     assert [c.criterion for c in bad if not c.passed] == ["failed_requests at 5 % packet loss"]
-    none_dropped = network_dod(_analysis(0, None), "loss", True, 2.0, 5, {"dropped_packets": 0}, 1)
+    none_dropped = network_dod(_analysis(0, None), "loss", True, 2.0, 5, NetworkEvidence({"dropped_packets": 0}), 1)
     assert not all(c.passed for c in none_dropped)
 
 
 def test_loss_above_10_pct_is_judged() -> None:
     """Old behaviour: above 10 % no line judged requests; 33 of 80 failed at 50 % and the check passed."""
-    dod = network_dod(_analysis(33, None, total=80), "loss", True, 2.0, 50, {"dropped_packets": 400}, 1)
+    dod = network_dod(_analysis(33, None, total=80), "loss", True, 2.0, 50, NetworkEvidence({"dropped_packets": 400}), 1)
     line = _line(dod, "failed_requests at 50 % packet loss")
     assert not line.passed and line.measured == "33 of 80" and line.expected.startswith("<= 0 of 80")
     assert _failing(dod) == ["failed_requests at 50 % packet loss"]
-    high_clean = network_dod(_analysis(0, None, total=600), "loss", True, 2.0, 50, {"dropped_packets": 900}, 1)
+    high_clean = network_dod(_analysis(0, None, total=600), "loss", True, 2.0, 50, NetworkEvidence({"dropped_packets": 900}), 1)
     assert all(c.passed for c in high_clean)
 
 
 def test_low_loss_within_the_bound_passes() -> None:
     """With no retry every hit primary attempt fails its request, so some failures are expected:
     at 5 % loss, q = 1-0.95^3 = 14.3 %, 600 requests: 85.6 expected + 3 sigma = 111 allowed."""
-    within = network_dod(_analysis(90, None, total=600), "loss", True, 2.0, 5, {"dropped_packets": 30}, 0)
+    within = network_dod(_analysis(90, None, total=600), "loss", True, 2.0, 5, NetworkEvidence({"dropped_packets": 30}), 0)
     line = _line(within, "failed_requests at 5 % packet loss")
     assert line.passed and line.measured == "90 of 600" and "<= 111 of 600" in line.expected
     assert all(c.passed for c in within)
-    beyond = network_dod(_analysis(112, None, total=600), "loss", True, 2.0, 5, {"dropped_packets": 30}, 0)
+    beyond = network_dod(_analysis(112, None, total=600), "loss", True, 2.0, 5, NetworkEvidence({"dropped_packets": 30}), 0)
     assert _failing(beyond) == ["failed_requests at 5 % packet loss"]
-    retried = network_dod(_analysis(0, None, total=600), "loss", True, 2.0, 5, {"dropped_packets": 30}, "1")
+    retried = network_dod(_analysis(0, None, total=600), "loss", True, 2.0, 5, NetworkEvidence({"dropped_packets": 30}), "1")
     assert all(c.passed for c in retried)        # the config's number, however it was written
 
 
 @pytest.mark.parametrize("retries", [None, "many", -1, 1.5, True])
 def test_loss_without_a_retry_count_is_not_measured(retries: object) -> None:
-    dod = network_dod(_analysis(0, None, total=600), "loss", True, 2.0, 5, {"dropped_packets": 30}, retries)
+    dod = network_dod(_analysis(0, None, total=600), "loss", True, 2.0, 5, NetworkEvidence({"dropped_packets": 30}), retries)
     line = _line(dod, "failed_requests at 5 % packet loss")
     assert not line.passed and line.measured.startswith("not measured") and "cannot be judged" in line.expected
 

@@ -140,8 +140,9 @@ def test_a_stack_snapshot_names_its_own_hosts_first_registration_wins() -> None:
 
 def test_the_router_summary_finds_a_deployment_through_the_stacks_hosts() -> None:
     from llmops.gateway_config import RouterSummary
+    from llmops.gateway_config.router import PublicDeployment
 
-    deps = [{"id": "main", "api_base": "http://primary.llm:9000/v1", "timeout": 2, "stream_timeout": 1}]
+    deps = [PublicDeployment("main", "http://primary.llm:9000/v1", timeout=2, stream_timeout=1)]
     assert RouterSummary("c.yaml", {}, deps, []).timeout_s("llm-main") is None
     r = RouterSummary("c.yaml", {}, deps, [], hosts={"primary.llm": "llm-main"})
     assert r.timeout_s("llm-main") == 2.0 and r.stream_timeout_s("llm-main") == 1.0

@@ -96,8 +96,8 @@ def test_router_summary_values_only_the_failover_settings(tmp_path: Path) -> Non
     assert rs["retry_after"] == 0 and rs["enable_pre_call_checks"] is True
     assert rs["routing_strategy"] == "simple-shuffle" and rs["fallbacks"] == [{"chat-7b": ["code-7b"]}]
     d0 = s.deployments[0]
-    assert d0["api_base"] == "http://inference-chat:8080/v1" and d0["timeout"] == 2 and d0["order"] == 1
-    assert d0["other"] == {"litellm_params.aws_secret": SET, "litellm_params.api_key": SET}
+    assert d0.api_base == "http://inference-chat:8080/v1" and d0.timeout == 2 and d0.order == 1
+    assert d0.other == {"litellm_params.aws_secret": SET, "litellm_params.api_key": SET}
     assert s.deployment("inference-chat") is d0 and s.timeout_s("inference-chat") == 2.0
 
 

@@ -150,7 +150,7 @@ def failover_check(run: RunDir, *, failed: int = 0, restored: bool = True) -> Ch
     dod = failover_dod(a, "stop", restored, None)
     details = {"mode": "stop", "target": PRIMARY, "secondary": SECONDARY, "rps": 5.0, "max_tokens": 1,
                "fault_at_s": 10.0, "outage_s": 14.0, "per_attempt_timeout_s": None, "preflight_warm": [],
-               "router": None, "analysis": aj, "timeline": rows, "restored": restored,
+               "router": None, "analysis": aj, "timeline": [row.to_json() for row in rows], "restored": restored,
                "restore_action": "start" if restored else None, "notes": [],
                "marks": {"fault": 10.0, "restore": 24.0 if restored else None,
                          "primary_ok": 25.0 if restored else None}}

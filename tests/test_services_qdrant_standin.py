@@ -274,14 +274,14 @@ def test_data_safety_lines_pass_after_sigkill_and_fail_when_they_should(tmp_path
         proc = start_standin(tmp_path, port)
         found, err = read_back(f"{url}/collections/a", list(acked))
         good = compare_writes(120, acked, found, err, errors)
-        assert good["lost_writes"] == 0 and good["found_after_kill"] == 120
+        assert good.lost_writes == 0 and good.found_after_kill == 120
         assert [c.passed for c in safety_criteria(good)] == [True, True]
 
         # Same count, other IDs: a count comparison passes, the ID read-back must not.
         other, _ = write_points(f"{url}/collections/b", 120)
         assert httpx.post(f"{url}/collections/b/points/count", json={}).json()["result"]["count"] == 120
         swapped = compare_writes(120, acked, *read_back(f"{url}/collections/b", list(acked)))
-        assert swapped["lost_writes"] == 120 and swapped["found_after_kill"] == 0
+        assert swapped.lost_writes == 120 and swapped.found_after_kill == 0
         assert [c.passed for c in safety_criteria(swapped)] == [True, False]
 
         # An acknowledged point that comes back with another payload is not safe either.
@@ -289,7 +289,7 @@ def test_data_safety_lines_pass_after_sigkill_and_fail_when_they_should(tmp_path
         httpx.put(f"{url}/collections/a/points", params={"wait": "true"},
                   json={"points": [{"id": some_id, "vector": [1.0, 0.0, 0.0, 0.5], "payload": {"i": -1}}]}).raise_for_status()
         changed = compare_writes(120, acked, *read_back(f"{url}/collections/a", list(acked)))
-        assert changed["changed_writes"] == 1 and changed["changed_ids"] == [some_id]
+        assert changed.changed_writes == 1 and changed.changed_ids == [some_id]
         assert safety_criteria(changed)[1].passed is False
 
         # Writes that are never acknowledged (no such collection): both lines fail.
@@ -301,7 +301,7 @@ def test_data_safety_lines_pass_after_sigkill_and_fail_when_they_should(tmp_path
         # Fewer than 100 writes, all acknowledged and all found, still fail the first line.
         few, _ = write_points(f"{url}/collections/small", 50)
         few_r = compare_writes(50, few, *read_back(f"{url}/collections/small", list(few)))
-        assert few_r["lost_writes"] == 0 and [c.passed for c in safety_criteria(few_r)] == [False, True]
+        assert few_r.lost_writes == 0 and [c.passed for c in safety_criteria(few_r)] == [False, True]
     finally:
         proc.kill()
         proc.wait(5)
@@ -310,4 +310,4 @@ def test_data_safety_lines_pass_after_sigkill_and_fail_when_they_should(tmp_path
     found, err = read_back(f"{url}/collections/a", list(acked))
     assert found is None and err is not None and err.startswith("ConnectError")
     unread = compare_writes(120, acked, found, err)
-    assert unread["lost_writes"] == 120 and safety_criteria(unread)[1].passed is False
+    assert unread.lost_writes == 120 and safety_criteria(unread)[1].passed is False

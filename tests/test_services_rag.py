@@ -21,7 +21,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -42,6 +42,9 @@ from llmops.services.rag import (  # noqa: E402
     call_with_deadline,
     create_app,
 )
+
+if TYPE_CHECKING:
+    from llmops.chaos.qdrant import HealthSample
 
 DIM = 384
 HEALTH_BOUND_S = 0.5
@@ -565,14 +568,14 @@ def test_healthy_stack_never_reads_down(rag: ThreadServer, healthy_standin: Stan
 # ------------------------------------------------------------------ chaos qdrant's truth line, on real samples
 
 
-def _sample_health(url: str, seconds: float, every: float = 0.1) -> list[dict[str, Any]]:
+def _sample_health(url: str, seconds: float, every: float = 0.1) -> list[HealthSample]:
     """rag /health samples taken by the chaos experiment's own sampler."""
     from types import SimpleNamespace
 
     from llmops.chaos.qdrant import _health
 
-    async def run() -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
+    async def run() -> list[HealthSample]:
+        out: list[HealthSample] = []
         async with httpx.AsyncClient() as c:
             end = time.monotonic() + seconds
             while time.monotonic() < end:
@@ -584,26 +587,26 @@ def _sample_health(url: str, seconds: float, every: float = 0.1) -> list[dict[st
 
 
 def test_truth_line_passes_on_an_outage_and_fails_without_one(rag: ThreadServer, healthy_standin: Standin) -> None:
-    from llmops.chaos.qdrant import MIN_HEALTH_SAMPLES, health_lag_s, health_truth, truth_criterion
+    from llmops.chaos.qdrant import MIN_HEALTH_SAMPLES, RagHealth, health_lag_s, health_truth, truth_criterion
 
-    lag = health_lag_s(httpx.get(f"{rag.url}/health").json())
+    lag = health_lag_s(RagHealth(httpx.get(f"{rag.url}/health").json()))
     assert lag == 0.45
     # No outage at all: every judged sample says qdrant:true, so the line must fail.
     t0 = time.monotonic()
     healthy = health_truth(_sample_health(rag.url, lag + 0.6), t0, lag)
-    assert healthy["judged"] >= MIN_HEALTH_SAMPLES and healthy["wrong"] == healthy["judged"] and not healthy["ok"]
+    assert healthy.judged >= MIN_HEALTH_SAMPLES and healthy.wrong == healthy.judged and not healthy.ok
     assert truth_criterion(healthy, lag).passed is False
 
     healthy_standin.stop()
     t_in_effect = time.monotonic()
     samples = _sample_health(rag.url, lag + 0.8)
     truth = health_truth(samples, t_in_effect, lag)
-    assert truth["ok"] and truth["wrong"] == 0 and truth["judged"] >= MIN_HEALTH_SAMPLES, truth
-    assert truth["detect_s"] is not None and truth["detect_s"] <= lag + 0.2
+    assert truth.ok and truth.wrong == 0 and truth.judged >= MIN_HEALTH_SAMPLES, truth
+    assert truth.detect_s is not None and truth.detect_s <= lag + 0.2
     assert truth_criterion(truth, lag).passed is True
     # The same outage sampled too briefly: fewer than 3 samples after the lag fail the line.
-    early = [h for h in samples if h["t"] < t_in_effect + lag]
+    early = [h for h in samples if h.t < t_in_effect + lag]
     short = health_truth(early + samples[len(early):len(early) + MIN_HEALTH_SAMPLES - 1], t_in_effect, lag)
-    assert short["judged"] == MIN_HEALTH_SAMPLES - 1 and short["wrong"] == 0 and not short["ok"]
+    assert short.judged == MIN_HEALTH_SAMPLES - 1 and short.wrong == 0 and not short.ok
     # A missing fault time (the fault never took effect) judges nothing, so it fails too.
-    assert health_truth(samples, None, lag)["ok"] is False
+    assert health_truth(samples, None, lag).ok is False

@@ -200,11 +200,12 @@ def test_evidence_text_and_chart_of_a_run(replay: str, tmp_path) -> None:
     from llmops.report.stream_chart import stream_failover_figure
     from llmops.chaos.stream_failover import stream_result
     from llmops.gateway_config import RouterSummary
+    from llmops.gateway_config.router import PublicDeployment as Dep
 
     plan = [(0.0, "complete"), (1.0, "complete"), (2.0, "kill_mid"), (3.0, "kill_before"), (4.0, "kill_before")]
     reqs, m = run_of(replay, plan, fault_at=2.5, primary_ok=4.5)
-    router = RouterSummary("config.yaml", {}, [{"id": "inference-chat", "stream_timeout": 1},
-                                               {"id": "inference-code", "stream_timeout": 2}], [])
+    router = RouterSummary("config.yaml", {}, [Dep("inference-chat", stream_timeout=1),
+                                               Dep("inference-code", stream_timeout=2)], [])
     o = SimpleNamespace(mode="kill", max_tokens=32)
     details = {"mode": "kill", "target": "inference-chat", "secondary": "inference-code", "rps": 1, "max_tokens": 32,
                "stream_preflight": [{"deployment": "inference-chat"}], "restore_action": "started", "notes": [],

@@ -19,6 +19,10 @@ from typing import Any
 
 from .errors import ConfigError, EnvironmentProblem, ExitCode, aggregate_exit
 
+# A parsed or to-be-written JSON object (an evidence file's content): its keys are the files'
+# contract, documented in README's Evidence section.
+JsonObject = dict[str, Any]
+
 # The reference procedure's file names, by check id.  Order matters: it is the report's order.
 CHECK_FILES: dict[str, str] = {
     "status": "01_services_status",
@@ -89,7 +93,7 @@ class Criterion:
         text = shown if shown is not None else f"{_show(value)}{unit}"
         return cls(criterion, expected, text, ok, samples, need)
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> JsonObject:
         return {"criterion": self.criterion, "expected": self.expected, "measured": self.measured,
                 "pass": bool(self.passed), "samples": self.samples, "need": self.need}
 
@@ -115,9 +119,9 @@ class CheckResult:
     check: str
     started_at: str
     duration_s: float
-    metrics: dict[str, Any] = field(default_factory=dict)
+    metrics: JsonObject = field(default_factory=dict)
     dod: list[Criterion] = field(default_factory=list)
-    details: dict[str, Any] = field(default_factory=dict)
+    details: JsonObject = field(default_factory=dict)
     error: str | None = None
     skipped: str | None = None
 
@@ -125,7 +129,7 @@ class CheckResult:
     def status(self) -> str:
         return derive_status(self.dod, self.error, self.skipped)
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> JsonObject:
         details = dict(self.details)
         if self.error or self.skipped:
             details["reason"] = self.error or self.skipped
@@ -165,7 +169,7 @@ class CheckResult:
     def failed_to_run(cls, check: str, reason: str, exit_code: int, started_at: str, duration_s: float,
                       restored: bool | None = None) -> "CheckResult":
         """A check that could not run (or was cut short): its one-line reason and exit code."""
-        metrics: dict[str, Any] = {} if restored is None else {"restored": restored}
+        metrics: JsonObject = {} if restored is None else {"restored": restored}
         return cls(check, started_at, duration_s, dict(metrics), [],
                    {"exit_code": int(exit_code), **metrics}, error=reason)
 
@@ -315,9 +319,9 @@ class RunDir:
             self._events.close()
 
 
-def load_checks(run_path: Path) -> dict[str, dict[str, Any]]:
+def load_checks(run_path: Path) -> dict[str, JsonObject]:
     """The check JSON files present in a run folder, keyed by check id, in report order."""
-    out: dict[str, dict[str, Any]] = {}
+    out: dict[str, JsonObject] = {}
     for check, stem in CHECK_FILES.items():
         p = Path(run_path) / f"{stem}.json"
         if p.exists():
@@ -325,7 +329,7 @@ def load_checks(run_path: Path) -> dict[str, dict[str, Any]]:
     return out
 
 
-def read_events(run_path: Path) -> list[dict[str, Any]]:
+def read_events(run_path: Path) -> list[JsonObject]:
     p = Path(run_path) / "events.ndjson"
     if not p.exists():
         return []

@@ -67,8 +67,8 @@ def warm_routes(ctx: Context, stack: Stack | None = None, timeout_s: float = 30.
     key = ctx.master_key or ""
     out = []
     for dep in router.deployments:
-        dep_id, svc = dep.get("id"), by_name.get(stack.backend_of(dep.get("api_base")) or "")
-        service = svc.name if svc is not None else stack.backend_of(dep.get("api_base"))
+        dep_id, svc = dep.id, by_name.get(stack.backend_of(dep.api_base) or "")
+        service = svc.name if svc is not None else stack.backend_of(dep.api_base)
         if not dep_id:
             continue
         n = slots_of(svc.url) if svc is not None else 1

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from ..context import Context
 from ..errors import EnvironmentProblem, UsageError
-from ..evidence import CheckResult, Criterion, utc_now_iso
+from ..evidence import CheckResult, Criterion, JsonObject, utc_now_iso
 from ..gateway_config import RouterSummary
 from ..probes import complete
 from ..runner import WARN, Run
@@ -28,7 +28,12 @@ from .net_dod import network_outcome, network_text
 from .netfaults import check_loss_pct
 from .netframe import fault_words, make_frame
 from .restore import wait_http_ok
-from .timeline import FailoverAnalysis, Marks, analyse, failover_metrics, fmt, in_effect, per_second, render_rows
+from .timeline import (FailoverAnalysis, Marks, SecondRow, analyse, failover_metrics, fmt, in_effect, per_second,
+                       render_rows)
+
+if TYPE_CHECKING:   # annotations only: each is imported where it is used (streamload with --stream only)
+    from ..warmup import Warmed
+    from .streamload import StreamProof
 
 REFERENCE_FAILOVER_S = 1.15
 PENALTY_LIMIT_S = 0.1
@@ -71,7 +76,7 @@ class FailoverOptions:
         check_range("--max-tokens", self.max_tokens, 1, MAX_TOKENS_LIMIT)
 
 
-def warm_refusal(done: list[Any], gateway: str) -> str | None:
+def warm_refusal(done: list[Warmed], gateway: str) -> str | None:
     """Why the pre-flight refuses to inject a fault, or None: a warm-up completion to a deployment
     failed (the load would fail too) or was answered by another service than its api_base names."""
     bad = next((w for w in done if not w.ok), None)
@@ -96,8 +101,8 @@ class Preflight:
     alias: str
     router: RouterSummary | None
     attempt_timeout: float | None        # the primary's own per-attempt timeout (None: unknown)
-    warmed: list[dict[str, Any]]
-    streamed: list[dict[str, Any]] = field(default_factory=list)   # --stream: its own pre-flight
+    warmed: list[Warmed]
+    streamed: list[StreamProof] = field(default_factory=list)   # --stream: its own pre-flight
 
 
 def run_failover(ctx: Context, run: Run, o: FailoverOptions) -> tuple[CheckResult, str]:
@@ -148,7 +153,7 @@ def failover_preflight(ctx: Context, run: Run, o: FailoverOptions) -> Preflight:
     warmed = preflight_requests(ctx, gateway, key, alias, target.name, o,
                                 float(cooldown) if cooldown is not None else None)
     if warmed:
-        run.say("pre-flight: " + ", ".join(f"{w['deployment']} answered through the gateway" for w in warmed))
+        run.say("pre-flight: " + ", ".join(f"{w.deployment} answered through the gateway" for w in warmed))
     # The hung-server limit is the primary's own timeout: a longer one on the secondary must not
     # loosen it (a secondary with timeout 30 once let a 9 s failover pass).
     return Preflight(target, others[0], gateway, key, alias, router,
@@ -237,12 +242,12 @@ def failover_result(o: FailoverOptions, pre: Preflight, frame: Frame, reqs: list
         return stream_result(reqs, m, o, frame, pre.router, failover_details(o, pre, frame, marks), started_at, t_wall)
     a = analyse(reqs, m)
     rows = per_second(reqs, m)
-    metrics = failover_metrics(a, reqs, frame.restored, marks["fault_call_s"], PLAIN_METRICS)
+    metrics = failover_metrics(a, reqs, frame.restored, marks.fault_call_s, PLAIN_METRICS)
     retries = pre.router.router_settings.get("num_retries") if pre.router else None
     net = network_outcome(frame, a, o, pre.attempt_timeout, retries, metrics,
                           fault_words(o, pre.target.name, pre.gateway.name))
     dod = net.dod if net is not None else failover_dod(a, o.mode, frame.restored, pre.attempt_timeout)
-    details = failover_details(o, pre, frame, marks, {"analysis": a.to_json(), "timeline": rows,
+    details = failover_details(o, pre, frame, marks, {"analysis": a.to_json(), "timeline": [r.to_json() for r in rows],
                                                       **(net.details() if net is not None else {})})
     r = CheckResult("failover", started_at, time.perf_counter() - t_wall, metrics, dod, details)
     return r, failover_text(r, rows, a)
@@ -261,33 +266,49 @@ STREAM_DETAILS_HEAD = ("mode", "target", "secondary", "rps", "max_tokens", "faul
                        "stream_preflight", "router", "restored", "restore_action", "notes", "marks")
 
 
-def failover_details(o: FailoverOptions, pre: Preflight, frame: Frame, marks: dict[str, Any],
-                     parts: dict[str, Any] | None = None) -> dict[str, Any]:
+def failover_details(o: FailoverOptions, pre: Preflight, frame: Frame, marks: FaultMarks,
+                     parts: JsonObject | None = None) -> JsonObject:
     """The evidence's details for either load: the run's settings and restore, and `parts` (the
     analysis, the timeline, the network fault's evidence) where the load's order puts them."""
     every = {"mode": o.mode, "target": pre.target.name, "secondary": pre.secondary.name, "gateway": pre.gateway.name,
              "rps": o.rps, "max_tokens": o.max_tokens, "fault_at_s": o.fault_at_s, "outage_s": o.outage_s,
-             "per_attempt_timeout_s": pre.attempt_timeout, "preflight_warm": pre.warmed,
-             "stream_preflight": pre.streamed, "router": pre.router.to_json() if pre.router else None,
-             "restored": frame.restored, "restore_action": frame.restore_how, "notes": frame.notes, "marks": marks,
+             "per_attempt_timeout_s": pre.attempt_timeout, "preflight_warm": [w.to_json() for w in pre.warmed],
+             "stream_preflight": [p.to_json() for p in pre.streamed],
+             "router": pre.router.to_json() if pre.router else None,
+             "restored": frame.restored, "restore_action": frame.restore_how, "notes": frame.notes,
+             "marks": marks.to_json(),
              **(parts or {})}
     return {k: every[k] for k in (STREAM_DETAILS_HEAD if o.stream else PLAIN_DETAILS) if k in every}
 
 
-def fault_marks(m: Marks, frame: Frame) -> dict[str, Any]:
-    """The run's moments for the evidence, in seconds from the load's start: the fault issued,
-    the primary gone (and how that is known), the restore, the primary healthy again."""
+@dataclass(frozen=True)
+class FaultMarks:
+    """The run's moments, in seconds from the load's start (`details.marks`, fields in that order):
+    the fault issued, the primary gone (and how that is known), the restore, the primary healthy
+    again, and how long the engine's call took."""
+
+    fault: float | None
+    fault_in_effect: float | None
+    restore: float | None
+    primary_ok: float | None
+    fault_call_s: float | None
+    dead_from: str | None
+
+    def to_json(self) -> JsonObject:
+        return asdict(self)
+
+
+def fault_marks(m: Marks, frame: Frame) -> FaultMarks:
     def rel(v: float | None) -> float | None:
         return round(v - m.t_start, 4) if v else None
 
-    return {"fault": rel(m.t_fault), "fault_in_effect": rel(m.t_dead), "restore": rel(m.t_restore),
-            "primary_ok": rel(m.t_primary_ok),
-            "fault_call_s": round(frame.fault_call_s, 4) if frame.fault_call_s is not None else None,
-            "dead_from": frame.clock.source if frame.clock else None}
+    return FaultMarks(rel(m.t_fault), rel(m.t_dead), rel(m.t_restore), rel(m.t_primary_ok),
+                      round(frame.fault_call_s, 4) if frame.fault_call_s is not None else None,
+                      frame.clock.source if frame.clock else None)
 
 
 def preflight_requests(ctx: Context, gateway: Service, key: str, alias: str, primary: str,
-                       o: FailoverOptions, cooldown_s: float | None = None) -> list[dict[str, Any]]:
+                       o: FailoverOptions, cooldown_s: float | None = None) -> list[Warmed]:
     """Real completions through the gateway before any fault: a gateway that rejects them (say, a
     master key from another checkout) would fail every load request, so refuse (exit 4) instead.
 
@@ -299,7 +320,7 @@ def preflight_requests(ctx: Context, gateway: Service, key: str, alias: str, pri
     the primary in cooldown, and a steady state measured then would be the secondary's (seen in
     back-to-back benchmark runs: 12 replies from the secondary before a fault).  That is waited out,
     one cooldown at most."""
-    warmed: list[dict[str, Any]] = []
+    warmed: list[Warmed] = []
     wait_s = (cooldown_s if cooldown_s is not None else LITELLM_DEFAULT_COOLDOWN_S) + 3.0
     if o.warm:
         from ..warmup import warm_routes
@@ -317,7 +338,7 @@ def preflight_requests(ctx: Context, gateway: Service, key: str, alias: str, pri
         refusal = warm_refusal(done, gateway.name)
         if refusal:
             raise EnvironmentProblem(refusal)
-        warmed = [w.to_json() for w in done]
+        warmed = done
     deadline = time.monotonic() + wait_s
     while True:
         probe = complete(gateway.url, key, alias, timeout=10.0, max_tokens=o.max_tokens, hosts=ctx.stack().hosts)
@@ -368,7 +389,7 @@ def penalty_limit_s(spread_s: float | None) -> float:
     return round(PENALTY_LIMIT_S + max(0.0, spread_s or 0.0), 4)
 
 
-def failover_text(r: CheckResult, rows: list[dict[str, Any]], a: FailoverAnalysis) -> str:
+def failover_text(r: CheckResult, rows: list[SecondRow], a: FailoverAnalysis) -> str:
     """The evidence's text: the scenario step by step, the figures, latency by phase, the timeline."""
     d, m, mk = r.details, r.metrics, r.details["marks"]
     first, pen, before, fl, tw = (a.first_failover_request, a.penalty_request, a.served_before_fault,

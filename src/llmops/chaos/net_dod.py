@@ -8,12 +8,52 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from ..evidence import Criterion
+from ..evidence import Criterion, JsonObject
 from .common import Frame
 from .dod_common import MIN_REQUESTS, before_fault_criterion, failover_lines, hung_line, tail_lines
 from .modes import CUT_OFF_MODES
 from .netframe import FaultOptions
 from .timeline import FailoverAnalysis
+
+
+def _count(v: object) -> int | None:
+    return v if isinstance(v, int) and not isinstance(v, bool) else None
+
+
+@dataclass(frozen=True)
+class ProbeCounts:
+    """The gateway probe's samples before or during the fault: how many connected, how many
+    failed to run (None: not probed, or an older summary)."""
+
+    samples: int
+    reached: int | None
+    failed: int | None
+
+
+@dataclass(frozen=True)
+class NetworkEvidence:
+    """The network fault's own evidence: the frame's record (`NetFaultFrame.summary`, with its
+    divergence sampler's figures), kept whole for `details.network_fault`, and what the DoD reads
+    of it."""
+
+    record: JsonObject
+
+    @property
+    def dropped_packets(self) -> int | None:
+        return _count(self.record.get("dropped_packets"))
+
+    @property
+    def before(self) -> ProbeCounts:
+        return self._probes("before")
+
+    @property
+    def during(self) -> ProbeCounts:
+        return self._probes("during")
+
+    def _probes(self, when: str) -> ProbeCounts:
+        r = self.record
+        return ProbeCounts(_count(r.get(f"samples_{when}")) or 0, _count(r.get(f"gateway_reached_{when}")),
+                           _count(r.get(f"probe_failed_{when}")))
 
 
 @dataclass
@@ -22,15 +62,15 @@ class NetworkOutcome:
     and its evidence, `details.network_fault` and `details.fault_description`."""
 
     dod: list[Criterion]
-    network_fault: dict[str, Any]
+    network_fault: NetworkEvidence
     fault_description: str
 
-    def details(self) -> dict[str, Any]:
-        return {"network_fault": self.network_fault, "fault_description": self.fault_description}
+    def details(self) -> JsonObject:
+        return {"network_fault": self.network_fault.record, "fault_description": self.fault_description}
 
 
 def network_outcome(frame: Frame, a: FailoverAnalysis, o: FaultOptions, attempt_timeout: float | None,
-                    retries: Any, metrics: dict[str, Any], description: str) -> NetworkOutcome | None:
+                    retries: Any, metrics: JsonObject, description: str) -> NetworkOutcome | None:
     """The network fault's evidence and DoD; None for a container fault (its frame has no evidence
     of its own).  `retries`: router_settings.num_retries; `description`: netframe.fault_words."""
     network = net_evidence(frame, metrics)
@@ -40,22 +80,23 @@ def network_outcome(frame: Frame, a: FailoverAnalysis, o: FaultOptions, attempt_
                           network, description)
 
 
-def net_evidence(frame: Frame, metrics: dict[str, Any]) -> dict[str, Any] | None:
+def net_evidence(frame: Frame, metrics: JsonObject) -> NetworkEvidence | None:
     """The network fault's own evidence (health divergence, dropped packets), into the metrics too."""
     frame.finish()
-    nf = frame.summary()
-    if nf is None:
+    record = frame.summary()
+    if record is None:
         return None
-    metrics["health_divergence_s"] = nf.get("health_divergence_s")
-    if nf.get("loss_pct") is not None:
-        metrics["loss_pct"] = nf["loss_pct"]
-    if nf.get("rule"):
-        metrics["dropped_packets"] = nf.get("dropped_packets")
-    return nf
+    # the metrics carry the record's own values, whatever their type
+    metrics["health_divergence_s"] = record.get("health_divergence_s")
+    if record.get("loss_pct") is not None:
+        metrics["loss_pct"] = record["loss_pct"]
+    if record.get("rule"):
+        metrics["dropped_packets"] = record.get("dropped_packets")
+    return NetworkEvidence(record)
 
 
 def network_dod(a: FailoverAnalysis, mode: str, restored: bool, attempt_timeout: float | None,
-                loss_pct: float | None, nf: dict[str, Any], retries: Any) -> list[Criterion]:
+                loss_pct: float | None, nf: NetworkEvidence, retries: Any) -> list[Criterion]:
     """partition and blackhole: nothing fails and the gateway gives up on the primary within one
     attempt (the hung-server limit, 10 s at most), and the gateway's own probe, shown to work before
     the fault, could not connect during it; loss: no more requests fail than the retry policy
@@ -66,7 +107,7 @@ def network_dod(a: FailoverAnalysis, mode: str, restored: bool, attempt_timeout:
         return [*failover_lines(a), hung_line(mode, a, attempt_timeout), probe_before_line(nf), cut_line(nf),
                 *tail_lines(a, restored)]
     dod = [loss_line(a, loss_pct or 0.0, retries), before_fault_criterion(a)]
-    dropped = nf.get("dropped_packets")
+    dropped = nf.dropped_packets
     dod.append(Criterion.judge("packets dropped by the loss rule", "> 0", dropped, lambda n: n > 0,
                                samples=1 if dropped is not None else 0))
     return dod + tail_lines(a, restored, failback=False)
@@ -163,19 +204,21 @@ def _probe_shown(reached: int | None, n: int, failed: int | None) -> str:
     return f"{reached} of {n} reached" + (f", probe failed ({failed})" if failed else "")
 
 
-def probe_before_line(nf: dict[str, Any]) -> Criterion:
+def probe_before_line(nf: NetworkEvidence) -> Criterion:
     """The probe's control: it reached the primary before the fault, so its silence during the
     fault is the network's, not its own.  Fewer than MIN_REACHED_BEFORE connects is not measured."""
-    n, reached, failed = nf.get("samples_before") or 0, nf.get("gateway_reached_before"), nf.get("probe_failed_before")
+    p = nf.before
+    n, reached, failed = p.samples, p.reached, p.failed
     return Criterion.judge(f"gateway reached the primary before the fault ({PROBE_WORDS})",
                            f">= {MIN_REACHED_BEFORE} reached", reached, lambda v: v >= MIN_REACHED_BEFORE,
                            samples=reached or 0, need=MIN_REACHED_BEFORE, shown=_probe_shown(reached, n, failed))
 
 
-def cut_line(nf: dict[str, Any]) -> Criterion:
+def cut_line(nf: NetworkEvidence) -> Criterion:
     """No probe during the fault connected, and none failed to run: a failed probe saw nothing, so it
     is never counted as "not reached".  No samples means the cut was never observed: that fails."""
-    during, reached, failed = nf.get("samples_during") or 0, nf.get("gateway_reached_during"), nf.get("probe_failed_during")
+    p = nf.during
+    during, reached, failed = p.samples, p.reached, p.failed
     # A missing failure count (not probed, or an older summary) leaves the line unmeasured.
     value = reached if failed is not None else None
     return Criterion.judge(f"gateway could not reach the primary during the fault ({PROBE_WORDS})",
@@ -184,7 +227,8 @@ def cut_line(nf: dict[str, Any]) -> Criterion:
                            shown=_probe_shown(reached, during, failed))
 
 
-def network_text(nf: dict[str, Any]) -> list[str]:
+def network_text(nf: JsonObject) -> list[str]:
+    """The text's lines for the evidence's `details.network_fault` record."""
     def v(x: Any) -> str:
         return "n/a" if x is None else str(x)
 

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Protocol
 
 from ..context import Context
 from ..errors import EnvironmentProblem
+from ..evidence import JsonObject
 from ..runner import Run
 from ..stack import Service
 from .common import FaultFrame
@@ -52,12 +53,34 @@ def describe(mode: str, target: str, gateway: str, loss_pct: float | None = None
     return f"iptables DROP of {loss_pct:g} % of {gateway}'s packets (random) in {target}'s network namespace"
 
 
+@dataclass(frozen=True)
+class NetTarget:
+    """Where the network fault lands, found before it: what undoing it needs that the container
+    will not tell afterwards (the network and aliases it is cut from), and the rule for the
+    iptables modes."""
+
+    network: str
+    aliases: list[str]
+    ip: str                         # the primary's address on that network
+    gateway_ip: str
+    port: int
+    rule: list[str] | None = None   # after `iptables -I INPUT`; None for a partition
+
+    def ledger_record(self) -> dict[str, object]:
+        """The ledger's `net` (what `chaos restore` and `undo_net` read back)."""
+        rec: dict[str, object] = {"network": self.network, "aliases": list(self.aliases), "ip": self.ip,
+                                  "gateway_ip": self.gateway_ip, "port": self.port}
+        if self.rule is not None:
+            rec["rule"] = self.rule
+        return rec
+
+
 @dataclass
 class NetFaultFrame(FaultFrame):
     gateway: Service | None = None
     loss_pct: float | None = None
     tag: str = ""
-    net: dict[str, Any] = field(default_factory=dict)
+    net: NetTarget | None = None        # found by prepare()
     sampler: DivergenceSampler | None = None
     dropped_packets: int | None = None
 
@@ -71,10 +94,9 @@ class NetFaultFrame(FaultFrame):
         pid = container_pid(client, self.service.container_id)
         require_tools(self.mode, client, pid if self.mode in IPTABLES_MODES else None)
         self.tag = make_tag(self.ctx.project, self.evidence.path.name, os.getpid())
-        self.net = {"network": network, "aliases": list(endpoint.get("Aliases") or []),
-                    "ip": endpoint["IPAddress"], "gateway_ip": gw_ip, "port": self.service.port}
-        if self.mode in IPTABLES_MODES:
-            self.net["rule"] = rule_spec(self.mode, gw_ip, self.tag, self.loss_pct)
+        self.net = NetTarget(network, list(endpoint.get("Aliases") or []), endpoint["IPAddress"], gw_ip,
+                             self.service.port, rule_spec(self.mode, gw_ip, self.tag, self.loss_pct)
+                             if self.mode in IPTABLES_MODES else None)
         gw_pid = container_pid(client, self.gateway.container_id)
         self.sampler = DivergenceSampler(f"{self.service.url}{self.service.health_path}", gw_pid,
                                          endpoint["IPAddress"], self.service.port, primary_pid=pid,
@@ -83,18 +105,20 @@ class NetFaultFrame(FaultFrame):
 
     def inject(self) -> float:
         c = self.ctx.client
+        net = self.net
+        assert net is not None, "prepare() finds the fault's target first"
         self.entry = self.ledger.add(self.ctx.project, self.service.name, self.service.container_id, self.mode,
-                                     tag=self.tag, net=self.net)
+                                     tag=self.tag, net=net.ledger_record())
         self.t_fault, wall0 = time.monotonic(), time.time()
         try:
             if self.mode == "partition":
-                disconnect(c, self.net["network"], self.service.container_id)
+                disconnect(c, net.network, self.service.container_id)
             else:
-                insert_rule(container_pid(c, self.service.container_id), self.net["rule"])
+                insert_rule(container_pid(c, self.service.container_id), net.rule or [])
         except BaseException as e:
             # Nothing half-applied: take back whatever landed; the entry goes only once that worked
             # (if it did not, the frame's restore and `chaos restore` still have it).
-            undo_net(c, self.mode, self.service.container_id, self.net, self.tag)
+            undo_net(c, self.mode, self.service.container_id, net.ledger_record(), self.tag)
             self.ledger.remove(self.entry)
             self.entry = None
             self.t_fault = None
@@ -104,7 +128,7 @@ class NetFaultFrame(FaultFrame):
         self.mark_done(wall0)   # the rule or the disconnect is in place: the primary is cut off now
         return self.t_fault
 
-    def fault_fields(self) -> dict[str, Any]:
+    def fault_fields(self) -> JsonObject:
         return {"tag": self.tag, "loss_pct": self.loss_pct}
 
     def undo(self) -> float:
@@ -122,9 +146,11 @@ class NetFaultFrame(FaultFrame):
         if self.sampler is not None:
             self.sampler.stop()
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> JsonObject:
+        """The `details.network_fault` record: the fault, its target and the sampler's figures."""
         s = self.sampler.summary(self.t_fault, self.t_restore) if self.sampler else {}
+        n = self.net
         return {"mode": self.mode, "tag": self.tag, "loss_pct": self.loss_pct, "dropped_packets": self.dropped_packets,
-                "network": self.net.get("network"), "aliases": self.net.get("aliases"),
-                "primary_ip": self.net.get("ip"), "gateway_ip": self.net.get("gateway_ip"),
-                "rule": self.net.get("rule"), **s}
+                "network": n.network if n else None, "aliases": n.aliases if n else None,
+                "primary_ip": n.ip if n else None, "gateway_ip": n.gateway_ip if n else None,
+                "rule": n.rule if n else None, **s}

@@ -56,11 +56,12 @@ def run_vectordb_alone(ctx: Context, run: Run, o: QdrantOptions,
                                       after if before else None, lambda v: v == before, samples=len(before),
                                       shown=str(after)))
     if safety:
-        dod += safety_criteria(safety)
+        dod += safety_criteria(safety.writes)
     metrics = {"points_before": sum(v or 0 for v in before.values()), "restored": frame.restored,
                "qdrant_ready_after_restore_s": rounded(ready_s, 4), **safety_metrics(safety)}
     details = {"mode": o.mode, "outage_s": o.outage_s, "service": qdrant.name, "not_in_stack": [Role.RAG],
-               "points_before": before, "points_after": after, "data_safety": safety, "restored": frame.restored,
+               "points_before": before, "points_after": after,
+               "data_safety": safety.to_json() if safety else None, "restored": frame.restored,
                "restore_action": frame.restore_how, "notes": frame.notes}
     r = CheckResult("qdrant", started_at, time.perf_counter() - t_wall, metrics, dod, details)
     text = "\n".join([f"Vector DB outage test (no rag in this stack): docker {o.mode} {qdrant.name} for {o.outage_s:g} s",

@@ -4,12 +4,13 @@ must survive a SIGKILL of the vector DB), with its DoD lines."""
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
 
 import httpx
 
 from ..context import Context
-from ..evidence import Criterion
+from ..evidence import Criterion, JsonObject
 from ..runner import Run
 from ..stack import Service
 from .common import FaultFrame
@@ -40,10 +41,10 @@ def all_points(qdrant: Service) -> dict[str, int | None]:
     return {n: count_points(qdrant, n) for n in sorted(names) if n != DURABILITY_COLLECTION}
 
 
-def write_points(base: str, n: int) -> tuple[dict[str, dict[str, Any]], list[str]]:
+def write_points(base: str, n: int) -> tuple[dict[str, dict[str, int]], list[str]]:
     """Write n points in batches with wait=true: the points whose batch was acknowledged
     (id -> payload), and why any batch was not."""
-    acked: dict[str, dict[str, Any]] = {}
+    acked: dict[str, dict[str, int]] = {}
     errors: list[str] = []
     with httpx.Client(timeout=30) as c:
         for start in range(0, n, WRITE_BATCH):
@@ -62,7 +63,7 @@ def write_points(base: str, n: int) -> tuple[dict[str, dict[str, Any]], list[str
     return acked, errors
 
 
-def read_back(base: str, ids: list[str]) -> tuple[dict[str, Any] | None, str | None]:
+def read_back(base: str, ids: list[str]) -> tuple[dict[str, object] | None, str | None]:
     """The points Qdrant returns for these IDs (id -> payload), by ID, as Qdrant's REST API reads
     them (`POST /collections/{name}/points`); None and the reason when the read fails."""
     try:
@@ -74,46 +75,78 @@ def read_back(base: str, ids: list[str]) -> tuple[dict[str, Any] | None, str | N
         return None, f"{e.__class__.__name__}: {e}"[:200]
 
 
-def compare_writes(requested: int, acked: dict[str, dict[str, Any]], found: dict[str, Any] | None,
-                   read_error: str | None = None, write_errors: list[str] | None = None) -> dict[str, Any]:
+@dataclass(frozen=True)
+class WriteComparison:
+    """Acknowledged writes against what was read back by ID.  Its fields are the head of the
+    evidence's `details.data_safety`, in that order."""
+
+    requested_writes: int
+    acked_writes: int
+    write_errors: list[str]         # the first few
+    read_back: bool
+    read_error: str | None
+    found_after_kill: int | None    # None: the read-back failed
+    lost_writes: int
+    changed_writes: int
+    lost_ids: list[str]             # the first few
+    changed_ids: list[str]
+
+    def to_json(self) -> JsonObject:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class DataSafety:
+    """The data-safety step's evidence (`details.data_safety`): the writes compared, and the
+    Qdrant image that was killed."""
+
+    writes: WriteComparison
+    qdrant_image: str
+
+    def to_json(self) -> JsonObject:
+        return {**self.writes.to_json(), "qdrant_image": self.qdrant_image}
+
+
+def compare_writes(requested: int, acked: Mapping[str, object], found: Mapping[str, object] | None,
+                   read_error: str | None = None, write_errors: list[str] | None = None) -> WriteComparison:
     """Acknowledged IDs against what was read back by ID: which are missing, which came back
     changed. Counts alone would let other points stand in for lost ones."""
     missing = sorted(set(acked) - set(found or {})) if found is not None else sorted(acked)
     changed = sorted(i for i in acked if found is not None and i in found and found[i] != acked[i])
-    return {
-        "requested_writes": requested,
-        "acked_writes": len(acked),
-        "write_errors": (write_errors or [])[:5],
-        "read_back": found is not None,
-        "read_error": read_error,
-        "found_after_kill": None if found is None else len(acked) - len(missing),
-        "lost_writes": len(missing),
-        "changed_writes": len(changed),
-        "lost_ids": missing[:5],
-        "changed_ids": changed[:5],
-    }
+    return WriteComparison(
+        requested_writes=requested,
+        acked_writes=len(acked),
+        write_errors=(write_errors or [])[:5],
+        read_back=found is not None,
+        read_error=read_error,
+        found_after_kill=None if found is None else len(acked) - len(missing),
+        lost_writes=len(missing),
+        changed_writes=len(changed),
+        lost_ids=missing[:5],
+        changed_ids=changed[:5],
+    )
 
 
-def safety_criteria(s: dict[str, Any]) -> list[Criterion]:
+def safety_criteria(s: WriteComparison) -> list[Criterion]:
     """The data-safety DoD lines. Each fails on its own: too few writes, writes not all
     acknowledged, a failed read-back, a missing or changed acknowledged point."""
-    n, acked = s["requested_writes"], s["acked_writes"]
-    if not s["read_back"]:
-        actual = f"read-back failed: {s['read_error']}"
+    n, acked = s.requested_writes, s.acked_writes
+    if not s.read_back:
+        actual = f"read-back failed: {s.read_error}"
     else:
-        actual = f"{s['found_after_kill']} of {acked} found, {s['lost_writes']} missing, {s['changed_writes']} changed"
-        if s["lost_ids"]:
-            actual += f" (missing e.g. {', '.join(s['lost_ids'][:2])})"
+        actual = f"{s.found_after_kill} of {acked} found, {s.lost_writes} missing, {s.changed_writes} changed"
+        if s.lost_ids:
+            actual += f" (missing e.g. {', '.join(s.lost_ids[:2])})"
     return [
         Criterion.judge(f"all writes acknowledged (n >= {MIN_SAFETY_POINTS})", f"{n} of {n}, n >= {MIN_SAFETY_POINTS}",
                         acked, lambda a: a == n, samples=n, need=MIN_SAFETY_POINTS, shown=f"{acked} of {n}"),
         Criterion.judge("acknowledged writes survive SIGKILL (read back by ID)", f"{acked} of {acked} found, unchanged",
-                        s["lost_writes"] + s["changed_writes"] if s["read_back"] else None, lambda bad: bad == 0,
+                        s.lost_writes + s.changed_writes if s.read_back else None, lambda bad: bad == 0,
                         samples=acked, shown=actual),
     ]
 
 
-def data_safety(ctx: Context, run: Run, qdrant: Service, n: int) -> dict[str, Any]:
+def data_safety(ctx: Context, run: Run, qdrant: Service, n: int) -> DataSafety:
     """Acknowledged writes (wait=true) must survive a SIGKILL of whatever Qdrant the profile runs:
     each acknowledged ID is read back by ID after the restart."""
     base = f"{qdrant.url}/collections/{DURABILITY_COLLECTION}"
@@ -130,15 +163,16 @@ def data_safety(ctx: Context, run: Run, qdrant: Service, n: int) -> dict[str, An
         wait_http_ok(f"{qdrant.url}/readyz", 60.0)
 
     frame.apply(body)
+    found: dict[str, object] | None
     found, read_error = read_back(base, list(acked)) if acked else ({}, None)
     with httpx.Client(timeout=10) as c:
         c.delete(base)
-    return {**compare_writes(n, acked, found, read_error, write_errors),
-            "qdrant_image": ctx.client.containers.get(qdrant.container_id).attrs["Config"]["Image"]}
+    return DataSafety(compare_writes(n, acked, found, read_error, write_errors),
+                      ctx.client.containers.get(qdrant.container_id).attrs["Config"]["Image"])
 
 
 def safety_step(ctx: Context, run: Run, qdrant: Service, frame: FaultFrame, wanted: bool,
-                points: int) -> dict[str, Any] | None:
+                points: int) -> DataSafety | None:
     """The data-safety step after the outage, when asked for and the outage was restored; a note on
     the frame when it was not asked for."""
     safety = data_safety(ctx, run, qdrant, points) if (wanted and frame.restored) else None
@@ -148,5 +182,6 @@ def safety_step(ctx: Context, run: Run, qdrant: Service, frame: FaultFrame, want
     return safety
 
 
-def safety_metrics(safety: dict[str, Any] | None) -> dict[str, Any]:
-    return {k: safety[k] for k in SAFETY_METRICS} if safety else {}
+def safety_metrics(safety: DataSafety | None) -> dict[str, int | None]:
+    """The data-safety figures for the run's metrics (none when the step did not run)."""
+    return {k: getattr(safety.writes, k) for k in SAFETY_METRICS} if safety else {}

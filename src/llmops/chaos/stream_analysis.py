@@ -22,15 +22,14 @@ import math
 import statistics
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import asdict, dataclass, field
 
 from ..rounding import rounded
-from ..evidence import Criterion
+from ..evidence import Criterion, JsonObject
 from .dod_common import served_lines, tail_lines
 from .modes import HUNG_MODES, REFUSED_MODES
 from .streamload import StreamRequest
-from .timeline import FailoverAnalysis, Marks, Phases, percentile, phases, render_seconds, seconds
+from .timeline import FailoverAnalysis, Marks, Phases, SecondRow, percentile, phases, render_seconds, seconds
 
 TTFT_PENALTY_LIMIT_S = 0.1
 PAUSE_TTFT_SLACK_S = 0.5
@@ -121,7 +120,7 @@ class StreamAnalysis:
     cut_example: CutExample | None
     max_tokens: int
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> JsonObject:
         return asdict(self)
 
 
@@ -138,20 +137,27 @@ def max_gap_s(r: StreamRequest) -> float | None:
     return max(b - a for a, b in zip([0.0, *r.chunk_s], r.chunk_s))
 
 
+@dataclass
+class _Served:
+    """One backend's whole first-attempt streams: each one's first token and longest chunk gap."""
+
+    ttft: list[float | None] = field(default_factory=list)
+    gap: list[float | None] = field(default_factory=list)
+
+
 def healthy_margins(reqs: Sequence[StreamRequest]) -> dict[str, HealthyMargin]:
     """Per backend, the worst first token and chunk gap of whole streams it served on the first
     attempt.  `stream_timeout` is the HTTP read timeout for both: a deployment's value must stay
     above these, or the gateway cuts (or cools down) a healthy server."""
-    out: dict[str, dict[str, Any]] = {}
+    out: dict[str, _Served] = {}
     for r in reqs:
         if not r.ok or r.backend is None or r.retries not in (None, "0"):
             continue
-        b = out.setdefault(r.backend, {"streams": 0, "ttft": [], "gap": []})
-        b["streams"] += 1
-        b["ttft"].append(r.ttft_s)
-        b["gap"].append(max_gap_s(r))
-    return {k: HealthyMargin(v["streams"], rounded(max(v["ttft"]), 4), rounded(percentile(v["ttft"], 95), 4),
-                             rounded(max(v["gap"]), 4)) for k, v in sorted(out.items())}
+        b = out.setdefault(r.backend, _Served())
+        b.ttft.append(r.ttft_s)
+        b.gap.append(max_gap_s(r))
+    return {k: HealthyMargin(len(v.ttft), rounded(max(v.ttft), 4), rounded(percentile(v.ttft, 95), 4),
+                             rounded(max(v.gap), 4)) for k, v in sorted(out.items())}
 
 
 def in_flight(r: StreamRequest, m: Marks) -> bool:
@@ -293,17 +299,17 @@ def stream_dod(s: StreamAnalysis, base: FailoverAnalysis, mode: str, stream_time
 MIN_STREAMS = 3
 
 
-def cut_rows(reqs: Sequence[StreamRequest], m: Marks) -> list[dict[str, Any]]:
+def cut_rows(reqs: Sequence[StreamRequest], m: Marks) -> list[SecondRow]:
     """Per second of sending: streams whole, cut, failed to start; TTFT max."""
     rows = []
     for sec, b, marks, served in seconds(reqs, m):
         t = [r.ttft_s for r in b if r.ttft_s is not None]
-        rows.append({"second": sec, "streams": len(b), "whole": sum(r.ok for r in b), "cut": sum(r.cut for r in b),
-                     "no_start": sum(not r.started for r in b), "served": served,
-                     "max_ttft_s": rounded(max(t) if t else None, 4), "marks": marks})
+        counts = {"streams": len(b), "whole": sum(r.ok for r in b), "cut": sum(r.cut for r in b),
+                  "no_start": sum(not r.started for r in b)}
+        rows.append(SecondRow(sec, counts, served, "max_ttft_s", rounded(max(t) if t else None, 4), marks))
     return rows
 
 
-def render_cut_rows(rows: list[dict[str, Any]], primary: str, secondary: str) -> str:
+def render_cut_rows(rows: Sequence[SecondRow], primary: str, secondary: str) -> str:
     return render_seconds(rows, primary, secondary, (("sent", "streams", 4), ("whole", "whole", 5), ("cut", "cut", 4),
-                                                     ("nostart", "no_start", 7)), ("max ttft", "max_ttft_s"))
+                                                     ("nostart", "no_start", 7)), "max ttft")

@@ -16,8 +16,8 @@ from ..runner import Run
 from .common import Frame
 from .modes import HUNG_MODES
 from .stream_analysis import StreamAnalysis, analyse_streams, cut_rows, render_cut_rows, stream_dod
-from .streamload import StreamLoadGenerator, StreamRequest, stream_once
-from .timeline import Marks, analyse, failover_metrics, fmt, in_effect
+from .streamload import StreamLoadGenerator, StreamProof, StreamRequest, stream_once
+from .timeline import Marks, SecondRow, analyse, failover_metrics, fmt, in_effect
 
 # The plain analysis' figures a streamed run's metrics carry, and the streamed analysis' own.
 BASE_METRICS = ("failover_time_s", "failover_penalty_s", "served_by_secondary", "failback_time_s")
@@ -25,13 +25,13 @@ STREAM_METRICS = ("failed_requests", "total_requests", "cut_streams", "in_flight
                   "tokens_lost", "failed_to_start", "ttft_penalty_s", "stall_detect_s")
 
 
-def stream_preflight(gateway_url: str, key: str, router: RouterSummary | None, max_tokens: int) -> list[dict[str, Any]]:
+def stream_preflight(gateway_url: str, key: str, router: RouterSummary | None, max_tokens: int) -> list[StreamProof]:
     """Send the load's own streamed request to every deployment by its id: proves each streams
     whole through the gateway before any fault (else exit 4), and leaves the standby's prompt
     cache holding the load's prompt, as the plain pre-flight does for its request."""
     out = []
     for d in (router.deployments if router else []):
-        dep = d.get("id")
+        dep = d.id
         if not dep:
             continue
         r = stream_once(gateway_url, key, dep, max_tokens, hosts=router.hosts if router else None)
@@ -39,8 +39,7 @@ def stream_preflight(gateway_url: str, key: str, router: RouterSummary | None, m
             why = r.error or (r.verdict.reason if r.verdict else "") or f"served by {r.backend}"
             raise EnvironmentProblem(f"pre-flight: a streamed completion through the gateway to {dep} was not "
                                      f"whole (HTTP {r.status}: {' '.join(why.split())[:150]}); refusing to inject a fault")
-        out.append({"deployment": dep, "ttft_s": round(r.ttft_s or 0, 4), "tokens": r.tokens,
-                    "end_s": round(r.t_end_s, 4)})
+        out.append(StreamProof.of(dep, r))
     return out
 
 
@@ -76,15 +75,15 @@ def stream_result(reqs: list[StreamRequest], m: Marks, o: Any, frame: Frame, rou
     metrics = failover_metrics(base, reqs, frame.restored, details["marks"].get("fault_call_s"), BASE_METRICS, own)
     dod = stream_dod(s, base, o.mode, st, frame.restored)
     rows = cut_rows(reqs, m)
-    every = {str(dep.get("id")): dep.get("stream_timeout") for dep in (router.deployments if router else [])}
+    every = {str(dep.id): dep.stream_timeout for dep in (router.deployments if router else [])}
     details = {**details, "stream": True, "stream_timeout_s": st, "stream_timeouts_s": every, "analysis": base.to_json(),
-               "stream_analysis": sj, "timeline": rows,
+               "stream_analysis": sj, "timeline": [row.to_json() for row in rows],
                "streams": [{**r.to_json(), "sent_at_s": round(r.t_send - m.t_start, 4)} for r in reqs]}
     r = CheckResult("failover", started_at, time.perf_counter() - t_wall, metrics, dod, details)
-    return r, stream_text(r, s)
+    return r, stream_text(r, s, rows)
 
 
-def stream_text(r: CheckResult, s: StreamAnalysis) -> str:
+def stream_text(r: CheckResult, s: StreamAnalysis, rows: list[SecondRow]) -> str:
     d, m, mk = r.details, r.metrics, r.details["marks"]
 
     def secs(x: Any) -> str:
@@ -134,7 +133,7 @@ def stream_text(r: CheckResult, s: StreamAnalysis) -> str:
         for b, h in s.healthy.items():
             lines.append(f"  {b:16} {h.streams:>3} streams   TTFT max {fmt(h.ttft_max_s)}   "
                          f"longest chunk gap {fmt(h.gap_max_s)}")
-    lines += ["", "Timeline (one row per second of sending):", render_cut_rows(d["timeline"], d["target"], d["secondary"])]
+    lines += ["", "Timeline (one row per second of sending):", render_cut_rows(rows, d["target"], d["secondary"])]
     if s.cut:
         lines += ["", "Cut streams:"]
         for c in s.cut:

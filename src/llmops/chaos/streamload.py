@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import httpx
 
 from ..backends import HostMap, backend_of
+from ..evidence import JsonObject
 from ..rounding import rounded
 from ..redact import bearer_of, scrub
 from .loadgen import LoadGenerator
@@ -32,7 +33,8 @@ RAW_TAIL_BYTES = 1500
 STREAM_PROMPT = "Count from 1 to 200, separated by commas."
 
 
-def stream_payload(alias: str, max_tokens: int) -> dict[str, Any]:
+def stream_payload(alias: str, max_tokens: int) -> dict[str, object]:
+    """The load's streamed completion request, as sent."""
     return {"model": alias, "messages": [{"role": "user", "content": STREAM_PROMPT}], "max_tokens": max_tokens,
             "temperature": 0, "stream": True, "stream_options": {"include_usage": True}}
 
@@ -94,7 +96,7 @@ class StreamRequest:
     def t_last_chunk(self) -> float | None:
         return self.t_send + self.chunk_s[-1] if self.chunk_s else None
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> JsonObject:
         v = self.verdict
         return {"seq": self.seq, "status": self.status, "backend": self.backend, "model_id": self.model_id,
                 "retries": self.retries, "fallbacks": self.fallbacks, "error": self.error,
@@ -103,6 +105,24 @@ class StreamRequest:
                 "finish_reason": v.finish_reason if v else None, "cut": self.cut, "ok": self.ok,
                 "cut_reason": v.reason if (v and self.cut) else ("no verdict" if self.cut else None),
                 "chunk_s": [round(x, 4) for x in self.chunk_s]}
+
+
+@dataclass(frozen=True)
+class StreamProof:
+    """A deployment's streamed pre-flight completion, whole (`details.stream_preflight[]`, fields
+    in that order)."""
+
+    deployment: str
+    ttft_s: float
+    tokens: int
+    end_s: float
+
+    @classmethod
+    def of(cls, deployment: str, r: StreamRequest) -> "StreamProof":
+        return cls(deployment, round(r.ttft_s or 0, 4), r.tokens, round(r.t_end_s, 4))
+
+    def to_json(self) -> JsonObject:
+        return asdict(self)
 
 
 @dataclass
@@ -115,7 +135,7 @@ class StreamWatch:
     hosts: HostMap = field(default_factory=dict)
 
 
-async def read_stream(client: httpx.AsyncClient, url: str, headers: dict[str, str], payload: dict[str, Any],
+async def read_stream(client: httpx.AsyncClient, url: str, headers: dict[str, str], payload: dict[str, object],
                       seq: int, max_tokens: int, timeout_s: float,
                       watch: StreamWatch | None = None) -> StreamRequest:
     """One streamed completion, every chunk timed; never raises for HTTP or transport trouble.
@@ -131,7 +151,7 @@ async def read_stream(client: httpx.AsyncClient, url: str, headers: dict[str, st
             watch.opened.pop(seq, None)
 
 
-async def _read_stream(client: httpx.AsyncClient, url: str, headers: dict[str, str], payload: dict[str, Any],
+async def _read_stream(client: httpx.AsyncClient, url: str, headers: dict[str, str], payload: dict[str, object],
                        r: StreamRequest, timeout_s: float, hosts: HostMap) -> StreamRequest:
     t, max_tokens = r.t_send, r.max_tokens
     parser, events, raw = SSEParser(), [], bytearray()

@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
+from ..evidence import JsonObject
 from ..rounding import rounded
 
 T = TypeVar("T")
@@ -72,9 +73,9 @@ class Marks:
         return max(self.t_effect, self.t_returned if self.t_returned is not None else self.t_effect)
 
 
-def in_effect(marks: dict[str, Any]) -> str:
-    """For the evidence text: when the primary was gone (requests sent before it count as in
-    flight at the fault)."""
+def in_effect(marks: JsonObject) -> str:
+    """For the evidence text, from its `details.marks`: when the primary was gone (requests sent
+    before it count as in flight at the fault)."""
     t = marks.get("fault_in_effect")
     return "" if t is None else f" (primary gone at t={t:.3f} s)"
 
@@ -194,7 +195,7 @@ class FailoverAnalysis:
     latency: Phases[LatencyStats]
     served: dict[str, int]
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> JsonObject:
         return asdict(self)
 
 
@@ -284,7 +285,7 @@ def availability_pct(reqs: Sequence[Req]) -> float | None:
 
 
 def failover_metrics(a: FailoverAnalysis, reqs: Sequence[Req], restored: bool, fault_call_s: float | None,
-                     figures: Sequence[str], extra: dict[str, Any] | None = None) -> dict[str, Any]:
+                     figures: Sequence[str], extra: JsonObject | None = None) -> JsonObject:
     """A failover run's metrics: the analysis' `figures` (by their evidence keys), the load's own
     `extra`, then what every load's metrics end with."""
     j = a.to_json()
@@ -314,30 +315,48 @@ def seconds(reqs: Sequence[Req], m: Marks) -> Iterator[tuple[int, list[Any], lis
         yield sec, bucket, marks, served
 
 
-def per_second(reqs: Sequence[Req], m: Marks) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class SecondRow:
+    """One second of sending: its counts, who served, its slowest figure, the marks that fall in
+    it.  `to_json` writes the evidence's `details.timeline` row: second, the counts in order
+    (a plain run's requests and errors; a streamed run's streams, whole, cut, no_start), served,
+    the slowest under `worst_key` (max_latency_s; max_ttft_s), marks."""
+
+    second: int
+    counts: dict[str, int]
+    served: dict[str, int]          # 2xx replies (whole streams) by backend
+    worst_key: str
+    worst_s: float | None
+    marks: list[str]                # FAULT, RESTORE, PRIMARY OK
+
+    def to_json(self) -> JsonObject:
+        return {"second": self.second, **self.counts, "served": self.served, self.worst_key: self.worst_s,
+                "marks": self.marks}
+
+
+def per_second(reqs: Sequence[Req], m: Marks) -> list[SecondRow]:
     """One row per second of the run: requests sent, errors, and who served them."""
     rows = []
     for sec, bucket, marks, served in seconds(reqs, m):
         lat = [r.latency_s for r in bucket]
-        rows.append({"second": sec, "requests": len(bucket), "errors": sum(not r.ok for r in bucket),
-                     "served": served, "max_latency_s": rounded(max(lat) if lat else None, 4), "marks": marks})
+        rows.append(SecondRow(sec, {"requests": len(bucket), "errors": sum(not r.ok for r in bucket)}, served,
+                              "max_latency_s", rounded(max(lat) if lat else None, 4), marks))
     return rows
 
 
-def render_seconds(rows: list[dict[str, Any]], primary: str, secondary: str, counts: Sequence[tuple[str, str, int]],
-                   worst: tuple[str, str]) -> str:
-    """The per-second table: each row's `counts` (heading, key, width), who served, its `worst`
-    (heading, key: a latency in seconds) and its marks."""
+def render_seconds(rows: Sequence[SecondRow], primary: str, secondary: str, counts: Sequence[tuple[str, str, int]],
+                   worst: str) -> str:
+    """The per-second table: each row's `counts` (heading, key, width), who served, its slowest
+    figure (under the heading `worst`, in seconds) and its marks."""
     out = [f"{'t(s)':>5} " + "".join(f"{head:>{w}} " for head, _, w in counts)
-           + f"{primary[:14]:>14} {secondary[:14]:>14} {worst[0]:>8}  events"]
+           + f"{primary[:14]:>14} {secondary[:14]:>14} {worst:>8}  events"]
     for row in rows:
-        v = row[worst[1]]
-        out.append(f"{row['second']:>5} " + "".join(f"{row[key]:>{w}} " for _, key, w in counts)
-                   + f"{row['served'].get(primary, 0):>14} {row['served'].get(secondary, 0):>14} "
-                   f"{(f'{v:.3f}' if v is not None else '-'):>8}  {' '.join(row['marks'])}")
+        v = row.worst_s
+        out.append(f"{row.second:>5} " + "".join(f"{row.counts[key]:>{w}} " for _, key, w in counts)
+                   + f"{row.served.get(primary, 0):>14} {row.served.get(secondary, 0):>14} "
+                   f"{(f'{v:.3f}' if v is not None else '-'):>8}  {' '.join(row.marks)}")
     return "\n".join(out)
 
 
-def render_rows(rows: list[dict[str, Any]], primary: str, secondary: str) -> str:
-    return render_seconds(rows, primary, secondary, (("req", "requests", 4), ("err", "errors", 4)),
-                          ("max lat", "max_latency_s"))
+def render_rows(rows: Sequence[SecondRow], primary: str, secondary: str) -> str:
+    return render_seconds(rows, primary, secondary, (("req", "requests", 4), ("err", "errors", 4)), "max lat")

@@ -109,10 +109,10 @@ def gpu_plan(
         con = console()
         con.print(plan_view(plan_table(plan)))
         for s in plan.servers:
-            for term, why in s["unknown"].items():
-                con.print(f"  {s['name']}: {term} unknown: {why}", highlight=False)
-            for a in s["assumptions"]:
-                con.print(f"  {s['name']}: {a}", highlight=False)
+            for term, why in s.unknown.items():
+                con.print(f"  {s.name}: {term} unknown: {why}", highlight=False)
+            for a in s.assumptions:
+                con.print(f"  {s.name}: {a}", highlight=False)
         con.print(f"Overhead per process: calibration {plan.calibration.name}", highlight=False)
         verdict, style = {True: ("fits", "green"), False: ("does not fit as asked", "red"),
                           None: ("no fit check", None)}[plan.fits]

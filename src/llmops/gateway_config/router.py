@@ -9,12 +9,13 @@ shape failover; any other setting is named, not valued, so a redis_password cann
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from ..backends import HostMap, backend_of
+from ..evidence import JsonObject
 from ..redact import SET
 from .location import CONFIG_DIGEST_ENV, container_env, mounted_config_path
 from .schema import Deployment, GatewayConfig, RouterSettings, read_config
@@ -24,34 +25,54 @@ MAX_SANE_TIMEOUT_S = 30.0
 
 
 @dataclass
+class PublicDeployment:
+    """One deployment of the alias as a run folder may hold it (`router.deployments[]`, fields in
+    that order): what shapes failover, valued; its other settings named under `other`, never valued."""
+
+    id: str | None                              # model_info.id
+    api_base: str | None = None                 # without what may carry a credential
+    order: int | float | None = None
+    timeout: int | float | None = None
+    stream_timeout: int | float | None = None
+    max_retries: int | None = None
+    cooldown_time: int | float | None = None    # its own, where LiteLLM looks for it
+    allowed_fails: int | None = None
+    other: dict[str, str] = field(default_factory=dict)   # setting -> SET
+
+    def to_json(self) -> JsonObject:
+        return asdict(self)
+
+
+@dataclass
 class RouterSummary:
     path: str
-    router_settings: dict[str, Any]
-    deployments: list[dict[str, Any]]
+    router_settings: JsonObject         # public_router_settings: the run folder's `router.router_settings`
+    deployments: list[PublicDeployment]
     warnings: list[str]
     drift: str | None = None        # why the running gateway may not have these settings
     # DNS name -> compose service of the stack it was read for (never leaves in to_json): how an
     # api_base naming a service by an alias still finds that service's deployment
     hosts: HostMap = field(default_factory=dict, repr=False, compare=False)
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> JsonObject:
         return {"path": self.path, "router_settings": self.router_settings,
-                "deployments": self.deployments, "warnings": self.warnings, "drift": self.drift}
+                "deployments": [d.to_json() for d in self.deployments], "warnings": self.warnings,
+                "drift": self.drift}
 
     def timeout_s(self, service: str) -> float | None:
         """`service`'s own per-call timeout: what that backend costs a request when it hangs.
         None when the deployment is not found or sets none (LiteLLM's 6000 s default then applies,
         which no failover limit may be loosened to)."""
         d = self.deployment(service)
-        return None if d is None or d.get("timeout") is None else float(d["timeout"])
+        return None if d is None or d.timeout is None else float(d.timeout)
 
-    def deployment(self, service: str) -> dict[str, Any] | None:
+    def deployment(self, service: str) -> PublicDeployment | None:
         """The deployment that sends to `service`: by its model id, else by its api_base host."""
         for d in self.deployments:
-            if d.get("id") == service:
+            if d.id == service:
                 return d
         for d in self.deployments:
-            if backend_of(str(d.get("api_base") or ""), self.hosts) == service:
+            if backend_of(str(d.api_base or ""), self.hosts) == service:
                 return d
         return None
 
@@ -60,8 +81,8 @@ class RouterSummary:
         longest of any deployment; None when none is set (LiteLLM's default then applies)."""
         d = self.deployment(service) if service else None
         if d is not None:
-            return None if d.get("stream_timeout") is None else float(d["stream_timeout"])
-        vals = [float(d["stream_timeout"]) for d in self.deployments if d.get("stream_timeout") is not None]
+            return None if d.stream_timeout is None else float(d.stream_timeout)
+        vals = [float(d.stream_timeout) for d in self.deployments if d.stream_timeout is not None]
         return max(vals) if vals else None
 
 
@@ -88,7 +109,7 @@ def _plain(v: Any) -> bool:
     return False
 
 
-def public_router_settings(rs: RouterSettings) -> dict[str, Any]:
+def public_router_settings(rs: RouterSettings) -> JsonObject:
     """router_settings as the run folder may hold them: the allow-listed ones valued, the others
     named only, in the order the file has them."""
     # the typed fields in ROUTER_ALLOWED's order, the order the evidence has always listed them in
@@ -176,7 +197,7 @@ def last_standing(deps: list[Deployment]) -> Deployment | None:
     return max(ordered, key=lambda m: float(m.litellm_params.order or 0)) if len(ordered) >= 2 else None
 
 
-def public_deployment(m: Deployment) -> dict[str, Any]:
+def public_deployment(m: Deployment) -> PublicDeployment:
     """One deployment as the run folder may hold it: what shapes failover, valued; its other
     settings (api_key, rpm, a provider's credentials) named under `other` with SET."""
     p, i = m.litellm_params, m.model_info
@@ -184,9 +205,8 @@ def public_deployment(m: Deployment) -> dict[str, Any]:
     if p.api_key is not None:
         other["litellm_params.api_key"] = SET
     other.update({f"model_info.{k}": SET for k in i.extras()})
-    return {"id": i.id, "api_base": public_api_base(p.api_base), "order": p.order, "timeout": p.timeout,
-            "stream_timeout": p.stream_timeout, "max_retries": p.max_retries,
-            "cooldown_time": deployment_cooldown(m), "allowed_fails": i.allowed_fails, "other": other}
+    return PublicDeployment(i.id, public_api_base(p.api_base), p.order, p.timeout, p.stream_timeout, p.max_retries,
+                            deployment_cooldown(m), i.allowed_fails, other)
 
 
 def summarize(path: Path, alias: str | None = None, hosts: HostMap | None = None) -> RouterSummary:

@@ -7,13 +7,14 @@ No I/O: everything here takes what `sampling.record` returned and what the serve
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
 
 from ..rounding import rounded
-from ..evidence import CheckResult, Criterion
+from ..evidence import CheckResult, Criterion, JsonObject
 from .attribution import Attribution
 from .budget import TERMS, Budget
-from .calibration import Calibration, measure_calibration
+from .calibration import Calibration, OverheadSample, measure_calibration
 from .expect import Expectation
 from .llamalog import EngineReport
 from .nvml import SeriesStats, pid_memory, series_stats
@@ -35,34 +36,76 @@ def error_pct(used_mib: float | None, expected_mib: float | None) -> float | Non
 
 # ----------------------------------------------------------------------------- per service
 
-def service_entry(b: Budget | None, eng: EngineReport | None, measured: dict | None,
-                  pids: list[int] | None) -> dict[str, Any]:
+@dataclass(frozen=True)
+class GroupMemory:
+    """Some PIDs' memory summed over the window (`_Series.group`)."""
+
+    mean: float | None
+    peak: float | None
+    p95: float | None = None
+    n: int = 0
+
+
+@dataclass
+class ServiceEntry:
+    """One service's three columns: plan (formula buffers), engine-reported, NVML.  Its fields are
+    the evidence's `metrics.per_service[name]`, in that order (`measured_note` only once noted)."""
+
+    expected_mib: float | None
+    terms: dict[str, float | None] | None
+    formula_buffers_mib: float | None
+    engine_reported_mib: float | None
+    engine_projected_mib: float | None
+    engine_fit: str | None
+    fit_changes: list[str]
+    buffers_error_pct: float | None
+    measured_mib: float | None
+    measured_samples: int
+    measured_peak_mib: float | None
+    error_pct: float | None
+    pids: list[int]
+    measured_note: str | None = None    # why NVML's figure is missing or not judged
+    # the evidence has the key once a note was given, even a None one (an attribution without a reason)
+    _noted: bool = field(default=False, init=False, repr=False)
+
+    def note(self, why: str | None) -> None:
+        self.measured_note, self._noted = why, True
+
+    def to_json(self) -> JsonObject:
+        j = asdict(self)
+        if not j.pop("_noted"):
+            del j["measured_note"]
+        return j
+
+
+def service_entry(b: Budget | None, eng: EngineReport | None, measured: GroupMemory | None,
+                  pids: list[int] | None) -> ServiceEntry:
     """One service's three columns: plan (formula buffers), engine-reported, NVML."""
     exp = b.total_mib if b else None
-    m = measured or {}
+    m = measured or GroupMemory(None, None)
     reported = eng.reported_mib if eng else None   # fit is read from any log, buffers only at -lv 4
-    return {
-        "expected_mib": rounded(exp, 1),
-        "terms": {t: rounded(getattr(b, t), 1) for t in TERMS} if b else None,
-        "formula_buffers_mib": rounded(b.buffers_mib, 1) if b else None,
-        "engine_reported_mib": rounded(reported, 2),
-        "engine_projected_mib": eng.projected_mib if eng else None,
-        "engine_fit": eng.fit if eng else None,
-        "fit_changes": eng.fit_changes if eng else [],
-        "buffers_error_pct": rounded(error_pct(b.buffers_mib if b else None, reported), 2),
-        "measured_mib": rounded(m.get("mean"), 1),
-        "measured_samples": int(m.get("n") or 0),
-        "measured_peak_mib": rounded(m.get("peak"), 1),
-        "error_pct": rounded(error_pct(m.get("mean"), exp), 2),
-        "pids": pids if pids is not None else [],
-    }
+    return ServiceEntry(
+        expected_mib=rounded(exp, 1),
+        terms={t: rounded(getattr(b, t), 1) for t in TERMS} if b else None,
+        formula_buffers_mib=rounded(b.buffers_mib, 1) if b else None,
+        engine_reported_mib=rounded(reported, 2),
+        engine_projected_mib=eng.projected_mib if eng else None,
+        engine_fit=eng.fit if eng else None,
+        fit_changes=eng.fit_changes if eng else [],
+        buffers_error_pct=rounded(error_pct(b.buffers_mib if b else None, reported), 2),
+        measured_mib=rounded(m.mean, 1),
+        measured_samples=int(m.n or 0),
+        measured_peak_mib=rounded(m.peak, 1),
+        error_pct=rounded(error_pct(m.mean, exp), 2),
+        pids=pids if pids is not None else [],
+    )
 
 
 def skipped_result(reason: str, expect: Expectation, *, tolerance_pct: float, started: str,
                    t0: float) -> CheckResult:
     """The result when nothing could be sampled (no GPU, no driver): the budgets alone."""
     budgets = expect.budgets
-    per_service = {n: service_entry(b, expect.engines.get(n), None, None) for n, b in budgets.items()}
+    per_service = {n: service_entry(b, expect.engines.get(n), None, None).to_json() for n, b in budgets.items()}
     return CheckResult(
         check=CHECK, skipped=reason, started_at=started, duration_s=time.monotonic() - t0,
         metrics={"total_mib": None, "used_mib": None,
@@ -79,7 +122,10 @@ def skipped_result(reason: str, expect: Expectation, *, tolerance_pct: float, st
 
 # ----------------------------------------------------------------------------- the recording
 
-def _device_stats(rec: Recording, rel: Any) -> tuple[SeriesStats, float | None, float | None, list[dict]]:
+def _device_stats(rec: Recording, rel: Callable[[float], float]) -> tuple[SeriesStats, float | None, float | None,
+                                                                         list[JsonObject]]:
+    """The selected GPUs' used memory together, their total, the free memory at its peak, and
+    each GPU's `details.devices` record."""
     ticks = rec.ticks
     used = series_stats([(rel(t), sum(s.used_mib for s in row)) for t, row in ticks])
     total_mib = sum(s.total_mib for s in ticks[-1][1]) if ticks else None
@@ -94,7 +140,7 @@ def _device_stats(rec: Recording, rel: Any) -> tuple[SeriesStats, float | None, 
         pts = [(rel(t), row[i].used_mib) for t, row in ticks]
         ug = [(rel(t), row[i].util_gpu_pct) for t, row in ticks]
         last = ticks[-1][1][i] if ticks else None
-        per_device.append({**dj, "total_mib": rounded(last.total_mib, 1) if last else None,
+        per_device.append({**dj.to_json(), "total_mib": rounded(last.total_mib, 1) if last else None,
                            "reserved_mib": rounded(last.reserved_mib, 1) if last else None,
                            "used": series_stats(pts).to_json(),
                            "util_gpu_pct": series_stats(ug).to_json(),
@@ -102,7 +148,8 @@ def _device_stats(rec: Recording, rel: Any) -> tuple[SeriesStats, float | None, 
     return used, total_mib, free_at_peak, per_device
 
 
-def _pid_series(rec: Recording, rel: Any) -> tuple[dict[int, list], set[int]]:
+def _pid_series(rec: Recording, rel: Callable[[float], float]) -> tuple[dict[int, list[tuple[float, float | None]]],
+                                                                       set[int]]:
     """Per PID series (a process may hold memory on several GPUs: sum; unknown stays unknown)."""
     pid_pts: dict[int, list[tuple[float, float | None]]] = {}
     for t, row in rec.ticks:
@@ -112,7 +159,7 @@ def _pid_series(rec: Recording, rel: Any) -> tuple[dict[int, list], set[int]]:
     return pid_pts, unknown
 
 
-def _group(att: Attribution, pids: Any) -> dict[str, list[int]]:
+def _group(att: Attribution, pids: Iterable[int]) -> dict[str, list[int]]:
     groups: dict[str, list[int]] = {}
     for pid in pids:
         info = att.pids.get(pid)
@@ -132,12 +179,12 @@ class _Series:
         self.pid_pts, self.pid_unknown = _pid_series(rec, self.rel)
         self.groups = _group(att, self.pid_pts)
         self.un_pids = sorted(self.groups.get(UNATTRIBUTED, []))
-        self.un = self.group(self.un_pids) if self.un_pids else {"mean": 0.0, "peak": 0.0}
+        self.un = self.group(self.un_pids) if self.un_pids else GroupMemory(0.0, 0.0)
 
     def rel(self, t: float) -> float:
         return t - self.t_first
 
-    def group(self, pids: list[int]) -> dict[str, float | None] | None:
+    def group(self, pids: list[int]) -> GroupMemory | None:
         """The summed memory of these PIDs over time; None when NVML could not size one of them."""
         if any(p in self.pid_unknown for p in pids):
             return None
@@ -146,7 +193,7 @@ class _Series:
             present = [pr.used_mib for s in row for pr in s.processes if pr.pid in pids]
             pts.append((self.rel(t), float(sum(v for v in present if v is not None))))
         st = series_stats(pts)
-        return {"mean": st.mean, "peak": st.peak, "p95": st.p95, "n": st.n}
+        return GroupMemory(st.mean, st.peak, st.p95, st.n)
 
     @property
     def per_process_known(self) -> bool:
@@ -161,36 +208,36 @@ class _Series:
                              for t, row in self.rec.ticks]).mean
 
 
-def _per_service(ser: _Series, expect: Expectation) -> dict[str, Any]:
+def _per_service(ser: _Series, expect: Expectation) -> dict[str, ServiceEntry]:
     att = ser.att
-    per_service: dict[str, Any] = {}
+    per_service: dict[str, ServiceEntry] = {}
     for name, b in expect.budgets.items():
         pids = sorted(ser.groups.get(name, []))
         measured = ser.group(pids) if att.mode == "host" else None
         e = per_service[name] = service_entry(b, expect.engines.get(name), measured, pids)
         if att.mode != "host":
-            e["measured_note"] = att.reason
+            e.note(att.reason)
         elif measured is None:
-            e["measured_note"] = "NVML did not report usedGpuMemory for its PIDs"
+            e.note("NVML did not report usedGpuMemory for its PIDs")
         elif not pids:
-            e["measured_note"] = "no GPU process was attributed to this service"
+            e.note("no GPU process was attributed to this service")
     for name, pids in ser.groups.items():          # services on the GPU with no budget
         if name not in per_service and name != UNATTRIBUTED:
             per_service[name] = service_entry(None, expect.engines.get(name), ser.group(pids), sorted(pids))
-            per_service[name]["measured_note"] = "no budget for this service"
+            per_service[name].note("no budget for this service")
     return per_service
 
 
-def _calibration(expect: Expectation, per_service: dict[str, Any], name: str) -> Calibration | None:
+def _calibration(expect: Expectation, per_service: dict[str, ServiceEntry], name: str) -> Calibration | None:
     """NVML minus the engine's own buffers, per service that has both."""
     entries = {}
     for svc, e in per_service.items():
         eng, b = expect.engines.get(svc), expect.budgets.get(svc)
-        if eng is None or eng.reported_mib is None or e.get("measured_note") or e.get("measured_mib") is None:
+        if eng is None or eng.reported_mib is None or e.measured_note or e.measured_mib is None:
             continue
         src = (b.sources.get("cuda_context_mib", "") if b else "")
         cls = src[src.rfind("(") + 1:-1] if src.endswith(")") else None
-        entries[svc] = {"class": cls, "nvml_mib": e["measured_mib"], "engine_mib": eng.reported_mib}
+        entries[svc] = OverheadSample(cls, e.measured_mib, eng.reported_mib)
     return measure_calibration(entries, name)
 
 
@@ -231,16 +278,16 @@ def _criteria(budgets: dict[str, Budget], expected: float | None, used_mean: flo
     return dod
 
 
-def _service_line(name: str, b: Budget, e: dict[str, Any], tolerance_pct: float) -> Criterion:
-    exp, mean, err = b.total_mib, e.get("measured_mib"), e.get("error_pct")
+def _service_line(name: str, b: Budget, e: ServiceEntry, tolerance_pct: float) -> Criterion:
+    exp, mean, err = b.total_mib, e.measured_mib, e.error_pct
     return Criterion.judge(f"{name}: measured VRAM within tolerance of its budget",
                            f"{exp:.0f} MiB ±{tolerance_pct:g}%", err, lambda x: abs(x) <= tolerance_pct,
-                           samples=int(e.get("measured_samples") or 0),
+                           samples=int(e.measured_samples or 0),
                            shown=f"{mean:.0f} MiB ({err:+.1f}%)" if mean is not None and err is not None
                            else None)
 
 
-def service_criteria(budgets: dict[str, Budget], per_service: dict[str, Any], *,
+def service_criteria(budgets: dict[str, Budget], per_service: dict[str, ServiceEntry], *,
                      per_process_known: bool, unknown_pids: set[int], unattributed_mib: float | None,
                      tolerance_pct: float) -> tuple[list[Criterion], list[str]]:
     """One line per service with a budget total, judged on its own NVML figure, and the notes
@@ -267,10 +314,10 @@ def service_criteria(budgets: dict[str, Budget], per_service: dict[str, Any], *,
     dod: list[Criterion] = []
     notes: list[str] = []
     for name, b in budgets.items():
-        e = per_service.get(name) or {}
+        e = per_service.get(name)
         if b.total_mib is None:
             continue                 # "budget known for every service" already fails for it
-        pids = e.get("pids") or []
+        pids = e.pids if e else []
         if not pids and unattributed_mib != 0:      # None: the unattributed memory is unknown
             held = "unknown" if unattributed_mib is None else f"{unattributed_mib:.0f} MiB"
             notes.append(f"{name}: no GPU process attributed to it; no per-service VRAM line (its "
@@ -279,7 +326,7 @@ def service_criteria(budgets: dict[str, Budget], per_service: dict[str, Any], *,
         if any(p in unknown_pids for p in pids):
             notes.append(f"{name}: NVML gave no usedGpuMemory for its PIDs {pids}: its VRAM line "
                          "is not measured")
-        dod.append(_service_line(name, b, e, tolerance_pct))
+        dod.append(_service_line(name, b, e or service_entry(None, None, None, None), tolerance_pct))
     return dod, notes
 
 
@@ -294,13 +341,13 @@ def _outcome(rec: Recording, expect: Expectation) -> tuple[str | None, str | Non
     return None, None
 
 
-def _details(ser: _Series, expect: Expectation, cal: Calibration | None, notes: list[str]) -> dict[str, Any]:
+def _details(ser: _Series, expect: Expectation, cal: Calibration | None, notes: list[str]) -> JsonObject:
     rec, used, un = ser.rec, ser.used, ser.un
     sched = rec.schedule
     known_proc_mean = ser.known_proc_mean
     return {
-        "memory_api": sorted({d["memory_api"] for d in rec.devices if d["memory_api"]}),
-        "devices": ser.per_device, **rec.driver,
+        "memory_api": sorted({d.memory_api for d in rec.devices if d.memory_api}),
+        "devices": ser.per_device, **rec.driver.to_json(),
         "used_definition": "mean over the window of NVML device 'used' (v2 excludes driver-"
                            "reserved memory; v1 includes it), summed over the selected GPUs",
         "sampling": {"duration_s": rec.duration_s, "interval_s": rec.interval_s,
@@ -315,7 +362,7 @@ def _details(ser: _Series, expect: Expectation, cal: Calibration | None, notes: 
                                  "used": series_stats(pts).to_json(),
                                  "used_unknown": pid in ser.pid_unknown}
                       for pid, pts in sorted(ser.pid_pts.items())},
-        "unattributed": {"pids": ser.un_pids, "mean_mib": rounded(un["mean"], 1) if un else None},
+        "unattributed": {"pids": ser.un_pids, "mean_mib": rounded(un.mean, 1) if un else None},
         "non_process_mib": rounded(used.mean - known_proc_mean, 1)
         if (used.mean is not None and known_proc_mean is not None) else None,
         "budgets": {n: b.to_json() for n, b in expect.budgets.items()},
@@ -341,21 +388,21 @@ def analyse(rec: Recording, att: Attribution, expect: Expectation, *, tolerance_
     svc_dod, svc_notes = service_criteria(expect.budgets, per_service,
                                           per_process_known=ser.per_process_known,
                                           unknown_pids=ser.pid_unknown,
-                                          unattributed_mib=un["mean"] if un else None,
+                                          unattributed_mib=un.mean if un else None,
                                           tolerance_pct=tolerance_pct)
     dod += svc_dod
     fit = fit_criterion(expect.engines)
     if fit is not None:
         dod.append(fit)
     error, skipped = _outcome(rec, expect)
-    gpu_names = ", ".join(sorted({str(d["name"]) for d in rec.devices})) or "GPU"
-    cal = _calibration(expect, per_service, f"{gpu_names} driver {rec.driver.get('driver_version') or '?'}")
+    gpu_names = ", ".join(sorted({str(d.name) for d in rec.devices})) or "GPU"
+    cal = _calibration(expect, per_service, f"{gpu_names} driver {rec.driver.driver_version or '?'}")
     metrics = {
         "total_mib": rounded(ser.total_mib, 1), "used_mib": rounded(used.mean, 1),
         "expected_mib": rounded(expected, 1), "error_pct": rounded(err, 2),
-        "peak_used_mib": rounded(used.peak, 1), "per_service": per_service,
+        "peak_used_mib": rounded(used.peak, 1), "per_service": {n: e.to_json() for n, e in per_service.items()},
         "p95_used_mib": rounded(used.p95, 1), "peak_t_s": rounded(used.t_peak, 3),
-        "headroom_mib": rounded(ser.free_at_peak, 1), "unattributed_mib": rounded(un["mean"], 1) if un else None,
+        "headroom_mib": rounded(ser.free_at_peak, 1), "unattributed_mib": rounded(un.mean, 1) if un else None,
         "tolerance_pct": tolerance_pct,
     }
     details = _details(ser, expect, cal, rec.notes + expect.notes + svc_notes)

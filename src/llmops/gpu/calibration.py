@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..evidence import JsonObject
 
 # Which overhead applies to a server (budget.overhead_class):
 #   none_offloaded: no layer on the GPU (only the compute buffer and the CUDA context);
@@ -36,20 +37,38 @@ DEFAULT_NAME = "h200-driver580-cuda13 (default; measured in docs/gpu.md)"
 DEFAULT_OVERHEAD = {"none_offloaded": 519.0, "quantized": 592.0, "cublas": 690.0}
 
 
+@dataclass(frozen=True)
+class ServiceOverhead:
+    """What one service gave a calibration: its NVML figure less the engine's own buffers."""
+
+    cls: str                        # its overhead class (CLASSES)
+    nvml_mib: float
+    engine_mib: float
+
+    @property
+    def overhead_mib(self) -> float:
+        return self.nvml_mib - self.engine_mib
+
+    def to_json(self) -> JsonObject:
+        """The calibration's `measured[service]`."""
+        return {"class": self.cls, "nvml_mib": round(self.nvml_mib, 1), "engine_mib": round(self.engine_mib, 2),
+                "overhead_mib": round(self.overhead_mib, 1)}
+
+
 @dataclass
 class Calibration:
     name: str
     overhead_mib: dict[str, float]
     source: str = "default"
-    measured: dict[str, Any] = field(default_factory=dict)   # service -> what was measured
+    measured: dict[str, ServiceOverhead] = field(default_factory=dict)   # service -> what was measured
 
     def overhead_for(self, cls: str) -> float:
         return float(self.overhead_mib[cls])
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> JsonObject:
         return {"name": self.name, "source": self.source,
                 "overhead_mib": {k: round(v, 1) for k, v in self.overhead_mib.items()},
-                "measured": self.measured}
+                "measured": {k: v.to_json() for k, v in self.measured.items()}}
 
 
 def default_calibration() -> Calibration:
@@ -85,7 +104,20 @@ def calibration_from_mapping(data: Any, where: str) -> Calibration:
         v = _number(raw, f"{where}: overhead_mib")
         oh = {k: v for k in CLASSES}
     return Calibration(name=str(data.get("name") or where), overhead_mib=oh, source=where,
-                       measured=dict(data.get("measured") or {}))
+                       measured=_measured_from(data.get("measured")))
+
+
+def _measured_from(raw: object) -> dict[str, ServiceOverhead]:
+    """A calibration file's `measured` (as gpu-report writes it): the entries that say what they
+    measured.  It is the file's record of where its figures came from; no figure is taken from it."""
+    out: dict[str, ServiceOverhead] = {}
+    def number(v: object) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    for svc, e in (raw.items() if isinstance(raw, dict) else ()):
+        if isinstance(e, dict) and e.get("class") and number(e.get("nvml_mib")) and number(e.get("engine_mib")):
+            out[str(svc)] = ServiceOverhead(str(e["class"]), float(e["nvml_mib"]), float(e["engine_mib"]))
+    return out
 
 
 def load_calibration(path: Path | str) -> Calibration:
@@ -105,19 +137,25 @@ def load_calibration(path: Path | str) -> Calibration:
     return calibration_from_mapping(data, f"calibration file {p}")
 
 
-def measure_calibration(entries: dict[str, dict[str, Any]], name: str) -> Calibration | None:
-    """A calibration from gpu-report's per-service figures: {service: {"class", "nvml_mib",
-    "engine_mib"}}.  Classes not measured keep the default figure; None if nothing measured."""
+@dataclass(frozen=True)
+class OverheadSample:
+    """One service's figures for a calibration, any of which may be missing."""
+
+    cls: str | None                 # its overhead class, from its budget's overhead source
+    nvml_mib: float | None
+    engine_mib: float | None
+
+
+def measure_calibration(entries: dict[str, OverheadSample], name: str) -> Calibration | None:
+    """A calibration from gpu-report's per-service figures.  Classes not measured keep the default
+    figure; None if nothing measured."""
     by_class: dict[str, list[float]] = {}
-    measured: dict[str, Any] = {}
+    measured: dict[str, ServiceOverhead] = {}
     for svc, e in entries.items():
-        if e.get("nvml_mib") is None or e.get("engine_mib") is None or not e.get("class"):
+        if e.nvml_mib is None or e.engine_mib is None or not e.cls:
             continue
-        oh = float(e["nvml_mib"]) - float(e["engine_mib"])
-        by_class.setdefault(e["class"], []).append(oh)
-        measured[svc] = {"class": e["class"], "nvml_mib": round(float(e["nvml_mib"]), 1),
-                         "engine_mib": round(float(e["engine_mib"]), 2),
-                         "overhead_mib": round(oh, 1)}
+        m = measured[svc] = ServiceOverhead(e.cls, float(e.nvml_mib), float(e.engine_mib))
+        by_class.setdefault(e.cls, []).append(m.overhead_mib)
     if not measured:
         return None
     oh_all = dict(DEFAULT_OVERHEAD)

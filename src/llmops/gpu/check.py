@@ -98,7 +98,7 @@ def run_gpu_report(run: EventSink, servers: list[ModelServer] | None, options: G
     if attributor is None:
         attributor = server_attributor(servers or [], resolver if resolver is not None else docker_label_resolver())
     att = attributor.attribute(rec.pids) if rec.pids else Attribution(mode="host", reason=None)
-    if any(d["mig_enabled"] for d in rec.devices):
+    if any(d.mig_enabled for d in rec.devices):
         att.notes.append("MIG is enabled: per-process memory may be unavailable and device "
                          "memory covers the whole GPU")
     res = analyse(rec, att, expect, tolerance_pct=options.tolerance_pct, started=started, t0=t0)

@@ -10,12 +10,13 @@ from __future__ import annotations
 import os
 import re
 import shlex
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
 from ..rounding import rounded
 from ..errors import ConfigError
+from ..evidence import JsonObject
 from .budget import Budget, BudgetFile, apply_overrides, budget_from_info
 from .calibration import Calibration, default_calibration
 from .fit import fit_server
@@ -27,9 +28,37 @@ if TYPE_CHECKING:
     from ..stack import Service
 
 
+@dataclass(frozen=True)
+class ServerPlan:
+    """One server's budget and predicted fit, in MiB.  Its fields are `gpu-plan --json`'s
+    `servers[]`, in that order."""
+
+    name: str
+    model: str
+    n_layer: int                    # these six: what the budget's formula used (Budget.params)
+    n_gpu_layers: int
+    output_on_gpu: bool
+    n_ctx: int
+    n_parallel: int
+    flash_attn: bool
+    weights_mib: float | None
+    kv_cache_mib: float | None
+    compute_mib: float | None
+    buffers_mib: float | None
+    overhead_mib: float | None
+    total_mib: float | None
+    fit_changes: list[str]          # what llama.cpp's -fit would change to make it fit
+    unknown: dict[str, str]         # term -> why it is unknown
+    assumptions: list[str]
+    overhead_source: str | None
+
+    def to_json(self) -> JsonObject:
+        return asdict(self)
+
+
 @dataclass
 class Plan:
-    servers: list[dict[str, Any]]
+    servers: list[ServerPlan]
     total_mib: float | None
     gpu_mib: float | None
     gpu_source: str
@@ -40,9 +69,9 @@ class Plan:
     def exit_code(self) -> int:
         return 1 if self.fits is False else 0
 
-    def to_json(self) -> dict[str, Any]:
-        return {"servers": self.servers, "total_mib": rounded(self.total_mib, 1), "gpu_mib": self.gpu_mib,
-                "fits": self.fits, "gpu_source": self.gpu_source,
+    def to_json(self) -> JsonObject:
+        return {"servers": [s.to_json() for s in self.servers], "total_mib": rounded(self.total_mib, 1),
+                "gpu_mib": self.gpu_mib, "fits": self.fits, "gpu_source": self.gpu_source,
                 "calibration": {"name": self.calibration.name, "source": self.calibration.source,
                                 "overhead_mib": self.calibration.overhead_mib}}
 
@@ -144,7 +173,7 @@ def plan_servers(specs: list[ModelServer], *, gpu_mib: float | None, gpu_source:
     """Budget every server, then predict fit in start order.  Raises ConfigError for bad input."""
     cal = calibration or default_calibration()
     ctx_file = budget_file.cuda_context_mib if budget_file else None
-    rows: list[dict[str, Any]] = []
+    rows: list[ServerPlan] = []
     free = gpu_mib
     totals: list[float | None] = []
     all_fit: bool | None = True if gpu_mib is not None else None
@@ -173,20 +202,20 @@ def plan_servers(specs: list[ModelServer], *, gpu_mib: float | None, gpu_source:
                 fits=all_fit, calibration=cal)
 
 
-def server_row(spec: ModelServer, b: Budget, fit_changes: list[str]) -> dict[str, Any]:
+def server_row(spec: ModelServer, b: Budget, fit_changes: list[str]) -> ServerPlan:
     p = b.params
-    return {
-        "name": spec.name, "model": str(spec.model_path), "n_layer": p.get("n_layer"),
-        "n_gpu_layers": p.get("n_gpu_layers"), "output_on_gpu": p.get("output_on_gpu"),
-        "n_ctx": p.get("n_ctx"), "n_parallel": p.get("n_parallel"),
-        "flash_attn": p.get("flash_attn"),
-        "weights_mib": rounded(b.weights_mib, 2), "kv_cache_mib": rounded(b.kv_cache_mib, 2),
-        "compute_mib": rounded(b.compute_mib, 2), "buffers_mib": rounded(b.buffers_mib, 2),
-        "overhead_mib": rounded(b.cuda_context_mib, 1), "total_mib": rounded(b.total_mib, 1),
-        "fit_changes": fit_changes,
-        "unknown": dict(b.unknown), "assumptions": list(b.assumptions),
-        "overhead_source": b.sources.get("cuda_context_mib"),
-    }
+    return ServerPlan(
+        name=spec.name, model=str(spec.model_path), n_layer=p.get("n_layer"),
+        n_gpu_layers=p.get("n_gpu_layers"), output_on_gpu=p.get("output_on_gpu"),
+        n_ctx=p.get("n_ctx"), n_parallel=p.get("n_parallel"),
+        flash_attn=p.get("flash_attn"),
+        weights_mib=rounded(b.weights_mib, 2), kv_cache_mib=rounded(b.kv_cache_mib, 2),
+        compute_mib=rounded(b.compute_mib, 2), buffers_mib=rounded(b.buffers_mib, 2),
+        overhead_mib=rounded(b.cuda_context_mib, 1), total_mib=rounded(b.total_mib, 1),
+        fit_changes=fit_changes,
+        unknown=dict(b.unknown), assumptions=list(b.assumptions),
+        overhead_source=b.sources.get("cuda_context_mib"),
+    )
 
 
 def detect_free_mib() -> tuple[float | None, str]:
@@ -223,10 +252,10 @@ def plan_table(plan: Plan) -> PlanTable:
     def f(v: Any, fmt: str = "{:.0f}") -> str:
         return "unknown" if v is None else fmt.format(v)
 
-    rows = [(s["name"], f"{s['n_gpu_layers']}/{s['n_layer'] + 1}" + ("" if s["output_on_gpu"] else " (no output)"),
-             str(s["n_ctx"]), str(s["n_parallel"]), "on" if s["flash_attn"] else "off",
-             f(s["weights_mib"]), f(s["kv_cache_mib"]), f(s["compute_mib"]),
-             f(s["buffers_mib"]), f(s["overhead_mib"]), f(s["total_mib"]),
-             "; ".join(s["fit_changes"]) or ("as asked" if plan.gpu_mib is not None else "-"))
+    rows = [(s.name, f"{s.n_gpu_layers}/{s.n_layer + 1}" + ("" if s.output_on_gpu else " (no output)"),
+             str(s.n_ctx), str(s.n_parallel), "on" if s.flash_attn else "off",
+             f(s.weights_mib), f(s.kv_cache_mib), f(s.compute_mib),
+             f(s.buffers_mib), f(s.overhead_mib), f(s.total_mib),
+             "; ".join(s.fit_changes) or ("as asked" if plan.gpu_mib is not None else "-"))
             for s in plan.servers]
     return PlanTable(title="GPU plan (MiB)", columns=PLAN_COLUMNS, rows=rows)

@@ -6,20 +6,47 @@ Nothing is judged here; `analysis.analyse` turns a recording into the check's re
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
 from ..errors import UsageError
+from ..evidence import JsonObject
 from .nvml import DeviceSample, NvmlSession, load_nvml, run_schedule
+
+
+@dataclass(frozen=True)
+class SampledGpu:
+    """One GPU the recording sampled.  Its fields head each of the evidence's `details.devices`."""
+
+    index: int
+    name: str
+    uuid: str | None
+    mig_enabled: bool | None
+    memory_api: str | None              # v2 or v1: which NVML memory call answered
+    memory_v2_error: str | None         # why v2 did not, when it did not
+
+    def to_json(self) -> JsonObject:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class DriverVersions:
+    """The driver the recording ran on (`details.driver_version`, `.cuda_driver_version`)."""
+
+    driver_version: str | None
+    cuda_driver_version: str | None
+
+    def to_json(self) -> JsonObject:
+        return asdict(self)
 
 
 @dataclass
 class Recording:
     ticks: list[tuple[float, list[DeviceSample]]]
     schedule: Any                       # nvml.Schedule: samples, missed, max lateness
-    devices: list[dict[str, Any]]       # index, name, uuid, mig_enabled, memory_api, v2 error
-    driver: dict[str, Any]
-    unsupported: dict[str, Any]
+    devices: list[SampledGpu]
+    driver: DriverVersions
+    unsupported: dict[str, str]         # what NVML could not give -> why (nvml.NvmlSession.unsupported)
     cpu_s: float
     wall_s: float
     notes: list[str] = field(default_factory=list)
@@ -31,12 +58,12 @@ class Recording:
     def pids(self) -> list[int]:
         return sorted({p.pid for _, row in self.ticks for s in row for p in s.processes})
 
-    def gpu_env(self) -> dict[str, Any]:
-        """The GPU environment for the run's manifest."""
-        return {**self.driver, "devices": [
-            {"index": d["index"], "name": d["name"], "uuid": d["uuid"],
+    def gpu_env(self) -> JsonObject:
+        """The GPU environment for the run's manifest (`details.gpu_env`, the manifest's `gpu`)."""
+        return {**self.driver.to_json(), "devices": [
+            {"index": d.index, "name": d.name, "uuid": d.uuid,
              "total_mib": (round(self.ticks[-1][1][i].total_mib, 1) if self.ticks else None),
-             "memory_api": d["memory_api"], "mig_enabled": d["mig_enabled"]}
+             "memory_api": d.memory_api, "mig_enabled": d.mig_enabled}
             for i, d in enumerate(self.devices)]}
 
 
@@ -81,15 +108,13 @@ def record(*, duration_s: float, interval_s: float, device: int | None, nvml: An
         cpu0, wall0 = time.process_time(), time.monotonic()
         sched = run_schedule(duration_s, interval_s, tick, clock=clock, sleep=sleep)
         cpu_s, wall_s = time.process_time() - cpu0, time.monotonic() - wall0
-        dev_json = [{"index": d.index, "name": d.name, "uuid": d.uuid, "mig_enabled": d.mig_enabled,
-                     "memory_api": session.memory_api.get(d.index),
-                     "memory_v2_error": session.v2_errors.get(d.index)} for d in devices]
-        driver = {"driver_version": session.driver_version,
-                  "cuda_driver_version": session.cuda_driver_version}
+        sampled = [SampledGpu(d.index, d.name, d.uuid, d.mig_enabled, session.memory_api.get(d.index),
+                              session.v2_errors.get(d.index)) for d in devices]
+        driver = DriverVersions(session.driver_version, session.cuda_driver_version)
         unsupported = session.unsupported
     finally:
         session.__exit__(None, None, None)
-    return Recording(ticks=ticks, schedule=sched, devices=dev_json, driver=driver,
+    return Recording(ticks=ticks, schedule=sched, devices=sampled, driver=driver,
                      unsupported=unsupported, cpu_s=cpu_s, wall_s=wall_s, notes=notes,
                      sample_error=sample_error[0] if sample_error else None,
                      duration_s=duration_s, interval_s=interval_s)

@@ -1,10 +1,11 @@
-"""The people's version of 06_gpu_memory, rendered from the check's result (or its JSON) alone."""
+"""The people's version of 06_gpu_memory, rendered from the check's result (or its JSON) alone:
+every helper here reads a part of that JSON."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from ..evidence import CheckResult
+from ..evidence import CheckResult, JsonObject
 
 UNATTRIBUTED = "unattributed"
 
@@ -13,7 +14,7 @@ def _f(v: Any, fmt: str = "{:.0f}", none: str = "-") -> str:
     return none if v is None else fmt.format(v)
 
 
-def format_gpu_text(result: CheckResult | dict[str, Any]) -> str:
+def format_gpu_text(result: CheckResult | JsonObject) -> str:
     """The people's version of 06_gpu_memory, rendered from the result (or its JSON) alone."""
     r = result.to_json() if isinstance(result, CheckResult) else result
     m, d = r.get("metrics", {}), r.get("details", {})
@@ -33,7 +34,7 @@ def format_gpu_text(result: CheckResult | dict[str, Any]) -> str:
     return "\n".join(out)
 
 
-def _devices(d: dict[str, Any]) -> list[str]:
+def _devices(d: JsonObject) -> list[str]:
     out = []
     for dev in d.get("devices", []):
         u = dev.get("used", {})
@@ -59,7 +60,7 @@ def _devices(d: dict[str, Any]) -> list[str]:
     return out
 
 
-def _per_service(ps: dict[str, Any], budgets: dict[str, Any]) -> list[str]:
+def _per_service(ps: JsonObject, budgets: JsonObject) -> list[str]:
     if not ps:
         return []
     out = ["Per service (MiB): plan = formula buffers, engine = llama-server's own buffer lines,"
@@ -83,7 +84,7 @@ def _per_service(ps: dict[str, Any], budgets: dict[str, Any]) -> list[str]:
     return out
 
 
-def _budget_bits(b: dict[str, Any]) -> list[str]:
+def _budget_bits(b: JsonObject) -> list[str]:
     """How one budget was made: its formula's error, its terms' sources, what it planned."""
     bits = []
     if b.get("error"):
@@ -102,7 +103,7 @@ def _budget_bits(b: dict[str, Any]) -> list[str]:
     return bits
 
 
-def _calibration(d: dict[str, Any]) -> list[str]:
+def _calibration(d: JsonObject) -> list[str]:
     out = []
     cal = d.get("calibration")
     if cal:
@@ -116,7 +117,7 @@ def _calibration(d: dict[str, Any]) -> list[str]:
     return out
 
 
-def _totals(m: dict[str, Any]) -> list[str]:
+def _totals(m: JsonObject) -> list[str]:
     return [f"Expected: {_f(m.get('expected_mib'))} MiB   Measured (mean used): "
             f"{_f(m.get('used_mib'))} MiB   Error: {_f(m.get('error_pct'), '{:+.1f}%')}   "
             f"(tolerance ±{m.get('tolerance_pct', 0):g}%)",
@@ -125,7 +126,7 @@ def _totals(m: dict[str, Any]) -> list[str]:
             f"Headroom at peak: {_f(m.get('headroom_mib'))} MiB free"]
 
 
-def _attribution(d: dict[str, Any]) -> list[str]:
+def _attribution(d: JsonObject) -> list[str]:
     att = d.get("attribution")
     if not att:
         return []
@@ -147,7 +148,7 @@ def _attribution(d: dict[str, Any]) -> list[str]:
     return out
 
 
-def _notes(d: dict[str, Any]) -> list[str]:
+def _notes(d: JsonObject) -> list[str]:
     notes = list(d.get("notes") or [])
     notes += [f"{k} not supported: {v}" for k, v in (d.get("unsupported") or {}).items()]
     return ["", "Notes:", *[f"  - {n}" for n in notes]] if notes else []

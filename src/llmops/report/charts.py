@@ -10,6 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..evidence import JsonObject
+
 # The chart files a run folder may hold, by chart name.
 CHART_FILES: dict[str, str] = {
     "failover": "chart_failover.png",
@@ -39,7 +41,7 @@ def _figure(rows: int = 1, height: float = 4.2):
     return fig, axes
 
 
-def _mark_phase(ax, events: list[dict[str, Any]], phase: str, label: bool = True) -> None:
+def _mark_phase(ax, events: list[JsonObject], phase: str, label: bool = True) -> None:
     """Vertical lines for the phase's fault and restore events."""
     seen: set[str] = set()
     for e in events:
@@ -61,7 +63,7 @@ def _mark_phase(ax, events: list[dict[str, Any]], phase: str, label: bool = True
                     color=_ERROR if is_fault else "#2ca02c")
 
 
-def chart_failover(events: list[dict[str, Any]], path: Path) -> bool:
+def chart_failover(events: list[JsonObject], path: Path) -> bool:
     reqs = [e for e in events if e.get("kind") == "request" and _num(e.get("t")) is not None]
     if not reqs:
         return False
@@ -96,12 +98,12 @@ def chart_failover(events: list[dict[str, Any]], path: Path) -> bool:
     return True
 
 
-def _ok(e: dict[str, Any]) -> bool:
+def _ok(e: JsonObject) -> bool:
     status = e.get("status")
     return (not e.get("error")) and isinstance(status, int) and 200 <= status < 300
 
 
-def chart_qdrant(events: list[dict[str, Any]], path: Path) -> bool:
+def chart_qdrant(events: list[JsonObject], path: Path) -> bool:
     hs = sorted((e for e in events if e.get("kind") == "rag_health"
                  and _num(e.get("t")) is not None), key=lambda e: e["t"])
     if not hs:
@@ -137,7 +139,7 @@ def chart_qdrant(events: list[dict[str, Any]], path: Path) -> bool:
     return True
 
 
-def chart_gpu(events: list[dict[str, Any]], path: Path, expected_mib: Any = None,
+def chart_gpu(events: list[JsonObject], path: Path, expected_mib: Any = None,
               total_mib: Any = None) -> bool:
     gs = sorted((e for e in events if e.get("kind") == "gpu_sample"
                  and _num(e.get("t")) is not None), key=lambda e: e["t"])
@@ -178,11 +180,11 @@ def chart_gpu(events: list[dict[str, Any]], path: Path, expected_mib: Any = None
     return True
 
 
-def _streamed(check: dict[str, Any] | None) -> bool:
+def _streamed(check: JsonObject | None) -> bool:
     return bool(check and (check.get("details") or {}).get("stream"))
 
 
-def chart_stream_failover(check: dict[str, Any], path: Path) -> bool:
+def chart_stream_failover(check: JsonObject, path: Path) -> bool:
     """A streamed failover: every stream from send to end, cut ones marked, and its TTFT."""
     from .stream_chart import stream_failover_figure
 
@@ -191,10 +193,10 @@ def chart_stream_failover(check: dict[str, Any], path: Path) -> bool:
     return True
 
 
-def render_all(events: list[dict[str, Any]], run_dir: Path, files: dict[str, str], *,
+def render_all(events: list[JsonObject], run_dir: Path, files: dict[str, str], *,
                expected_mib: Any = None, total_mib: Any = None,
                warnings: list[str] | None = None,
-               failover_check: dict[str, Any] | None = None) -> dict[str, Path]:
+               failover_check: JsonObject | None = None) -> dict[str, Path]:
     """Draw every chart whose data is present; returns {chart name: path}."""
     made: dict[str, Path] = {}
     jobs = {

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any, Iterable
 
-from ..evidence import CHECK_FILES
+from ..evidence import CHECK_FILES, JsonObject
 from ..manifest import Manifest
 
 from .model import (Bullets, Code, Doc, Heading, Image, Link, Para, Strong, Table, Text, cell, fmt,
@@ -20,7 +20,7 @@ CHART_TITLES = {
 }
 
 
-def environment_rows(manifest: dict[str, Any] | None) -> list[tuple[str, Any]]:
+def environment_rows(manifest: JsonObject | None) -> list[tuple[str, Any]]:
     """The environment rows, in a fixed order, from manifest.json (read through :class:`Manifest`,
     the writer's own type, so a key the writer renames cannot silently drop a row)."""
     if manifest is None:
@@ -80,7 +80,7 @@ def _join_code(items: Iterable[str]) -> list:
     return out
 
 
-def _verdict(doc: Doc, summary: dict[str, Any]) -> None:
+def _verdict(doc: Doc, summary: JsonObject) -> None:
     """The headline: result, exit code, what was not in the stack, availability, a failed restore."""
     status, code = summary["status"], summary["exit_code"]
     doc.add(Heading(1, doc.title))
@@ -104,7 +104,7 @@ def _verdict(doc: Doc, summary: dict[str, Any]) -> None:
                        "nothing was re-run.")], css="muted"))
 
 
-def _test_table(doc: Doc, summary: dict[str, Any]) -> None:
+def _test_table(doc: Doc, summary: JsonObject) -> None:
     """One row per check, linking its evidence."""
     doc.add(Heading(2, "Tests", "tests"))
     rows = []
@@ -118,7 +118,7 @@ def _test_table(doc: Doc, summary: dict[str, Any]) -> None:
         doc.add(Para([Text("Not in this run: ")] + _join_code(summary["not_run"]) + [Text(".")]))
 
 
-def _check_sections(doc: Doc, summary: dict[str, Any]) -> None:
+def _check_sections(doc: Doc, summary: JsonObject) -> None:
     """One section per check: scenario, figures, its Definition of Done, its chart."""
     for r in summary["checks"]:
         cid = r["check"]
@@ -165,7 +165,7 @@ def _check_sections(doc: Doc, summary: dict[str, Any]) -> None:
             doc.add(Image(CHART_TITLES[chart], summary["charts"][chart]))
 
 
-def _orphan_charts(doc: Doc, summary: dict[str, Any]) -> None:
+def _orphan_charts(doc: Doc, summary: JsonObject) -> None:
     """Charts whose check is absent from the run."""
     orphan = [k for k in summary["charts"] if CHART_FOR_CHECK.get(k) not in
               {r["check"] for r in summary["checks"]}]
@@ -176,7 +176,7 @@ def _orphan_charts(doc: Doc, summary: dict[str, Any]) -> None:
             doc.add(Image(CHART_TITLES[k], summary["charts"][k]))
 
 
-def _dod_status(doc: Doc, summary: dict[str, Any]) -> None:
+def _dod_status(doc: Doc, summary: JsonObject) -> None:
     """Each check's DoD lines passed, and the failed ones by name."""
     doc.add(Heading(2, "Definition of Done status", "dod"))
     drows = []
@@ -193,7 +193,7 @@ def _dod_status(doc: Doc, summary: dict[str, Any]) -> None:
     doc.add(Table(["check", "status", "DoD lines passed", "failed DoD lines"], drows))
 
 
-def _performance(doc: Doc, summary: dict[str, Any]) -> None:
+def _performance(doc: Doc, summary: JsonObject) -> None:
     """The performance lines beside the reference procedure."""
     if summary["performance"]:
         doc.add(Heading(2, "Performance", "performance"))
@@ -204,7 +204,7 @@ def _performance(doc: Doc, summary: dict[str, Any]) -> None:
                        for p in summary["performance"]]))
 
 
-def _environment(doc: Doc, summary: dict[str, Any]) -> None:
+def _environment(doc: Doc, summary: JsonObject) -> None:
     """What the run ran on (manifest.json), and the warnings."""
     doc.add(Heading(2, "Environment", "environment"))
     env = environment_rows(summary["environment"])
@@ -222,13 +222,13 @@ def _environment(doc: Doc, summary: dict[str, Any]) -> None:
         doc.add(Bullets([[Text(w)] for w in summary["warnings"]]))
 
 
-def _conclusion(doc: Doc, summary: dict[str, Any]) -> None:
+def _conclusion(doc: Doc, summary: JsonObject) -> None:
     """The conclusion."""
     doc.add(Heading(2, "Conclusion", "conclusion"))
     doc.add(Bullets([[Text(line)] for line in summary["conclusion"]]))
 
 
-def build_doc(summary: dict[str, Any]) -> Doc:
+def build_doc(summary: JsonObject) -> Doc:
     doc = Doc(f"llmops reliability report: {summary['run_id']}")
     for section in (_verdict, _test_table, _check_sections, _orphan_charts, _dod_status, _performance,
                     _environment, _conclusion):

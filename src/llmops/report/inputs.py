@@ -5,17 +5,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 from ..errors import UsageError
-from ..evidence import CHECK_FILES, CheckResult, MalformedEvidence, load_checks, read_events
+from ..evidence import CHECK_FILES, CheckResult, JsonObject, MalformedEvidence, load_checks, read_events
 
 
 class ReportError(UsageError):
     """The run folder cannot be reported on (missing, empty, unreadable).  Exit 2."""
 
 
-def read_events_tolerant(run_dir: Path, warnings: list[str]) -> list[dict[str, Any]]:
+def read_events_tolerant(run_dir: Path, warnings: list[str]) -> list[JsonObject]:
     try:
         return read_events(run_dir)
     except (json.JSONDecodeError, UnicodeDecodeError):
@@ -35,7 +34,7 @@ def read_events_tolerant(run_dir: Path, warnings: list[str]) -> list[dict[str, A
     return out
 
 
-def read_manifest(run_dir: Path, warnings: list[str]) -> dict[str, Any] | None:
+def read_manifest(run_dir: Path, warnings: list[str]) -> JsonObject | None:
     p = run_dir / "manifest.json"
     if not p.exists():
         return None
@@ -49,7 +48,7 @@ def read_manifest(run_dir: Path, warnings: list[str]) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else {"manifest": data}
 
 
-def load_run_checks(run_dir: Path) -> dict[str, dict[str, Any]]:
+def load_run_checks(run_dir: Path) -> dict[str, JsonObject]:
     try:
         checks = load_checks(run_dir)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:

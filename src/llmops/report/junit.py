@@ -10,7 +10,7 @@ import re
 import xml.etree.ElementTree as ET
 from typing import Any
 
-from ..evidence import CHECK_FILES
+from ..evidence import CHECK_FILES, JsonObject
 from ..manifest import Manifest
 
 from .content import environment_rows, short
@@ -18,7 +18,7 @@ from .model import flatten_metrics, fmt_metric
 from .summary import dod_phrase, failed_dod_lines
 
 
-def _junit_timestamp(checks: list[dict[str, Any]], manifest: dict[str, Any] | None) -> str:
+def _junit_timestamp(checks: list[JsonObject], manifest: JsonObject | None) -> str:
     cands = [c.get("started_at") for c in checks] + [Manifest.from_json(manifest).created_at]
     for s in cands:
         if not s:
@@ -33,7 +33,7 @@ def _junit_timestamp(checks: list[dict[str, Any]], manifest: dict[str, Any] | No
     return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
 
 
-def _junit_hostname(manifest: dict[str, Any] | None) -> str:
+def _junit_hostname(manifest: JsonObject | None) -> str:
     return Manifest.from_json(manifest).host.name or "localhost"
 
 
@@ -51,7 +51,7 @@ def _secs(v: Any) -> str:
     return f"{f:.3f}" if math.isfinite(f) and f >= 0 else "0.000"
 
 
-def render_junit(summary: dict[str, Any], checks: dict[str, dict[str, Any]]) -> bytes:
+def render_junit(summary: JsonObject, checks: dict[str, JsonObject]) -> bytes:
     rows = summary["checks"]
     manifest = summary["environment"]
     suite = ET.Element("testsuite", {

@@ -10,21 +10,20 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from .. import __version__
 from ..errors import ExitCode, aggregate_exit
-from ..evidence import CHECK_FILES, STATUSES, CheckResult, utc_now_iso
+from ..evidence import CHECK_FILES, STATUSES, CheckResult, JsonObject, utc_now_iso
 
 from .model import fmt, fmt_metric
 
 
-def restore_failed(check: dict[str, Any]) -> bool:
+def restore_failed(check: JsonObject) -> bool:
     """True when the check says it could not restore the stack (the one rule, in evidence.py)."""
     return CheckResult.from_json(check).restore_failed
 
 
-def check_exit_code(check: dict[str, Any]) -> int:
+def check_exit_code(check: JsonObject) -> int:
     """One check's exit code, by the same rule the run itself used."""
     return CheckResult.from_json(check).exit_code()
 
@@ -62,7 +61,7 @@ SCENARIOS = {
            "the budget expected from the models' GGUF metadata.",
 }
 
-def scenario_for(check: str, details: dict[str, Any]) -> str:
+def scenario_for(check: str, details: JsonObject) -> str:
     """The scenario text, with the names this stack really has (from the check's own details)."""
     names = {k: str(details.get(k) or f"unknown {k}") for k in ("alias", "target", "secondary")}
     return SCENARIOS.get(check, "").format(**names)
@@ -86,7 +85,7 @@ class PerfRow:
     reference: str = ""
     measure: str = "one"              # one | ratio | arrow | budget
 
-    def measured(self, m: dict[str, Any]) -> str | None:
+    def measured(self, m: JsonObject) -> str | None:
         vals = [m.get(k) for k in self.metrics]
         if vals[0] is None:
             return None
@@ -135,7 +134,7 @@ PERF_ROWS: list[PerfRow] = [
 ]
 
 
-def _match_dod(row: PerfRow, dod: list[dict[str, Any]], used: set[int]) -> dict[str, Any] | None:
+def _match_dod(row: PerfRow, dod: list[JsonObject], used: set[int]) -> JsonObject | None:
     """The DoD line this performance row reports on: its criterion names one of the row's
     metrics, else it contains one of the row's keywords (first match wins, each line once)."""
     norm = [(i, str(d.get("criterion", "")).lower()) for i, d in enumerate(dod)]
@@ -151,11 +150,11 @@ def _match_dod(row: PerfRow, dod: list[dict[str, Any]], used: set[int]) -> dict[
     return None
 
 
-def failed_dod_lines(check: dict[str, Any]) -> list[dict[str, Any]]:
+def failed_dod_lines(check: JsonObject) -> list[JsonObject]:
     return [d for d in check.get("dod", []) if not d.get("pass")]
 
 
-def _check_reason(check: dict[str, Any]) -> str:
+def _check_reason(check: JsonObject) -> str:
     d = check.get("details", {})
     for key in ("reason", "error", "message"):
         if d.get(key):
@@ -163,9 +162,9 @@ def _check_reason(check: dict[str, Any]) -> str:
     return ""
 
 
-def build_summary(run_dir: Path, checks: dict[str, dict[str, Any]],
-                  manifest: dict[str, Any] | None, charts: dict[str, str],
-                  warnings: list[str]) -> dict[str, Any]:
+def build_summary(run_dir: Path, checks: dict[str, JsonObject],
+                  manifest: JsonObject | None, charts: dict[str, str],
+                  warnings: list[str]) -> JsonObject:
     """The machine form of the report (summary.json); ``manifest`` is manifest.json as read."""
     rows = [_check_row(run_dir, cid, c) for cid, c in checks.items()]
     exit_code = aggregate_exit([r["exit_code"] for r in rows])
@@ -199,7 +198,7 @@ def build_summary(run_dir: Path, checks: dict[str, dict[str, Any]],
     }
 
 
-def _check_row(run_dir: Path, cid: str, c: dict[str, Any]) -> dict[str, Any]:
+def _check_row(run_dir: Path, cid: str, c: JsonObject) -> JsonObject:
     """One check's line of the summary, from its evidence file."""
     stem = CHECK_FILES[cid]
     return {
@@ -221,7 +220,7 @@ def _check_row(run_dir: Path, cid: str, c: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _overall(rows: list[dict[str, Any]], exit_code: int) -> str:
+def _overall(rows: list[JsonObject], exit_code: int) -> str:
     """The run's one status: a failed line or restore fails it; a lone GPU skip (no GPU) passes."""
     statuses = [r["status"] for r in rows]
     if exit_code == ExitCode.RESTORE_FAILED or "fail" in statuses:
@@ -233,9 +232,9 @@ def _overall(rows: list[dict[str, Any]], exit_code: int) -> str:
     return "pass"
 
 
-def _performance_rows(checks: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+def _performance_rows(checks: dict[str, JsonObject]) -> list[JsonObject]:
     """The performance table: each figure beside the DoD line that judged it."""
-    perf: list[dict[str, Any]] = []
+    perf: list[JsonObject] = []
     used_dod: dict[str, set[int]] = {}
     for pr in PERF_ROWS:
         c = checks.get(pr.check)
@@ -262,14 +261,14 @@ def _performance_rows(checks: dict[str, dict[str, Any]]) -> list[dict[str, Any]]
     return perf
 
 
-def only_gpu_skipped(rows: list[dict[str, Any]]) -> bool:
+def only_gpu_skipped(rows: list[JsonObject]) -> bool:
     """Every check that could run passed, and the GPU check alone was skipped (no GPU here)."""
     skipped = [r for r in rows if r["status"] == "skipped"]
     return (len(skipped) == 1 and skipped[0]["check"] == "gpu"
             and all(r["status"] == "pass" for r in rows if r is not skipped[0]))
 
 
-def headline(overall: str, exit_code: int, rows: list[dict[str, Any]]) -> str:
+def headline(overall: str, exit_code: int, rows: list[JsonObject]) -> str:
     """What happened, in one line: `PASS (exit 0)`, `FAIL (exit 1)`, and for a machine without
     a GPU whose every other check passed `PASS (GPU check skipped: no GPU)` (exit 3 still)."""
     if overall == "pass" and only_gpu_skipped(rows):
@@ -279,7 +278,7 @@ def headline(overall: str, exit_code: int, rows: list[dict[str, Any]]) -> str:
     return f"{overall.upper()} (exit {exit_code})"
 
 
-def availability(checks: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+def availability(checks: dict[str, JsonObject]) -> list[JsonObject]:
     """Each chaos window's availability: 2xx responses of all the requests its load sent."""
     out = []
     for cid in CHAOS_CHECKS:
@@ -292,12 +291,12 @@ def availability(checks: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def dod_phrase(d: dict[str, Any]) -> str:
+def dod_phrase(d: JsonObject) -> str:
     return (f"\"{d.get('criterion', '')}\" (expected {d.get('expected', '')}, "
             f"measured {d.get('measured', '')})")
 
 
-def _conclusion_lines(rows: list[dict[str, Any]], exit_code: int) -> list[str]:
+def _conclusion_lines(rows: list[JsonObject], exit_code: int) -> list[str]:
     """Plain sentences: what failed, naming the failed DoD lines; loudest first."""
     lines: list[str] = []
     n = len(rows)
