@@ -46,6 +46,7 @@ def one_run(ctx: Any, key: str) -> dict[str, Any]:
     p = ctx.client.containers.get(primary.container_id)
     s = ctx.client.containers.get(secondary.container_id)
     lg = LoadGenerator(gw.url, key, stack.alias or "", 10.0, 30.0, max_tokens=1)
+    lg.hosts = stack.hosts   # which compose service a reply's api_base names
     loop_done = threading.Event()
     result: dict[str, Any] = {}
 
