@@ -22,10 +22,10 @@ from ..errors import EnvironmentProblem
 from ..evidence import CheckResult, Criterion, JsonObject, utc_now_iso
 from ..runner import Run
 from ..stack import Role, Service
-from .common import FaultFrame, check_range, preflight
+from .common import FaultFrame, preflight
 from .dod_common import restored_line
-from .modes import check_mode
 from .qdrant_alone import run_vectordb_alone
+from .qdrant_options import QdrantOptions  # noqa: F401 - the CLI and certify take it from here
 from .qdrant_safety import (DURABILITY_COLLECTION, MIN_SAFETY_POINTS, DataSafety,  # noqa: F401 - the CLI
                             count_points, safety_criteria, safety_metrics,   # reads DURABILITY_COLLECTION here
                             safety_step)
@@ -39,22 +39,6 @@ MAX_HEALTH_LAG_S = 1.5
 MIN_HEALTH_SAMPLES = 3
 QUERY = "How does the rag service handle a Qdrant outage?"
 T = TypeVar("T")
-
-
-@dataclass
-class QdrantOptions:
-    mode: str = "stop"
-    outage_s: float = 6.0
-    restore: bool = True
-    health_interval_s: float = 0.2
-    query_interval_s: float = 1.0
-    data_safety: bool = True
-    safety_points: int = 200
-
-    def validate(self) -> None:
-        check_mode(self.mode)
-        check_range("--outage", self.outage_s, 1, 300)
-        check_range("--points", self.safety_points, MIN_SAFETY_POINTS, 10000)
 
 
 def collection_size(qdrant: Service, collection: str, timeout: float = 5.0) -> int | None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
 
 from ..context import Context
 from ..evidence import CheckResult, Criterion, utc_now_iso
@@ -12,11 +11,10 @@ from ..runner import Run
 from ..stack import Role, Service
 from .common import FaultFrame, preflight
 from .dod_common import restored_line
+from .qdrant_options import QdrantOptions
 from .qdrant_safety import all_points, safety_criteria, safety_metrics, safety_step
 from .restore import wait_http_ok
 
-if TYPE_CHECKING:   # chaos/qdrant.py imports this module to hand the rag-less stack over
-    from .qdrant import QdrantOptions
 
 
 def run_vectordb_alone(ctx: Context, run: Run, o: QdrantOptions,
