@@ -312,6 +312,21 @@ def verify(service: Optional[list[str]] = typer.Option(None, "--service", help="
     done(run_checks(verify_phase(ctx(), service)))
 
 
+@app.command()
+def watch(
+    listen: str = typer.Option("127.0.0.1:9464", "--listen", help="HOST:PORT to serve /metrics on (loopback unless --allow-public-listen)."),
+    interval: float = typer.Option(5.0, "--interval", callback=in_range(0.5, 3600), help="Seconds between probe rounds (0.5-3600)."),
+    once: bool = typer.Option(False, "--once", help="One round: print the Prometheus text on stdout and exit 0 (no server)."),
+    allow_public_listen: bool = typer.Option(False, "--allow-public-listen", help="Let --listen be a non-loopback address: anyone on that network can then read the metrics."),
+    target: Optional[list[str]] = typer.Option(None, "--target", help="NAME:ROLE=URL: a service outside Docker (repeatable; replaces the stack's; the gateway's key from LITELLM_MASTER_KEY)."),
+    alias: Optional[str] = typer.Option(None, "--alias", help="With --target: the model name the gateway probe asks for."),
+) -> None:
+    """The stack's reliability as Prometheus metrics per compose service, every interval."""
+    from .cli_watch import WatchOptions, run_watch
+
+    raise typer.Exit(run_watch(ctx, say, WatchOptions(listen, interval, once, allow_public_listen, tuple(target or ()), alias)))
+
+
 # ---- chaos -----------------------------------------------------------------------------------------
 
 @chaos_app.command("failover")
