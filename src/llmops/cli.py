@@ -225,6 +225,7 @@ def up(
     build: bool = typer.Option(True, "--build/--no-build", help="Build missing images first."),
     warm: bool = typer.Option(True, "--warm/--no-warm", help="Then send one request through the gateway to every slot of each model deployment (warm standby)."),
     allow_public_bind: bool = typer.Option(False, "--allow-public-bind", help="Let LLMOPS_BIND be a non-loopback address: the gateway and model servers are then reachable from that network."),
+    monitoring: bool = typer.Option(False, "--monitoring", help="Also start Prometheus (compose/monitoring.yml), scraping `llmops watch` and the llama-servers, with llmops' alert rules."),
 ) -> None:
     """Start the stack, wait until every service is healthy, then warm each gateway route."""
     from rich.live import Live
@@ -234,8 +235,16 @@ def up(
     from .lifecycle import up as do_up
 
     c = ctx()
+    if monitoring:
+        from .watch.monitoring import include
+
+        include(c, required=True)
     declared = c.declared()
     env, res = prepare(c, build=build, say=say, allow_public_bind=allow_public_bind)
+    if monitoring:
+        from .watch.monitoring import check_port
+
+        say(f"monitoring: Prometheus on 127.0.0.1:{check_port(c)}, scraping `llmops watch` on 127.0.0.1:9464 (run it)")
 
     def table(services: list, healthy_at: dict, elapsed: float) -> Table:
         t = Table(title=f"llmops up ({c.profile} profile) {elapsed:5.1f} s")
@@ -285,8 +294,11 @@ def down(volumes: bool = typer.Option(False, "--volumes", help="Also delete name
     """Stop and remove the stack's containers."""
     from .lifecycle import down as do_down
 
+    from .watch.monitoring import include
+
     c = ctx()
     c.client  # noqa: B018 - exit 4 naming the fix when there is no engine
+    include(c, required=False)   # a monitoring profile's Prometheus goes with the stack
     do_down(c, volumes)
     say("stack down")
 
