@@ -1,10 +1,12 @@
 """Debian packages an image recipe takes from the archive as .deb files (the Prometheus image's
-`prometheus`), cached under `$LLMOPS_CACHE/debs` like every other download.
+`prometheus`), cached under `$LLMOPS_CACHE/debs/<suite>` like every other download (one folder
+per suite: a .deb of the host's own release must not land in a bookworm image).
 
 Where a .deb comes from, in order: the cache; the host's own apt cache when the host runs the
 base image's suite (the same package apt would install there); else `apt-get download` inside
 the base image itself, whose sources debootstrap wrote (so the suite is the image's, whatever
-the host runs), with retries.  scripts/lib.sh reads the same cache folder for promtool.
+the host runs), with retries.  scripts/lib.sh fills `debs/<host suite>` the same way for the
+host's promtool.
 """
 
 from __future__ import annotations
@@ -46,11 +48,11 @@ def download_argv(package: str, out: Path, image: str) -> list[str]:
 
 def fetch_deb(package: str, cache: Path, suite: str, image: str, run: Callable[[list[str]], object],
               archives: Path = APT_ARCHIVES, os_release: Path = OS_RELEASE) -> Path:
-    """The package's .deb in `cache/debs`, fetched once.  `run(argv)` runs a network step (with
+    """The package's .deb in `cache/debs/<suite>`, fetched once.  `run(argv)` runs a network step (with
     retries); it is not called when the cache or the host's apt cache has the file."""
     import shutil
 
-    folder = cache / "debs"
+    folder = cache / "debs" / suite
     folder.mkdir(parents=True, exist_ok=True)
     found = cached_deb(package, folder)
     if found is not None:

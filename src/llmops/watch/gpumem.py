@@ -8,6 +8,7 @@ Blocking calls (the loop runs `sample` in a worker thread, with a timeout)."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from ..gpu.attribution import Attributor
@@ -16,7 +17,9 @@ from .readings import GpuDevice, GpuReading
 
 
 class GpuSampler:
-    def __init__(self, nvml: Any = None) -> None:
+    def __init__(self, nvml: Any = None, proc_root: Path = Path("/proc")) -> None:
+        """`nvml`: the binding (default: nvidia-ml-py's); `proc_root`: where PIDs' cgroups are read."""
+        self.proc_root = proc_root
         self.session: NvmlSession | None = None
         self.reason = ""
         try:
@@ -43,7 +46,7 @@ class GpuSampler:
             for p in smp.processes:
                 if p.used_mib is not None:
                     pids.setdefault(p.pid, []).append((d.index, p.used_mib * MIB))
-        att = Attributor(known=containers).attribute(pids)
+        att = Attributor(proc_root=self.proc_root, known=containers).attribute(pids)
         per: dict[tuple[str, int], float] = {}
         for pid, uses in pids.items():
             service = att.pids[pid].service if pid in att.pids else None
