@@ -188,3 +188,23 @@ def test_events_are_logged_one_line_each_without_a_terminal(standins: Stack) -> 
     assert any(re.match(stamp + "inference-chat down: ", x) for x in lines), err
     assert any(re.match(stamp + "gateway failover: served by inference-code$", x) for x in lines), err
     assert any(re.match(stamp + "gateway failback: served by inference-chat$", x) for x in lines), err
+
+
+def test_watch_help_imports_nothing_heavy() -> None:
+    code = ("import sys, json\nfrom llmops import cli\nsys.argv = ['llmops', 'watch', '--help']\n"
+            "try:\n    cli.main()\nexcept SystemExit:\n    pass\n"
+            "heavy = ('docker', 'httpx', 'pynvml', 'yaml', 'prometheus_client', 'rich.live')\n"
+            "print(json.dumps(sorted(m for m in sys.modules if m in heavy or m.split('.')[0] in heavy[:5])))\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env(), timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_nothing_under_llmops_watch_imports_rich() -> None:
+    import ast
+
+    for f in sorted((ROOT / "src" / "llmops" / "watch").glob("*.py")):
+        for node in ast.walk(ast.parse(f.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            assert not any(n == "rich" or n.startswith("rich.") for n in names), f.name

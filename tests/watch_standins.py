@@ -47,6 +47,15 @@ llamacpp:requests_deferred 0
 """
 
 
+class _Quiet(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that goes away mid-keep-alive (watch stopping) is no error worth a traceback."""
+        import sys
+
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 class Standin:
     """One threaded HTTP server on 127.0.0.1; `routes` maps (method, path) to a function of the
     handler returning (status, headers, body).  `stop()` frees the port, `start()` takes it
@@ -59,6 +68,7 @@ class Standin:
         self.hang = False
         self.requests: list[tuple[str, str, dict[str, str]]] = []
         self._release = threading.Event()
+        self._conns: set[Any] = set()
         self.port = port
         self.server: ThreadingHTTPServer | None = None
         self.start()
@@ -71,6 +81,16 @@ class Standin:
         me = self
 
         class H(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"      # keep-alive, as llama-server, uvicorn and Qdrant answer
+
+            def setup(self) -> None:
+                super().setup()
+                me._conns.add(self.connection)
+
+            def finish(self) -> None:
+                me._conns.discard(self.connection)
+                super().finish()
+
             def _do(self, method: str) -> None:
                 n = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(n) if n else b""
@@ -104,18 +124,26 @@ class Standin:
 
     def start(self) -> None:
         self._release.clear()
-        srv = ThreadingHTTPServer(("127.0.0.1", self.port), self._handler())
+        srv = _Quiet(("127.0.0.1", self.port), self._handler())
         srv.daemon_threads = True
         self.server = srv
         self.port = srv.server_address[1]
         threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()
 
     def stop(self) -> None:
+        """As a killed process: the listener and every open (keep-alive) connection go."""
+        import socket
+
         self._release.set()
         if self.server is not None:
             self.server.shutdown()
             self.server.server_close()
             self.server = None
+        for c in list(self._conns):
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
 
 def llama(name: str, metrics: bool = True, embeddings: bool = False) -> Standin:
