@@ -19,7 +19,7 @@ from llmops.watch.metrics import exposition
 from llmops.watch.readings import Snapshot
 from llmops.watch.sources import ContainerState, StaticSource, is_stale, states_from_rows
 from llmops.watch.targets import WatchPlan, plan_from_specs
-from watch_standins import LLAMA_METRICS, Stack, Standin, llama
+from watch_standins import LLAMA_METRICS, Stack, llama
 
 ROLES = {"api-gateway": "gateway", "inference-chat": "inference-primary", "inference-code": "inference-secondary",
          "embedding": "embedding", "rag": "rag", "qdrant": "vectordb"}

@@ -142,10 +142,9 @@ def test_a_real_prometheus_sees_the_failover_and_the_failback(standins: Stack, t
         standins.chat.stop()
         prom.wait_for('ALERTS{alertname="LlmopsGatewayOnSecondary",alertstate="firing"}', 15, "the alert firing")
         prom.wait_for("llmops_gateway_on_secondary == 1", 5)
-        time.sleep(2)
         standins.chat.start()
         prom.wait_for("llmops_failbacks_total == 1", 15, "the failback")
-        time.sleep(3)
+        time.sleep(2)
         t1 = time.time()
         start = t0 - 5
         assert runs(prom.range_values(up, start, t1)) == [1, 0, 1]

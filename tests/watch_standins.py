@@ -128,7 +128,7 @@ class Standin:
         srv.daemon_threads = True
         self.server = srv
         self.port = srv.server_address[1]
-        threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()
+        threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
 
     def stop(self) -> None:
         """As a killed process: the listener and every open (keep-alive) connection go."""
@@ -239,5 +239,8 @@ class Stack:
         return out + ["--alias", "chat-7b"]
 
     def close(self) -> None:
-        for s in self.all:
-            s.stop()
+        stoppers = [threading.Thread(target=s.stop) for s in self.all]   # each shutdown waits a poll
+        for t in stoppers:
+            t.start()
+        for t in stoppers:
+            t.join()

@@ -28,7 +28,8 @@ import httpx
 from ..probes import completion_payload, judge, parse_completion
 from ..redact import scrub
 from ..stack import Role
-from .readings import LLAMA_SERIES, GatewayReading, HealthReading, LlamaReading, VectorReading
+from .metrics import LLAMA_SERIES
+from .readings import GatewayReading, HealthReading, LlamaReading, VectorReading
 from .targets import Target, WatchPlan
 
 # httpcore 1.0 tries `import sniffio` on every request and takes asyncio when it is missing; a
@@ -112,7 +113,7 @@ def parse_llama_metrics(text: str) -> tuple[tuple[str, float], ...]:
         except (IndexError, ValueError):
             continue
         if math.isfinite(value):
-            out[ours[0]] = value
+            out[ours] = value
     return tuple(sorted(out.items()))
 
 

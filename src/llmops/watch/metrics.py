@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from .readings import LLAMA_SERIES, Snapshot
+from .readings import Snapshot
 
 SR = ("service", "role")
 
@@ -27,18 +27,8 @@ class Family:
     labels: tuple[str, ...]
     unit: str                  # for the README's table
     help: str
+    source: str = ""           # a llama-server series re-exported under this name (its own has ':')
 
-
-_LLAMA_HELP = {
-    "llmops_llama_requests_processing": ("requests", "Requests the llama-server is processing (its requests_processing)."),
-    "llmops_llama_requests_deferred": ("requests", "Requests the llama-server has deferred, waiting for a slot (its requests_deferred)."),
-    "llmops_llama_prompt_tokens_per_second": ("tokens/s", "The llama-server's average prompt throughput (its prompt_tokens_seconds)."),
-    "llmops_llama_predicted_tokens_per_second": ("tokens/s", "The llama-server's average generation throughput (its predicted_tokens_seconds)."),
-    "llmops_llama_prompt_tokens_total": ("tokens", "Prompt tokens the llama-server has processed (its prompt_tokens_total)."),
-    "llmops_llama_predicted_tokens_total": ("tokens", "Tokens the llama-server has generated (its tokens_predicted_total)."),
-    "llmops_llama_prompt_seconds_total": ("seconds", "Time the llama-server spent on prompts (its prompt_seconds_total)."),
-    "llmops_llama_predicted_seconds_total": ("seconds", "Time the llama-server spent generating (its tokens_predicted_seconds_total)."),
-}
 
 FAMILIES: tuple[Family, ...] = (
     Family("llmops_service_up", "gauge", SR, "0/1", "1 when the service's container is running and its health probe passed."),
@@ -53,8 +43,14 @@ FAMILIES: tuple[Family, ...] = (
     Family("llmops_gateway_on_secondary", "gauge", (), "0/1", "1 while the last answered probe was served by a secondary model server."),
     Family("llmops_failovers_total", "counter", (), "events", "Moves of the gateway from the primary to a secondary, as the probes saw them."),
     Family("llmops_failbacks_total", "counter", (), "events", "Moves of the gateway from a secondary back to the primary."),
-    *(Family(n, LLAMA_SERIES[src][1], SR, _LLAMA_HELP[n][0], _LLAMA_HELP[n][1])
-      for src, (n, _kind) in LLAMA_SERIES.items()),
+    Family("llmops_llama_requests_processing", "gauge", SR, "requests", "Requests the llama-server is processing.", "llamacpp:requests_processing"),
+    Family("llmops_llama_requests_deferred", "gauge", SR, "requests", "Requests the llama-server has deferred, waiting for a slot.", "llamacpp:requests_deferred"),
+    Family("llmops_llama_prompt_tokens_per_second", "gauge", SR, "tokens/s", "The llama-server's average prompt throughput.", "llamacpp:prompt_tokens_seconds"),
+    Family("llmops_llama_predicted_tokens_per_second", "gauge", SR, "tokens/s", "The llama-server's average generation throughput.", "llamacpp:predicted_tokens_seconds"),
+    Family("llmops_llama_prompt_tokens_total", "counter", SR, "tokens", "Prompt tokens the llama-server has processed.", "llamacpp:prompt_tokens_total"),
+    Family("llmops_llama_predicted_tokens_total", "counter", SR, "tokens", "Tokens the llama-server has generated.", "llamacpp:tokens_predicted_total"),
+    Family("llmops_llama_prompt_seconds_total", "counter", SR, "seconds", "Time the llama-server spent on prompts.", "llamacpp:prompt_seconds_total"),
+    Family("llmops_llama_predicted_seconds_total", "counter", SR, "seconds", "Time the llama-server spent generating.", "llamacpp:tokens_predicted_seconds_total"),
     Family("llmops_llama_metrics_up", "gauge", SR, "0/1", "1 when the llama-server's /metrics answered (it needs --metrics)."),
     Family("llmops_vectordb_up", "gauge", SR, "0/1", "1 when the vector DB answered ready."),
     Family("llmops_vectordb_points", "gauge", SR, "points", "Points in the collection rag uses (exact count)."),
@@ -71,7 +67,8 @@ FAMILIES: tuple[Family, ...] = (
     Family("llmops_watch_cpu_seconds_total", "counter", (), "seconds", "CPU time of the watch process (user + system)."),
 )
 BY_NAME = {f.name: f for f in FAMILIES}
-GPU_FAMILIES = frozenset(f.name for f in FAMILIES if f.name.startswith(("llmops_gpu_memory", "llmops_service_gpu")))
+# llama-server's series name -> ours, for the parser
+LLAMA_SERIES = {f.source: f.name for f in FAMILIES if f.source}
 
 
 class _Builder:

@@ -6,19 +6,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-# llama-server's own series (names with ':', which promtool rejects) -> ours, by kind.
-LLAMA_SERIES: dict[str, tuple[str, str]] = {
-    "llamacpp:requests_processing": ("llmops_llama_requests_processing", "gauge"),
-    "llamacpp:requests_deferred": ("llmops_llama_requests_deferred", "gauge"),
-    "llamacpp:prompt_tokens_seconds": ("llmops_llama_prompt_tokens_per_second", "gauge"),
-    "llamacpp:predicted_tokens_seconds": ("llmops_llama_predicted_tokens_per_second", "gauge"),
-    "llamacpp:prompt_tokens_total": ("llmops_llama_prompt_tokens_total", "counter"),
-    "llamacpp:tokens_predicted_total": ("llmops_llama_predicted_tokens_total", "counter"),
-    "llamacpp:prompt_seconds_total": ("llmops_llama_prompt_seconds_total", "counter"),
-    "llamacpp:tokens_predicted_seconds_total": ("llmops_llama_predicted_seconds_total", "counter"),
-}
-
-
 @dataclass(frozen=True)
 class HealthReading:
     service: str
