@@ -12,7 +12,7 @@ import urllib.request
 import httpx
 import pytest
 
-from llmops.watch.collect import HttpProbes, parse_llama_metrics
+from llmops.watch.collect import HttpProbes, parse_llama_metrics, throughput
 from llmops.watch.listen import Listen, bind, parse_target
 from llmops.watch.loop import Watcher, handler_for, serve
 from llmops.watch.metrics import exposition
@@ -65,9 +65,11 @@ def test_one_round_reads_every_service(standins: Stack) -> None:
     llama_r = {r.service: dict(r.values) for r in snap.llama}
     assert set(llama_r) == {"inference-chat", "inference-code", "embedding"}
     chat = llama_r["inference-chat"]
-    assert chat["llmops_llama_requests_processing"] == 0 and chat["llmops_llama_predicted_tokens_per_second"] == 80.25
+    assert chat["llmops_llama_requests_processing"] == 0
     # the probe's completion came after the /metrics read or before it: 100 or 112 prompt tokens
     assert chat["llmops_llama_prompt_tokens_total"] in (100, 112)
+    # one reading is no rate: the throughput needs two
+    assert "llmops_llama_predicted_tokens_per_second" not in chat
     g = snap.gateway
     assert g is not None and g.ok and g.backend == "inference-chat" and snap.gateway_backend == "inference-chat"
     assert not snap.on_secondary
@@ -180,11 +182,37 @@ def test_a_llama_server_without_metrics_has_no_series() -> None:
     assert "llmops_llama_requests_processing" not in text
 
 
+def test_throughput_comes_from_the_counters_between_rounds(standins: Stack) -> None:
+    w = Watcher(StaticSource(plan_of(standins)), 5.0)
+    rates: dict[str, float] = {}
+    for snap in rounds(w, 6):       # the probe's completion lands before or after the read: wait for one between
+        rates = dict(next(r for r in snap.llama if r.service == "inference-chat").values)
+        if "llmops_llama_predicted_tokens_per_second" in rates:
+            break
+    assert rates["llmops_llama_prompt_tokens_per_second"] == pytest.approx(120.0)
+    assert rates["llmops_llama_predicted_tokens_per_second"] == pytest.approx(80.0)
+    # the secondary served nothing: no rate, rather than a made-up 0
+    code = dict(next(r for r in snap.llama if r.service == "inference-code").values)
+    assert "llmops_llama_predicted_tokens_per_second" not in code and "llmops_llama_predicted_tokens_total" in code
+
+
+def test_throughput_guards() -> None:
+    before = {"llmops_llama_predicted_tokens_total": 40, "llmops_llama_predicted_seconds_total": 2.0,
+              "llmops_llama_prompt_tokens_total": 100, "llmops_llama_prompt_seconds_total": 1.0}
+    one_token = {**before, "llmops_llama_predicted_tokens_total": 41, "llmops_llama_predicted_seconds_total": 2.000001}
+    assert throughput(before, one_token) == {}            # the probe's token: no 10^6 tokens/s
+    restarted = {k: v / 10 for k, v in before.items()}
+    assert throughput(before, restarted) == {} and throughput(None, before) == {}
+    busy = {**before, "llmops_llama_prompt_tokens_total": 130, "llmops_llama_prompt_seconds_total": 1.25}
+    assert throughput(before, busy) == {"llmops_llama_prompt_tokens_per_second": 120.0}
+
+
 def test_parse_llama_metrics() -> None:
-    got = dict(parse_llama_metrics(LLAMA_METRICS.format(prompt=7, predicted=3, processing=2)))
+    got = dict(parse_llama_metrics(LLAMA_METRICS.format(prompt=7, prompt_s=1.5, predicted=3, predicted_s=2.25,
+                                                        processing=2)))
+    # llama-server's own throughput gauges are not taken: each /metrics read resets them
     assert got == {"llmops_llama_prompt_tokens_total": 7, "llmops_llama_prompt_seconds_total": 1.5,
                    "llmops_llama_predicted_tokens_total": 3, "llmops_llama_predicted_seconds_total": 2.25,
-                   "llmops_llama_prompt_tokens_per_second": 104.5, "llmops_llama_predicted_tokens_per_second": 80.25,
                    "llmops_llama_requests_processing": 2, "llmops_llama_requests_deferred": 0}
     odd = "llamacpp:requests_deferred{slot=\"0\"} 4\nllamacpp:requests_processing NaN\nllamacpp:prompt_tokens_total x\n" \
           "garbage\n\nllamacpp:unknown 1\n"

@@ -22,13 +22,13 @@ LLAMA_METRICS = """# HELP llamacpp:prompt_tokens_total Number of prompt tokens p
 llamacpp:prompt_tokens_total {prompt}
 # HELP llamacpp:prompt_seconds_total Prompt process time
 # TYPE llamacpp:prompt_seconds_total counter
-llamacpp:prompt_seconds_total 1.5
+llamacpp:prompt_seconds_total {prompt_s}
 # HELP llamacpp:tokens_predicted_total Number of generation tokens processed.
 # TYPE llamacpp:tokens_predicted_total counter
 llamacpp:tokens_predicted_total {predicted}
 # HELP llamacpp:tokens_predicted_seconds_total Predict process time
 # TYPE llamacpp:tokens_predicted_seconds_total counter
-llamacpp:tokens_predicted_seconds_total 2.25
+llamacpp:tokens_predicted_seconds_total {predicted_s}
 # HELP llamacpp:n_decode_total Total number of llama_decode() calls
 # TYPE llamacpp:n_decode_total counter
 llamacpp:n_decode_total 12
@@ -147,7 +147,9 @@ class Standin:
 
 
 def llama(name: str, metrics: bool = True, embeddings: bool = False) -> Standin:
-    state = {"prompt": 100, "predicted": 40, "processing": 0}
+    # counters as llama-server keeps them; each completion: 12 prompt tokens in 0.1 s (120/s),
+    # 4 generated in 0.05 s (80/s)
+    state = {"prompt": 100, "prompt_s": 1.0, "predicted": 40, "predicted_s": 0.5, "processing": 0}
 
     def health(_h: Any, _b: bytes) -> tuple[int, dict[str, str], Any]:
         return 200, {"Content-Type": "application/json"}, {"status": "ok"}
@@ -159,7 +161,9 @@ def llama(name: str, metrics: bool = True, embeddings: bool = False) -> Standin:
 
     def chat(_h: Any, _b: bytes) -> tuple[int, dict[str, str], Any]:
         state["prompt"] += 12
-        state["predicted"] += 1
+        state["prompt_s"] = round(state["prompt_s"] + 0.1, 6)
+        state["predicted"] += 4
+        state["predicted_s"] = round(state["predicted_s"] + 0.05, 6)
         return 200, {"Content-Type": "application/json"}, {
             "choices": [{"message": {"role": "assistant", "content": "Hello"}}], "usage": {"completion_tokens": 1}}
 

@@ -20,7 +20,7 @@ import re
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 import httpx
@@ -117,6 +117,31 @@ def parse_llama_metrics(text: str) -> tuple[tuple[str, float], ...]:
     return tuple(sorted(out.items()))
 
 
+# llama-server's own throughput gauges (prompt_tokens_seconds, predicted_tokens_seconds) are
+# averages since the previous /metrics read, and every read resets them: a second reader (the
+# monitoring profile's Prometheus scraping the server itself) would leave watch zeros.  So the
+# rates are computed here from its counters, which no read changes.
+RATES = (("llmops_llama_prompt_tokens_per_second", "llmops_llama_prompt_tokens_total", "llmops_llama_prompt_seconds_total"),
+         ("llmops_llama_predicted_tokens_per_second", "llmops_llama_predicted_tokens_total",
+          "llmops_llama_predicted_seconds_total"))
+# Below this, llama-server measured no generation to speak of: the probe's one token costs it
+# about 1e-6 s (a request's first token is timed as the prompt's), which would read as 10^6 tokens/s.
+MIN_BUSY_S = 0.001
+
+
+def throughput(before: dict[str, float] | None, now: dict[str, float]) -> dict[str, float]:
+    """Tokens per second of work between two readings of the counters; nothing where the server
+    did (almost) no such work, or restarted (a counter went down)."""
+    out: dict[str, float] = {}
+    for rate, tokens, seconds in RATES:
+        if before is None or not all(k in before and k in now for k in (tokens, seconds)):
+            continue
+        dn, dt = now[tokens] - before[tokens], now[seconds] - before[seconds]
+        if dn > 0 and dt >= MIN_BUSY_S:
+            out[rate] = dn / dt
+    return out
+
+
 async def probe_llama(client: httpx.AsyncClient, t: Target, timeout: float) -> LlamaReading:
     """llama-server's /metrics (501 without `--metrics`: then no series for it)."""
     if t.base_url is None:
@@ -181,6 +206,15 @@ class HttpProbes:
     def __init__(self, client: httpx.AsyncClient) -> None:
         self.client = client
         self.collection: str | None = None
+        self.counters: dict[str, dict[str, float]] = {}    # each llama-server's last reading
+
+    def _with_rates(self, r: LlamaReading) -> LlamaReading:
+        if not r.available:
+            return r
+        now = dict(r.values)
+        rates = throughput(self.counters.get(r.service), now)
+        self.counters[r.service] = now
+        return replace(r, values=tuple(sorted({**now, **rates}.items())))
 
     async def run(self, plan: WatchPlan, deadline: Deadline, running: dict[str, bool] | None = None) -> HttpReadings:
         running = running or {}
@@ -193,7 +227,8 @@ class HttpProbes:
         gateway = probe_gateway(self.client, plan, deadline.timeout(GATEWAY_TIMEOUT_S))
         vectordb = self._vectordb(plan, health, deadline)
         llama_r, gateway_r, vectordb_r = await asyncio.gather(asyncio.gather(*llama), gateway, vectordb)
-        return HttpReadings([await h for h in health.values()], list(llama_r), gateway_r, vectordb_r)
+        return HttpReadings([await h for h in health.values()], [self._with_rates(r) for r in llama_r],
+                            gateway_r, vectordb_r)
 
     async def _vectordb(self, plan: WatchPlan, health: dict[str, "asyncio.Future[HealthReading]"],
                         deadline: Deadline) -> VectorReading | None:
