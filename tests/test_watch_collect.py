@@ -284,3 +284,49 @@ def test_a_plan_from_a_stack_snapshot_probes_the_gateway_unkeyed() -> None:
     assert (gw.health_url, gw.expect) == ("http://127.0.0.1:8000/health/liveliness", "")
     assert chat.base_url is None and chat.unreachable == "container is exited"
     assert plan.alias == "chat-7b" and plan.primary == "inference-chat"
+
+
+def test_docker_states_drive_up_and_the_stack_is_read_once(standins: Stack) -> None:
+    """DockerSource with an engine that answers as Docker's does (a Stack of inspect-shaped
+    services; `GET /containers/json` rows): a container gone is down without a probe, and the
+    stack is not read again for a restart of the same container."""
+    from types import SimpleNamespace
+
+    from llmops.stack import Stack as DockerStack
+    from llmops.stack import service_from_attrs
+    from llmops.watch.sources import DockerSource
+
+    ids = {x.name: f"{i:064x}" for i, x in enumerate(standins.all)}
+    health = {"api-gateway": "/health/liveliness", "qdrant": "/readyz"}
+    expect = {"api-gateway": "litellm", "rag": "rag", "qdrant": "qdrant"}
+    chat_state = ["running"]
+    reads = []
+
+    def attrs(x) -> dict:
+        lab = {"com.docker.compose.service": x.name, "llmops.role": ROLES[x.name], "llmops.port": "80",
+               "llmops.health": health.get(x.name, "/health"), "llmops.expect": expect.get(x.name, "llama"),
+               "llmops.model-alias": "chat-7b"}
+        return {"Id": ids[x.name], "Name": f"/p-{x.name}-1", "Config": {"Labels": lab}, "State": {"Status": "running"},
+                "NetworkSettings": {"Ports": {"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(x.port)}]}}}
+
+    def snapshot(refresh: bool = False) -> DockerStack:
+        reads.append(refresh)
+        return DockerStack("p", list(ids), [service_from_attrs(attrs(x)) for x in standins.all])
+
+    rows = lambda all, filters: [{"Id": ids[x.name], "State": chat_state[0] if x.name == "inference-chat" else "running",  # noqa: E731
+                                  "Labels": {"com.docker.compose.service": x.name, "llmops.role": ROLES[x.name]}}
+                                 for x in standins.all]
+    ctx = SimpleNamespace(project="p", master_key=Stack.KEY, stack=snapshot,
+                          client=SimpleNamespace(api=SimpleNamespace(containers=rows)))
+    w = Watcher(DockerSource(ctx), 5.0)   # type: ignore[arg-type]
+    s1, = rounds(w, 1)
+    chat_state[0] = "exited"
+    standins.chat.stop()
+    s2, ev2, _ = one_round(w)
+    chat_state[0] = "running"
+    standins.chat.start()
+    s3, ev3, _ = one_round(w)
+    up = [{h.service: h.up for h in s.health}["inference-chat"] for s in (s1, s2, s3)]
+    assert up == [True, False, True]
+    assert "inference-chat down: container is not running" in ev2 and "gateway failover: served by inference-code" in ev2
+    assert (s3.failovers, s3.failbacks) == (1, 1) and reads == [True]
