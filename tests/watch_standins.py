@@ -82,6 +82,7 @@ class Standin:
 
         class H(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"      # keep-alive, as llama-server, uvicorn and Qdrant answer
+            timeout = 5                        # and an idle connection is closed after 5 s, as theirs are
 
             def setup(self) -> None:
                 super().setup()

@@ -30,6 +30,7 @@ BUDGET = 0.8                  # of the interval, for all of a round's probes
 DOCKER_TIMEOUT_S = 2.0
 GPU_TIMEOUT_S = 2.0
 REFRESH_TIMEOUT_S = 10.0
+KEEPALIVE_S = 2.0
 
 R = TypeVar("R")
 OnRound = Callable[[Snapshot, list[str]], None]
@@ -240,8 +241,13 @@ def serve(watcher: Watcher, server: ThreadingHTTPServer | None, on_round: OnRoun
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, lambda s=sig: (caught.append(signal.Signals(s).name), stop.set()))
         try:
-            # trust_env=False: no proxy from the environment; the probes stay on loopback
-            async with httpx.AsyncClient(trust_env=False) as client:
+            # trust_env=False: no proxy from the environment; the probes stay on loopback.  Idle
+            # connections are dropped before the servers' own keep-alive timeouts (llama-server,
+            # uvicorn: 5 s): at the default 5 s a round every 5 s would send a probe on a connection
+            # the server was closing and read a healthy service as down, as the load generator once
+            # did.  So a round reuses connections only at intervals under KEEPALIVE_S.
+            limits = httpx.Limits(max_connections=32, max_keepalive_connections=16, keepalive_expiry=KEEPALIVE_S)
+            async with httpx.AsyncClient(trust_env=False, limits=limits) as client:
                 await watcher.run(HttpProbes(client), stop, started, rounds)
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):
