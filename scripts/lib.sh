@@ -51,6 +51,33 @@ apt_install() {  # apt_install PKG...: only what is missing, as root on Debian/U
   DEBIAN_FRONTEND=noninteractive retry apt-get install -y -qq "${missing[@]}" >/dev/null
 }
 
+apt_download() {  # apt_download PKG: into the current folder; refresh the package lists once if needed
+  apt-get download -q "$1" 2>/dev/null || { apt-get update -qq && apt-get download -q "$1"; }
+}
+
+setup_prometheus_deb() {  # Debian's prometheus .deb, extracted (never installed): promtool and prometheus for the tests
+  # From $LLMOPS_CACHE/debs/<suite>, else apt's own cache, else `apt-get download` (retried);
+  # extracted to $LLMOPS_PROMETHEUS_DIR (default /opt/prometheus-deb as root, else in the cache).
+  local dest suite debs deb archives="${APT_ARCHIVES:-/var/cache/apt/archives}"
+  if [ "$(id -u)" = 0 ]; then dest="${LLMOPS_PROMETHEUS_DIR:-/opt/prometheus-deb}"; else dest="${LLMOPS_PROMETHEUS_DIR:-$LLMOPS_CACHE/prometheus-deb}"; fi
+  export LLMOPS_PROMETHEUS_DIR="$dest"
+  if [ -x "$dest/usr/bin/promtool" ] && [ -x "$dest/usr/bin/prometheus" ]; then echo "already in $dest"; return 0; fi
+  suite="$(. /etc/os-release 2>/dev/null && echo "${VERSION_CODENAME:-host}")" || suite=host
+  debs="$LLMOPS_CACHE/debs/${suite:-host}"
+  mkdir -p "$debs"
+  deb="$(ls "$debs"/prometheus_*.deb 2>/dev/null | tail -n 1 || true)"
+  if [ -z "$deb" ] && deb="$(ls "$archives"/prometheus_*.deb 2>/dev/null | tail -n 1)" && [ -n "$deb" ]; then
+    cp "$deb" "$debs/" && deb="$debs/$(basename "$deb")"
+  fi
+  if [ -z "$deb" ]; then
+    command -v apt-get >/dev/null || { echo "!! no prometheus .deb in $debs or $archives, and no apt-get to fetch one" >&2; return 1; }
+    (cd "$debs" && retry apt_download prometheus) || return 1
+    deb="$(ls "$debs"/prometheus_*.deb | tail -n 1)"
+  fi
+  rm -rf "$dest.part" && mkdir -p "$dest.part" && dpkg-deb -x "$deb" "$dest.part" && rm -rf "$dest" && mv "$dest.part" "$dest"
+  echo "$(basename "$deb") extracted to $dest: $("$dest/usr/bin/promtool" --version 2>&1 | head -n 1)"
+}
+
 setup_venv() {
   mkdir -p "$PIP_CACHE_DIR"
   [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"

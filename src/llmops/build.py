@@ -54,6 +54,8 @@ class ImageRecipe:
     wheels: bool = False
     app: bool = False
     models: list[str] = field(default_factory=list)
+    debs: list[str] = field(default_factory=list)     # Debian packages put in the context (debs/<name>.deb)
+    optional: bool = False     # not built by a plain `llmops build`: named by --only, or wanted by `up`
 
     @property
     def tag(self) -> str:
@@ -68,6 +70,8 @@ RECIPES = [
     ImageRecipe("pysvc", base="llmops/base-bookworm:latest", wheels=True, app=True),
     ImageRecipe("qdrant-standin", base="llmops/pysvc:latest"),
     ImageRecipe("gateway", base="llmops/base-bookworm:latest", wheels=True),
+    # The monitoring profile's Prometheus, from Debian's own package (compose/monitoring.yml).
+    ImageRecipe("prometheus", base="llmops/base-bookworm:latest", debs=["prometheus"], optional=True),
 ]
 RECIPE_DIRS = {"llama-cpu": "llama"}
 
@@ -255,6 +259,16 @@ class Builder:
                  f"{m.size_bytes / 2**20:.1f} MiB")
         return out
 
+    def deb(self, package: str) -> Path:
+        """A bookworm .deb for an image (debcache: the cache, the host's apt cache, or the base image's apt)."""
+        from .debcache import fetch_deb
+
+        try:
+            return fetch_deb(package, self.cache, "bookworm", "llmops/base-bookworm:latest",
+                             lambda argv: run_with_retries(argv, log=str(self.log), what=f"apt-get download {package}"))
+        except (OSError, subprocess.CalledProcessError) as e:
+            raise EnvironmentProblem(f"no .deb of {package} ({type(e).__name__}); see {self.log}") from None
+
     def wheelhouse(self, name: str) -> Path:
         """Resolve wheels inside a container of the target base: its Python (3.11.2) differs from
         the host's, and environment markers such as python_full_version must see the real one."""
@@ -292,6 +306,10 @@ class Builder:
                 link_in(w, ctx / "wheels" / w.name)
                 h.update(f"{w.name}:{w.stat().st_size}".encode())
             shutil.copy2(src / "requirements.txt", ctx / "wheels" / "requirements.txt")
+        for d in r.debs:
+            p = self.deb(d)
+            link_in(p, ctx / "debs" / f"{d}.deb")
+            h.update(f"{p.name}:{p.stat().st_size}".encode())
         for m in r.models:
             p = self.model(m)
             link_in(p, ctx / "models" / m)
@@ -323,10 +341,13 @@ class Builder:
                 raise EnvironmentProblem(f"docker build {r.tag} failed; see {self.log}")
             return f"built {digest}"
 
-    def all(self, only: list[str] | None = None) -> None:
+    def all(self, only: list[str] | None = None, wanted: Sequence[str] = ()) -> None:
+        """Every image (`only`: those named); an optional one only when named or its tag `wanted`."""
         self._step("base image bookworm (debootstrap)", lambda: self.base("bookworm"))
         self._step("base image sid with llama-server (debootstrap)", lambda: self.base("sid"))
         for r in RECIPES:
             if only and r.name not in only:
+                continue
+            if r.optional and not (only and r.name in only) and r.tag not in wanted:
                 continue
             self._step(f"image {r.tag}", lambda r=r: self.image(r))

@@ -16,7 +16,7 @@ import re
 import secrets
 import shutil
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Mapping
@@ -190,6 +190,11 @@ class Compose:
     @property
     def demo(self) -> bool:
         return self.layout.demo
+
+    def add_files(self, *files: Path) -> None:
+        """Compose files after the layout's, for every later call (`up --monitoring`'s file)."""
+        self.__dict__["layout"] = replace(self.layout, files=(*self.layout.files, *files))
+        self.__dict__.pop("documents", None)
 
     @cached_property
     def binary(self) -> list[str]:

@@ -154,7 +154,7 @@ def prepare(ctx: Context, *, build: bool, say: Callable[[str], None] = print,
         from .build import Builder
 
         say(f"images missing ({', '.join(missing)}): building offline")
-        Builder(ctx.project_dir, say=say).all()
+        Builder(ctx.project_dir, say=say).all(wanted=missing)   # wanted: an optional image the files name
         result.built = True
     return env, result
 

@@ -108,6 +108,7 @@ def up(
     build: bool = typer.Option(True, "--build/--no-build", help="Build missing images first."),
     warm: bool = typer.Option(True, "--warm/--no-warm", help="Then send one request through the gateway to every slot of each model deployment (warm standby)."),
     allow_public_bind: bool = typer.Option(False, "--allow-public-bind", help="Let LLMOPS_BIND be a non-loopback address: the gateway and model servers are then reachable from that network."),
+    monitoring: bool = typer.Option(False, "--monitoring", help="Also start Prometheus (compose/monitoring.yml), scraping `llmops watch` and the llama-servers, with llmops' alert rules."),
 ) -> None:
     """Start the stack, wait until every service is healthy, then warm each gateway route."""
     from rich.live import Live
@@ -117,8 +118,16 @@ def up(
     from .ui import up_table
 
     c = ctx()
+    if monitoring:
+        from ..watch.monitoring import include
+
+        include(c, required=True)
     declared = c.declared()
     env, res = prepare(c, build=build, say=say, allow_public_bind=allow_public_bind)
+    if monitoring:
+        from ..watch.monitoring import check_port
+
+        say(f"monitoring: Prometheus on 127.0.0.1:{check_port(c)}, scraping `llmops watch` on 127.0.0.1:9464 (run it)")
 
     def table(services: list, healthy_at: dict, elapsed: float) -> Any:
         return up_table(f"llmops up ({c.profile} profile) {elapsed:5.1f} s", declared, services, healthy_at)
@@ -158,9 +167,11 @@ def up(
 def down(volumes: bool = typer.Option(False, "--volumes", help="Also delete named volumes (Qdrant data).")) -> None:
     """Stop and remove the stack's containers."""
     from ..lifecycle import down as do_down
+    from ..watch.monitoring import include
 
     c = ctx()
     c.client  # noqa: B018 - exit 4 naming the fix when there is no engine
+    include(c, required=False)   # a monitoring profile's Prometheus goes with the stack
     do_down(c, volumes)
     say("stack down")
 
@@ -184,3 +195,18 @@ def verify(service: Optional[list[str]] = typer.Option(None, "--service", help="
     from ..checks import verify_phase
 
     done(run_checks(verify_phase(ctx(), service)))
+
+
+@app.command()
+def watch(
+    listen: str = typer.Option("127.0.0.1:9464", "--listen", help="HOST:PORT to serve /metrics on (loopback unless --allow-public-listen)."),
+    interval: float = typer.Option(5.0, "--interval", callback=in_range(0.5, 3600), help="Seconds between probe rounds (0.5-3600)."),
+    once: bool = typer.Option(False, "--once", help="One round: print the Prometheus text on stdout and exit 0 (no server)."),
+    allow_public_listen: bool = typer.Option(False, "--allow-public-listen", help="Let --listen be a non-loopback address: anyone on that network can then read the metrics."),
+    target: Optional[list[str]] = typer.Option(None, "--target", help="NAME:ROLE=URL: a service outside Docker (repeatable; replaces the stack's; the gateway's key from LITELLM_MASTER_KEY)."),
+    alias: Optional[str] = typer.Option(None, "--alias", help="With --target: the model name the gateway probe asks for."),
+) -> None:
+    """The stack's reliability as Prometheus metrics per compose service, every interval."""
+    from .watch_cmd import WatchOptions, run_watch
+
+    raise typer.Exit(run_watch(ctx, say, WatchOptions(listen, interval, once, allow_public_listen, tuple(target or ()), alias)))
