@@ -44,12 +44,19 @@ def test_scripts_test_runs_the_step_before_pytest() -> None:
     assert text.index("setup_prometheus_deb") < text.index('"$VENV/bin/pytest"')
 
 
-def test_fetch_deb_prefers_the_cache_then_the_hosts_apt_cache(tmp_path: Path) -> None:
+def host_with(tmp_path: Path, deb: str, content: bytes, os_release: str) -> tuple[Path, Path]:
+    """A host's apt cache holding one .deb, and its os-release."""
     archives = tmp_path / "archives"
     archives.mkdir()
-    (archives / "prometheus_2.42.0+ds-5+deb12u1_amd64.deb").write_bytes(b"deb")
-    bookworm = tmp_path / "os-release"
-    bookworm.write_text('PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nVERSION_CODENAME=bookworm\n')
+    (archives / deb).write_bytes(content)
+    release = tmp_path / "os-release"
+    release.write_text(os_release)
+    return archives, release
+
+
+def test_fetch_deb_prefers_the_cache_then_the_hosts_apt_cache(tmp_path: Path) -> None:
+    archives, bookworm = host_with(tmp_path, "prometheus_2.42.0+ds-5+deb12u1_amd64.deb", b"deb",
+                                   'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nVERSION_CODENAME=bookworm\n')
     calls: list[list[str]] = []
     got = fetch_deb("prometheus", tmp_path / "cache", "bookworm", "img", calls.append, archives, bookworm)
     assert got == tmp_path / "cache" / "debs" / "bookworm" / "prometheus_2.42.0+ds-5+deb12u1_amd64.deb"
@@ -60,11 +67,7 @@ def test_fetch_deb_prefers_the_cache_then_the_hosts_apt_cache(tmp_path: Path) ->
 
 
 def test_fetch_deb_downloads_in_the_base_image_on_another_suite(tmp_path: Path) -> None:
-    archives = tmp_path / "archives"
-    archives.mkdir()
-    (archives / "prometheus_2.53.3+ds1-1_amd64.deb").write_bytes(b"trixie's")
-    trixie = tmp_path / "os-release"
-    trixie.write_text("VERSION_CODENAME=trixie\n")
+    archives, trixie = host_with(tmp_path, "prometheus_2.53.3+ds1-1_amd64.deb", b"trixie's", "VERSION_CODENAME=trixie\n")
     assert host_suite(trixie) == "trixie"
 
     def download(argv: list[str]) -> None:       # what `apt-get download` in the image leaves

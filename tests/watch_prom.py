@@ -132,3 +132,10 @@ def runs(values: list[float]) -> list[float]:
             out.append(v)
     return out
 
+
+
+def assert_down_and_back(prom: Any, up: str, start: float, end: float) -> None:
+    """Between `start` and `end` (unix seconds), the `up` series went 1 -> 0 -> 1 and the gateway
+    went onto the secondary and back: llmops_gateway_on_secondary 0 -> 1 -> 0."""
+    assert runs(prom.range_values(up, start, end)) == [1, 0, 1]
+    assert runs(prom.range_values("llmops_gateway_on_secondary", start, end)) == [0, 1, 0]
